@@ -1,0 +1,3 @@
+from zoo_cli.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The ``zoo`` command group: global options, lazy subcommands, errors turned into one-line messages.
+
+Subcommands live one per module in ``zoo_cli.commands`` and expose ``command``; they are imported only
+when listed or run, and none of them imports TensorFlow at module level, so ``zoo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from zoo_cli import __version__
+from zoo_cli.cache import Cache
+from zoo_cli.config import Settings
+from zoo_cli.errors import ZooError
+from zoo_cli.registry import Registry, load_registry
+
+
+@dataclass
+class AppContext:
+    """What every command needs: settings, and the registry and cache built from them on first use."""
+
+    settings: Settings
+    _registry: Registry | None = field(default=None, repr=False)
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = load_registry(self.settings.registry_path)
+        return self._registry
+
+    @property
+    def cache(self) -> Cache:
+        return Cache(self.settings.home)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def _command_modules() -> dict[str, str]:
+    import zoo_cli.commands as pkg
+
+    # Module 'list_' → command 'list': a trailing underscore avoids shadowing builtins in imports.
+    return {m.name.rstrip("_").replace("_", "-"): m.name for m in pkgutil.iter_modules(pkg.__path__)
+            if not m.name.startswith("_")}
+
+
+class ZooGroup(click.Group):
+    """Discovers subcommands lazily and reports ZooError as ``Error: message`` with its exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_command_modules())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = _command_modules().get(name)
+        if module is None:
+            return None
+        return importlib.import_module(f"zoo_cli.commands.{module}").command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ZooError as exc:
+            app = ctx.find_object(AppContext)
+            if app is not None and app.settings.debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; partial downloads are kept and resume on the next run.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="zoo")
+@click.option("--registry", "registry_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Registry file to use instead of the built-in one (env ZOO_REGISTRY).")
+@click.pass_context
+def cli(ctx: click.Context, registry_path: Path | None) -> None:
+    """zoo — manage, evaluate and benchmark the TensorFlow DeepLab model-zoo checkpoints.
+
+    Environment: ZOO_HOME (cache root), ZOO_REGISTRY, ZOO_MIRROR, ZOO_OFFLINE=1, ZOO_DEBUG=1.
+    """
+    try:
+        settings = Settings.from_env().with_overrides(registry_path=registry_path)
+    except ZooError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(exc.exit_code)
+    ctx.obj = AppContext(settings)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="zoo")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

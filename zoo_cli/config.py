@@ -1,0 +1,66 @@
+"""Global configuration, read from the environment in one place.
+
+| variable      | meaning                                                           |
+|---------------|-------------------------------------------------------------------|
+| ZOO_HOME      | cache root (default ``$XDG_CACHE_HOME/zoo``, else ``~/.cache/zoo``) |
+| ZOO_REGISTRY  | registry file used instead of the built-in one                    |
+| ZOO_MIRROR    | base URL that replaces scheme+host of every registry URL          |
+| ZOO_OFFLINE   | ``1`` forbids any network use                                     |
+| ZOO_DEBUG     | ``1`` shows tracebacks instead of one-line errors                 |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from zoo_cli.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={env[name]!r} is not a boolean; set it to 1 or 0")
+
+
+def default_home(env: dict[str, str]) -> Path:
+    """Where the cache lives when ZOO_HOME is not set."""
+    xdg = env.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "zoo"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the environment and global options decide; built once per invocation."""
+
+    home: Path
+    registry_path: Path | None
+    mirror: str | None
+    offline: bool
+    debug: bool
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        home = Path(env["ZOO_HOME"]).expanduser() if env.get("ZOO_HOME") else default_home(env)
+        registry = Path(env["ZOO_REGISTRY"]).expanduser() if env.get("ZOO_REGISTRY") else None
+        mirror = env.get("ZOO_MIRROR") or None
+        return cls(
+            home=home,
+            registry_path=registry,
+            mirror=mirror,
+            offline=_flag(env, "ZOO_OFFLINE"),
+            debug=_flag(env, "ZOO_DEBUG"),
+        )
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        """A copy with the non-None values of ``changes`` applied (global CLI options win over env)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

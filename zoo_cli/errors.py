@@ -1,0 +1,70 @@
+"""One exception type per failure family; each carries a message fit for the user.
+
+The CLI turns any ``ZooError`` into ``Error: <message>`` on one line and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base of every error the tool reports to the user (no traceback unless ZOO_DEBUG=1)."""
+
+    exit_code = 1
+
+
+class UsageError(ZooError):
+    """The command line asks for something that does not exist or does not fit."""
+
+    exit_code = 2
+
+
+class RegistryError(ZooError):
+    """The registry file is missing, malformed, or does not name the checkpoint asked for."""
+
+    exit_code = 2
+
+
+class UnknownCheckpointError(RegistryError):
+    """A checkpoint name is not in the registry."""
+
+
+class ConfigError(ZooError):
+    """An environment variable or global option has a value that cannot be used."""
+
+    exit_code = 2
+
+
+class DownloadError(ZooError):
+    """The transfer failed (network, HTTP status, offline mode, disk space)."""
+
+    exit_code = 3
+
+
+class ChecksumError(ZooError):
+    """Downloaded bytes do not match the pinned or recorded sha256 / length."""
+
+    exit_code = 4
+
+
+class ArchiveError(ZooError):
+    """The archive is not a gzip tar, lacks expected members, or holds unsafe members."""
+
+    exit_code = 4
+
+
+class CacheError(ZooError):
+    """The local cache is missing a model or holds an install that does not verify."""
+
+    exit_code = 5
+
+
+class ModelError(ZooError):
+    """The frozen graph cannot be loaded, lacks the expected tensors, or cannot be re-targeted."""
+
+    exit_code = 6
+
+
+class DatasetError(ZooError):
+    """A dataset directory, image or label file is missing, unreadable, or mismatched."""
+
+    exit_code = 7

@@ -1,0 +1,40 @@
+"""Presentation helpers shared by the commands: JSON output, rich console, number formatting."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON and nothing else (for ``--json``)."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=_default))
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return os.fspath(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console on the current stdout/stderr; wide when not a terminal so tables are not squashed."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def fmt_num(value: float | None, suffix: str = "", digits: int = 2) -> str:
+    """A number for a table cell, '-' for unknown (as the seed prints it)."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
