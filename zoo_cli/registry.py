@@ -268,6 +268,10 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
+    if isinstance(node, yaml.MappingNode):  # name the entry in messages as soon as its name is known
+        for key, value in node.value:
+            if getattr(key, "value", None) == "name" and isinstance(value, yaml.ScalarNode) and value.value:
+                where = f"checkpoint '{value.value}'"
     f = _mapping(node, where, _CKPT_REQUIRED, _CKPT_OPTIONAL)
     name = _str(f["name"], f"{where}.name")
     if not _NAME_RE.match(name):
