@@ -1,0 +1,95 @@
+"""Tiny zoo-style frozen graphs whose output is known exactly, for the runner and eval tests.
+
+Structure as export_model.py builds it: ``ImageTensor`` uint8 [1,?,?,3] → pad to a static crop with the mean
+pixel 127.5 → network → ``ResizeBilinear`` of the logits to the crop (its size a StridedSlice of a Const
+``[1,H,W,3]``) → ``ArgMax`` → slice to the input size → nearest resize → int32 → ``SemanticPredictions``.
+
+The "network" is a 1x1 conv with bias whose class scores are s_k = 2 c_k R - c_k^2 for centres
+c_k = 6.25 + 12 k: the ArgMax is then the class whose centre is nearest to the pixel's red value, so with
+``output_stride=1`` the expected labels are ``quantize_red(image, num_classes)``, computed without TensorFlow.
+With ``output_stride > 1`` the image is subsampled first (the output is then only known by running it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+CENTRE0, STEP = 6.25, 12.0
+
+
+def centres(num_classes: int) -> np.ndarray:
+    return CENTRE0 + STEP * np.arange(num_classes, dtype=np.float64)
+
+
+def quantize_red(image: np.ndarray, num_classes: int) -> np.ndarray:
+    """Expected labels of the OS-1 graph: index of the centre nearest to each pixel's red value."""
+    red = np.asarray(image)[..., 0].astype(np.float64)
+    return np.abs(red[..., None] - centres(num_classes)).argmin(axis=-1).astype(np.int32)
+
+
+def red_for_class(k: int) -> int:
+    """A red value that the graph maps to class ``k`` (its centre, rounded)."""
+    return int(round(CENTRE0 + STEP * k))
+
+
+def build_graph(crop: tuple[int, int] = (33, 33), num_classes: int = 21, output_stride: int = 1, *,
+                int64: bool = False, probabilities: bool = False, image_pooling: bool = True,
+                fold_size: bool = False):
+    """A frozen GraphDef with the zoo export's structure (see module docstring)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    ch, cw = crop
+    c = centres(num_classes)
+    graph = tf.Graph()
+    with graph.as_default():
+        image = v1.placeholder(tf.uint8, [1, None, None, 3], name="ImageTensor")
+        shape = tf.shape(image)
+        h, w = shape[1], shape[2]
+        x = tf.cast(image, tf.float32) - 127.5
+        pads = tf.stack([[0, 0], [0, ch - h], [0, cw - w], [0, 0]])
+        padded = tf.pad(x, pads) + 127.5
+        padded.set_shape([1, ch, cw, 3])
+        if output_stride > 1:
+            feat = padded[:, ::output_stride, ::output_stride, :]
+        else:
+            feat = padded
+        fh = (ch - 1) // output_stride + 1
+        fw = (cw - 1) // output_stride + 1
+        kernel = np.zeros((1, 1, 3, num_classes), dtype=np.float32)
+        kernel[0, 0, 0, :] = 2.0 * c
+        logits = tf.nn.conv2d(feat, tf.constant(kernel), strides=[1, 1, 1, 1], padding="SAME")
+        logits = tf.nn.bias_add(logits, tf.constant((-(c ** 2)).astype(np.float32)))
+        if image_pooling:
+            pooled = tf.nn.avg_pool2d(feat, ksize=[1, fh, fw, 1], strides=[1, 1, 1, 1], padding="VALID")
+            pooled = v1.image.resize_bilinear(pooled, tf.constant([fh, fw]), align_corners=True)
+            zero = tf.constant(np.zeros((1, 1, 3, num_classes), dtype=np.float32))
+            logits = logits + tf.nn.conv2d(pooled, zero, strides=[1, 1, 1, 1], padding="SAME")
+        if fold_size:
+            size = tf.constant([ch, cw], name="crop_size")
+        else:
+            size = tf.constant([1, ch, cw, 3])[1:3]
+        up = v1.image.resize_bilinear(logits, size, align_corners=True, name="ResizeBilinear_2")
+        argmax = tf.argmax(up, 3, name="ArgMax")
+        if int64:
+            tf.identity(argmax[:, :h, :w], name="SemanticPredictions")
+        else:
+            raw = tf.cast(argmax, tf.float32)[:, :h, :w]
+            raw = v1.image.resize_nearest_neighbor(tf.expand_dims(raw, 3), tf.stack([h, w]), align_corners=True)
+            tf.identity(tf.cast(tf.squeeze(raw, 3), tf.int32), name="SemanticPredictions")
+        if probabilities:
+            probs = tf.nn.softmax(up)[:, :h, :w]
+            tf.identity(probs, name="SemanticProbabilities")
+    return graph.as_graph_def()
+
+
+def write_graph(path: Path, **kwargs) -> Path:
+    """Write ``build_graph(**kwargs)`` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(build_graph(**kwargs).SerializeToString())
+    return path
