@@ -180,3 +180,13 @@ def test_input_must_be_unambiguous():
     with pytest.raises(ModelError, match="Placeholders found: a, b"):
         count_madds(g.as_graph_def(), (4, 4))
     assert count_madds(g.as_graph_def(), (4, 4), input_name="a:0").madds == 0
+
+
+def test_tfprof_figure_is_twice_the_conv_madds_plus_elementwise():
+    gd = _graph(lambda x: tf.nn.conv2d(x, _w(3, 3, 3, 5), strides=1, padding="SAME"))
+    r = count_madds(gd, (10, 12))
+    assert r.tfprof_float_ops == 2 * r.madds  # tfprof: 2 FLOPs per multiply-add, nothing else here
+    gd = _graph(lambda x: tf.nn.conv2d(x, _w(1, 1, 3, 2), strides=1, padding="SAME") + 1.0)
+    r = count_madds(gd, (4, 4))
+    assert r.madds == 16 * 6
+    assert r.tfprof_float_ops == 2 * 16 * 6 + 16 * 2  # the AddV2 is 1 FLOP per element for tfprof only

@@ -65,6 +65,14 @@ class MaddsReport:
     bn_stat_elements: int
     ops: list[OpCount] = field(default_factory=list)
     runs: int = 1  # graph executions summed (scales x flips)
+    # What tfprof (the seed's tool) reports for the same graph: float_ops of every op TF registers FLOPs
+    # for (convs, MatMul, BiasAdd, elementwise, pooling, ArgMax, ...); None if the profiler failed.
+    tfprof_float_ops: int | None = None
+
+    @property
+    def tfprof_madds_billion(self) -> float | None:
+        """tfprof's float_ops / 2 in billions (tfprof counts 2 FLOPs per multiply-add)."""
+        return None if self.tfprof_float_ops is None else self.tfprof_float_ops / 2e9
 
     @property
     def madds_billion(self) -> float:
@@ -87,6 +95,7 @@ class MaddsReport:
             "params": self.params, "params_million": self.params_million, "weight_params": self.weight_params,
             "bias_params": self.bias_params, "bn_params": self.bn_params,
             "bn_stat_elements": self.bn_stat_elements, "runs": self.runs, "by_op_type": self.by_op_type(),
+            "tfprof_float_ops": self.tfprof_float_ops, "tfprof_madds_billion": self.tfprof_madds_billion,
         }
         if with_ops:
             d["ops"] = [o.to_json() for o in self.ops]
@@ -241,7 +250,18 @@ def count_madds(graph_def: Any, input_size: tuple[int, int], input_name: str | N
         input_size=(h, w), madds=sum(o.madds for o in ops),
         params=weight_params + bias_params + bn_params, weight_params=weight_params,
         bias_params=bias_params, bn_params=bn_params, bn_stat_elements=bn_stats, ops=ops,
+        tfprof_float_ops=_tfprof_float_ops(tf, graph),
     )
+
+
+def _tfprof_float_ops(tf: Any, graph: Any) -> int | None:
+    """Total float_ops tfprof reports for the statically shaped graph (static analysis, nothing is run)."""
+    builder = tf.compat.v1.profiler.ProfileOptionBuilder
+    try:
+        options = builder(builder.float_operation()).with_empty_output().build()
+        return int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
+    except Exception:  # noqa: BLE001 - a secondary figure; the primary count does not depend on it
+        return None
 
 
 def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
@@ -260,6 +280,7 @@ def count_madds_multiscale(graph_for_size: Callable[[tuple[int, int]], Any], cro
     """
     per_flip = 2 if flip else 1
     total = 0
+    tfprof: int | None = 0
     runs = 0
     ops: list[OpCount] = []
     last: MaddsReport | None = None
@@ -267,6 +288,7 @@ def count_madds_multiscale(graph_for_size: Callable[[tuple[int, int]], Any], cro
         size = scaled_size(crop, scale)
         report = count_madds(graph_for_size(size), size, input_name=input_name)
         total += report.madds * per_flip
+        tfprof = None if tfprof is None or report.tfprof_float_ops is None else tfprof + report.tfprof_float_ops * per_flip
         runs += per_flip
         ops.extend(report.ops)
         last = report
@@ -275,5 +297,5 @@ def count_madds_multiscale(graph_for_size: Callable[[tuple[int, int]], Any], cro
     return MaddsReport(
         input_size=tuple(int(d) for d in crop), madds=total, params=last.params,  # type: ignore[arg-type]
         weight_params=last.weight_params, bias_params=last.bias_params, bn_params=last.bn_params,
-        bn_stat_elements=last.bn_stat_elements, ops=ops, runs=runs,
+        bn_stat_elements=last.bn_stat_elements, ops=ops, runs=runs, tfprof_float_ops=tfprof,
     )
