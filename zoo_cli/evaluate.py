@@ -1,0 +1,418 @@
+"""Image and dataset evaluation on top of the frozen-graph runner.
+
+The per-image prediction is a pluggable *predictor*: any callable ``image (uint8 HxWx3) -> labels (HxW)``,
+optionally with attributes ``scales`` (tuple of floats) and ``flip`` (bool) describing what it does, and
+``fitted`` (count of images shrunk to fit the graph's crop). :class:`SingleScale` is the default; a
+multi-scale / flip predictor averages ``model.predict_full(image, scores=True).scores`` instead.
+
+Dataset evaluation overlaps decoding of the next images with model time (a loader thread), optionally runs
+``jobs`` predictions at once, accumulates one confusion matrix over the split, and supports sharding
+(``shard=(K, N)``: every N-th image from K) whose saved matrices merge into exactly the unsharded result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from zoo_cli.datasets import Dataset, Sample, load_image
+from zoo_cli.errors import DatasetError, ModelError, UsageError
+from zoo_cli.metrics import ConfusionMatrix, LabelRangeError, MetricSummary, merge_matrices
+from zoo_cli.palettes import Palette
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+CONFUSION_FILE = "confusion.npy"
+METRICS_FILE = "metrics.json"
+
+
+class SingleScale:
+    """The graph as exported: one scale, no flip; counts images shrunk to fit the crop."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip = False
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.fitted = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        prediction = self.model.predict_full(image)
+        if prediction.fitted:
+            with self._lock:
+                self.fitted += 1
+        return prediction.labels
+
+
+def make_predictor(model: Any, **options: Any) -> Predictor:
+    """The predictor for the evaluation options (single scale here; multi-scale plugs in beside it)."""
+    if options.get("scales") not in (None, (1.0,), [1.0]) or options.get("flip"):
+        raise UsageError("multi-scale / flip evaluation is not available in this build; use the defaults")
+    return SingleScale(model)
+
+
+# ------------------------------------------------------------------------------------------- images
+
+
+def collect_images(paths: Iterable[Path | str]) -> list[Path]:
+    """Image files named directly or found (non-recursively, sorted) in the given directories."""
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise DatasetError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise DatasetError(f"{path} does not exist; pass image files or directories to --images")
+    return out
+
+
+@dataclass
+class ImageResult:
+    """Where one image's outputs went."""
+
+    image: Path
+    labels_png: Path
+    overlay_png: Path
+    size: tuple[int, int]
+    classes: dict[str, int]  # class name -> pixel count, most frequent first
+    fitted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": str(self.image), "labels": str(self.labels_png), "overlay": str(self.overlay_png),
+                "height": self.size[0], "width": self.size[1], "classes": self.classes,
+                "shrunk_to_fit": self.fitted}
+
+
+def _atomic_save(img, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    try:
+        img.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_prediction(image: np.ndarray, labels: np.ndarray, palette: Palette, out_dir: Path, stem: str,
+                     alpha: float = 0.5) -> tuple[Path, Path]:
+    """Write ``<stem>.png`` (palette-indexed, pixel value = class id) and ``<stem>_overlay.png``."""
+    from PIL import Image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if labels.max(initial=0) > 255 or labels.min(initial=0) < 0:
+        raise ModelError(f"predicted class ids {labels.min()}..{labels.max()} do not fit an 8-bit label PNG")
+    label_img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    label_img.putpalette(palette.png_palette())
+    labels_png = out_dir / f"{stem}.png"
+    overlay_png = out_dir / f"{stem}_overlay.png"
+    _atomic_save(label_img, labels_png)
+    _atomic_save(Image.fromarray(palette.overlay(image, labels, alpha)), overlay_png)
+    return labels_png, overlay_png
+
+
+def evaluate_images(paths: Sequence[Path | str], predictor: Predictor, palette: Palette, out_dir: Path | str,
+                    *, alpha: float = 0.5, progress: bool | None = None) -> list[ImageResult]:
+    """Predict each image and write its label PNG and colour overlay into ``out_dir``."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    files = collect_images(paths)
+    results = []
+    used: set[str] = set()
+    bar = tqdm(total=len(files), unit="img", disable=_disable(progress), desc="predict")
+    try:
+        for path, image in _prefetch(files, load_image):
+            before = getattr(predictor, "fitted", 0)
+            labels = np.asarray(predictor(image))
+            fitted = getattr(predictor, "fitted", 0) != before
+            stem = path.stem
+            n = 1
+            while stem in used:  # two inputs with one name (different folders) must not overwrite each other
+                n += 1
+                stem = f"{path.stem}-{n}"
+            used.add(stem)
+            labels_png, overlay_png = write_prediction(image, labels, palette, out_dir, stem, alpha)
+            ids, counts = np.unique(labels, return_counts=True)
+            order = np.argsort(-counts)
+            classes = {palette.name_of(int(ids[i])): int(counts[i]) for i in order}
+            results.append(ImageResult(path, labels_png, overlay_png, image.shape[:2], classes, fitted))
+            bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
+def _disable(progress: bool | None) -> bool | None:
+    # None lets tqdm decide: shown on a terminal, hidden when stderr is redirected.
+    return None if progress is None else not progress
+
+
+def _prefetch(items: Sequence[Any], load: Callable[[Any], Any], depth: int = 2) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, load(item))`` in order while the next ``depth`` items load in a background thread."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-load") as pool:
+        pending: deque[tuple[Any, Future]] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append((item, pool.submit(load, item)))
+            if len(pending) > depth:
+                break
+        while pending:
+            item, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(load, nxt)))
+            yield item, fut.result()
+
+
+# ------------------------------------------------------------------------------------------- datasets
+
+
+@dataclass
+class EvalResult:
+    """The outcome of one dataset evaluation (or of merging shards)."""
+
+    summary: MetricSummary
+    num_images: int
+    dataset: str
+    split: str
+    num_classes: int
+    ignore_label: int
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    checkpoint: str | None = None
+    graph: str | None = None
+    shard: tuple[int, int] | None = None
+    seconds: float = 0.0
+    fitted: int = 0
+    confusion_path: Path | None = None
+    metrics_path: Path | None = None
+    graph_info: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.num_images / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "miou": self.summary.miou,
+            "pixel_accuracy": self.summary.pixel_accuracy,
+            "per_class_iou": self.summary.per_class_iou,
+            "num_images": self.num_images,
+            "scales": list(self.scales),
+            "flip": self.flip,
+            "checkpoint": self.checkpoint,
+            "graph": self.graph,
+            "dataset": self.dataset,
+            "split": self.split,
+            "num_classes": self.num_classes,
+            "ignore_label": self.ignore_label,
+            "pixels": self.summary.pixels,
+            "shard": list(self.shard) if self.shard else None,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 3),
+            "shrunk_to_fit": self.fitted,
+            "confusion_matrix": str(self.confusion_path) if self.confusion_path else None,
+            **self.extra,
+        }
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` → (K, N) with 0 <= K < N; None stays None."""
+    if text is None:
+        return None
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard '{text}' is not K/N (e.g. 0/4 = every 4th image from the first)") from None
+    if n < 1 or not 0 <= k < n:
+        raise UsageError(f"--shard {text}: K must be in 0..N-1 and N at least 1")
+    return k, n
+
+
+def select(samples: Sequence[Sample], *, limit: int | None = None,
+           shard: tuple[int, int] | None = None) -> list[Sample]:
+    """The samples an evaluation covers: the first ``limit`` of the split, then every N-th from K."""
+    chosen = list(samples)
+    if limit is not None:
+        if limit < 1:
+            raise UsageError("--limit must be at least 1")
+        chosen = chosen[:limit]
+    if shard is not None:
+        k, n = shard
+        chosen = chosen[k::n]
+    return chosen
+
+
+def evaluate_dataset(dataset: Dataset, predictor: Predictor, *, limit: int | None = None,
+                     shard: tuple[int, int] | None = None, jobs: int = 1, progress: bool | None = None,
+                     on_image: Callable[[int, ConfusionMatrix], None] | None = None) -> tuple[ConfusionMatrix, int, float]:
+    """Run ``predictor`` over a split and accumulate the confusion matrix.
+
+    Returns (matrix, images evaluated, seconds). Decoding runs ahead in a loader thread; ``jobs`` > 1 runs
+    that many predictions concurrently (Session.run is thread-safe and releases the GIL).
+    """
+    from tqdm import tqdm
+
+    samples = select(dataset.samples, limit=limit, shard=shard)
+    matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_label)
+    jobs = max(1, int(jobs))
+    start = time.perf_counter()
+    bar = tqdm(total=len(samples), unit="img", disable=_disable(progress), desc=f"eval {dataset.kind}",
+               dynamic_ncols=True)
+
+    def work(sample: Sample, loaded: Future) -> tuple[np.ndarray, np.ndarray]:
+        image, label = loaded.result()
+        return label, np.asarray(predictor(image))
+
+    done = 0
+    pending: deque[tuple[Sample, Future]] = deque()
+    loader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="zoo-load")
+    runner = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo-run")
+    it = iter(samples)
+
+    def submit_next() -> None:
+        sample = next(it, None)
+        if sample is not None:
+            loaded = loader.submit(dataset.load, sample)
+            pending.append((sample, runner.submit(work, sample, loaded)))
+
+    try:
+        for _ in range(jobs + 2):  # images decoded ahead while the model runs
+            submit_next()
+        while pending:
+            sample, fut = pending.popleft()
+            label, pred = fut.result()
+            submit_next()
+            if pred.shape != label.shape:
+                raise ModelError(f"prediction for {sample.image_path.name} is {pred.shape}, its label "
+                                 f"{label.shape}; the predictor must return labels at the image's size")
+            try:
+                matrix.update(label, pred)
+            except LabelRangeError as exc:
+                if "predicted" in str(exc):
+                    raise ModelError(f"{sample.image_path.name}: {exc}; check --dataset") from None
+                raise DatasetError(f"{sample.label_path}: {exc}; is this the right --dataset?") from None
+            done += 1
+            bar.update(1)
+            if done == len(samples) or done % 5 == 0 or done < 5:
+                bar.set_postfix_str(f"mIOU {matrix.mean_iou() * 100:.2f}%", refresh=False)
+            if on_image is not None:
+                on_image(done, matrix)
+    finally:
+        # On an error or Ctrl-C, drop the queued images instead of running them before exiting.
+        for _, fut in pending:
+            fut.cancel()
+        runner.shutdown(wait=True, cancel_futures=True)
+        loader.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return matrix, done, time.perf_counter() - start
+
+
+def save_result(result: EvalResult, matrix: ConfusionMatrix, out_dir: Path | str) -> EvalResult:
+    """Write ``confusion.npy`` and ``metrics.json`` into ``out_dir`` (atomically) and record the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.confusion_path = matrix.save(out_dir / CONFUSION_FILE)
+    result.metrics_path = out_dir / METRICS_FILE
+    data = result.to_json()
+    data["metrics_file_version"] = 1
+    tmp = result.metrics_path.with_name(f".{METRICS_FILE}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, result.metrics_path)
+    return result
+
+
+def merge_results(paths: Sequence[Path | str], class_names: Sequence[str] | None = None
+                  ) -> tuple[EvalResult, ConfusionMatrix, list[str]]:
+    """Sum shard confusion matrices into one result; returns it, the summed matrix and warnings.
+
+    ``paths`` are ``confusion.npy`` files or the directories holding them; the ``metrics.json`` beside each
+    supplies image counts, dataset, scales and class names when present.
+    """
+    from zoo_cli.palettes import get_palette
+
+    warnings: list[str] = []
+    matrices: list[ConfusionMatrix] = []
+    metas: list[dict[str, Any]] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            path = path / CONFUSION_FILE
+        meta_path = path.with_name(METRICS_FILE)
+        meta: dict[str, Any] = {}
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                warnings.append(f"{meta_path} is unreadable; its image count is unknown")
+        else:
+            warnings.append(f"no {METRICS_FILE} beside {path}; its image count is unknown")
+        matrices.append(ConfusionMatrix.load(path, meta.get("ignore_label")))
+        metas.append(meta)
+    total = merge_matrices(matrices)
+    for key in ("checkpoint", "dataset", "split", "scales", "flip"):
+        values = {json.dumps(m.get(key)) for m in metas if key in m}
+        if len(values) > 1:
+            raise UsageError(f"the shards disagree on {key} ({', '.join(sorted(values))}); merge only shards of "
+                             "one evaluation")
+    shards = [tuple(m["shard"]) for m in metas if m.get("shard")]
+    if shards:
+        counts = {n for _, n in shards}
+        if len(counts) > 1:
+            raise UsageError(f"the shards were cut with different N ({sorted(counts)}); merge one run's shards")
+        n = counts.pop()
+        seen = [k for k, _ in shards]
+        dupes = sorted({k for k in seen if seen.count(k) > 1})
+        missing = sorted(set(range(n)) - set(seen))
+        if dupes:
+            raise UsageError(f"shard(s) {', '.join(f'{k}/{n}' for k in dupes)} given twice; each pixel would count twice")
+        if missing:
+            warnings.append(f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing; the result covers part of the split")
+    first = next((m for m in metas if m), {})
+    dataset = first.get("dataset") or "unknown"
+    names = class_names
+    if names is None and isinstance(first.get("per_class_iou"), dict) and len(first["per_class_iou"]) == total.num_classes:
+        names = list(first["per_class_iou"])
+    if names is None and dataset in ("voc", "cityscapes", "ade20k"):
+        names = get_palette(dataset).class_names
+    result = EvalResult(
+        summary=total.summary(names),
+        num_images=sum(int(m.get("num_images", 0)) for m in metas),
+        dataset=dataset,
+        split=first.get("split") or "unknown",
+        num_classes=total.num_classes,
+        ignore_label=first.get("ignore_label", total.ignore_label if total.ignore_label is not None else -1),
+        scales=tuple(first.get("scales") or (1.0,)),
+        flip=bool(first.get("flip", False)),
+        checkpoint=first.get("checkpoint"),
+        graph=first.get("graph"),
+        seconds=sum(float(m.get("seconds", 0.0)) for m in metas),
+        fitted=sum(int(m.get("shrunk_to_fit", 0)) for m in metas),
+    )
+    result.extra["merged_from"] = [str(Path(p)) for p in paths]
+    return result, total, warnings
+
+
+def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool) -> list[dict[str, Any]]:
+    """The registry's reported results for a checkpoint, marking the rows whose scales/flip match the run."""
+    rows = []
+    for row in getattr(ckpt, "evals", ()):
+        rows.append({**row.to_json(), "conditions": row.describe() + f", {row.split}",
+                     "matches_run": tuple(row.scales) == tuple(scales) and row.flip == flip})
+    return rows
