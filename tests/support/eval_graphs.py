@@ -93,3 +93,39 @@ def write_graph(path: Path, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(build_graph(**kwargs).SerializeToString())
     return path
+
+
+def install(home: Path, name: str, graph_def_bytes: bytes) -> Path:
+    """Install a graph into the cache at ``home`` the way 'zoo download' leaves a checkpoint."""
+    import json
+
+    from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, Cache
+
+    model_dir = Cache(home).model_dir(name)
+    (model_dir / META_DIR).mkdir(parents=True, exist_ok=True)
+    path = model_dir / "frozen_inference_graph.pb"
+    path.write_bytes(graph_def_bytes)
+    (model_dir / META_DIR / MANIFEST).write_text(json.dumps({"url": "test", "files": [path.name]}))
+    (model_dir / META_DIR / COMPLETE).write_text("")
+    return path
+
+
+def registry_entry(name: str, dataset: str, num_classes: int, ignore: int, miou: float = 50.0,
+                   input_size: tuple[int, int] | None = None) -> str:
+    """One checkpoint of a test registry (YAML), with one reported single-scale row and one multi-scale row."""
+    size = f"    input_size: [{input_size[0]}, {input_size[1]}]\n" if input_size else ""
+    return (
+        f"  - name: {name}\n"
+        f"    dataset: {dataset}\n"
+        "    backbone: Tiny\n"
+        "    pretrained_on: [nothing]\n"
+        f"    url: \"http://127.0.0.1:9/{name}.tar.gz\"\n"
+        "    size_mb: 1\n"
+        "    contents: [frozen_inference_graph.pb]\n"
+        f"    num_classes: {num_classes}\n"
+        f"    ignore_label: {ignore}\n"
+        f"{size}"
+        "    evals:\n"
+        f"      - {{output_stride: 16, scales: [1.0], flip: false, miou: {miou}, split: val}}\n"
+        f"      - {{output_stride: 8, scales: [0.5, 0.75, 1.0], flip: true, miou: {miou + 2}, split: val}}\n"
+    )
