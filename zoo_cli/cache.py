@@ -5,13 +5,18 @@
       models/<name>/.zoo/manifest.json   url, size, sha256, etag, date, zoo version, files
       models/<name>/.zoo/complete        written last: an install counts only when both exist
       downloads/<archive>.incomplete     partial download (+ .incomplete.json sidecar)
-      locks/<name>.lock                  one lock per checkpoint
+      downloads/<archive>                complete archive awaiting install (or kept with --keep-archive)
+      locks/<name>.lock                  one lock per checkpoint (+ <name>.owner: who holds it)
+      known_hashes.json                  sha256 recorded on first download of an unpinned URL (trust on first use)
       results/                           eval / bench results
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,8 @@ from zoo_cli.registry import FROZEN_GRAPH, Checkpoint
 META_DIR = ".zoo"
 MANIFEST = "manifest.json"
 COMPLETE = "complete"
+KNOWN_HASHES = "known_hashes.json"
+PARTIAL_SUFFIX = ".incomplete"
 
 
 class Cache:
@@ -51,6 +58,24 @@ class Cache:
     def manifest_path(self, name: str) -> Path:
         return self.model_dir(name) / META_DIR / MANIFEST
 
+    def complete_marker(self, name: str) -> Path:
+        return self.model_dir(name) / META_DIR / COMPLETE
+
+    def archive_path(self, ckpt: Checkpoint) -> Path:
+        """Where a complete archive of ``ckpt`` lives between download and install."""
+        return self.downloads_dir / ckpt.archive_filename
+
+    def partial_path(self, ckpt: Checkpoint) -> Path:
+        """The resumable partial download of ``ckpt`` (its sidecar is this path + '.json')."""
+        return self.downloads_dir / (ckpt.archive_filename + PARTIAL_SUFFIX)
+
+    def lock_path(self, name: str) -> Path:
+        return self.locks_dir / f"{name}.lock"
+
+    @property
+    def known_hashes_path(self) -> Path:
+        return self.home / KNOWN_HASHES
+
     def is_installed(self, name: str) -> bool:
         """True only when the manifest and the completion marker both exist (never 'dir is non-empty')."""
         meta = self.model_dir(name) / META_DIR
@@ -76,3 +101,59 @@ class Cache:
         if not path.is_file():
             raise CacheError(f"{path} is missing from the install; run 'zoo download {ckpt.name} --force'")
         return path
+
+    # ------------------------------------------------------------ trust-on-first-use hash records
+
+    def known_hashes(self) -> dict[str, dict[str, Any]]:
+        """All recorded archive hashes, keyed by the registry URL."""
+        try:
+            data = json.loads(self.known_hashes_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"{self.known_hashes_path} is unreadable ({exc}); delete it to start recording "
+                             "hashes afresh") from None
+        return data if isinstance(data, dict) else {}
+
+    def known_hash(self, url: str) -> dict[str, Any] | None:
+        """The record {sha256, size, recorded} of ``url`` made on its first download, if any."""
+        return self.known_hashes().get(url)
+
+    def record_hash(self, url: str, sha256: str, size: int) -> None:
+        """Remember the hash of an unpinned archive so later downloads are compared against it."""
+        self._update_known(url, {"sha256": sha256, "size": size,
+                                 "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+    def forget_hash(self, url: str) -> bool:
+        """Drop the recorded hash of ``url``; True when there was one."""
+        return self._update_known(url, None)
+
+    def _update_known(self, url: str, record: dict[str, Any] | None) -> bool:
+        from filelock import FileLock  # light; imported here so read-only commands never touch it
+
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.locks_dir / "known_hashes.lock")):
+            data = self.known_hashes()
+            existed = url in data
+            if record is None:
+                data.pop(url, None)
+            else:
+                data[url] = record
+            write_json_atomic(self.known_hashes_path, data)
+        return existed
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,48 @@
+"""``zoo verify``: re-hash installed checkpoints against their manifests and report per model."""
+
+from __future__ import annotations
+
+import click
+
+from zoo_cli.cli import AppContext, pass_app
+from zoo_cli.errors import CacheError
+from zoo_cli.output import emit_json
+
+
+@click.command("verify")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+@pass_app
+def command(app: AppContext, names: tuple[str, ...], as_json: bool) -> None:
+    """Check installed checkpoints NAME... (default: all installed) file by file against their manifest.
+
+    Re-hashes every unpacked file (and a kept archive), compares the archive hash with the registry pin or
+    the hash recorded on first download, and exits non-zero when any model fails.
+    """
+    from zoo_cli.fetch import verify_checkpoint
+
+    cache = app.cache
+    if names:
+        ckpts = app.registry.resolve(names)
+    else:
+        ckpts = [c for c in app.registry if cache.model_dir(c.name).exists()]
+    reports = [verify_checkpoint(c, cache) for c in ckpts]
+    failed = [r for r in reports if not r.ok]
+    if as_json:
+        emit_json([r.to_json() for r in reports])
+    else:
+        if not reports:
+            click.echo(f"nothing downloaded in {cache.home}; nothing to verify")
+        for r in reports:
+            if r.ok:
+                extra = ", archive re-hashed" if r.archive_checked else ""
+                click.echo(f"{r.name}: OK ({r.files_checked} files, {r.bytes_checked / 1e6:.1f} MB re-hashed"
+                           f"{extra}) → {r.path}")
+            else:
+                click.echo(f"{r.name}: FAILED — " + "; ".join(r.problems))
+            if r.extra_files:
+                click.echo(f"  note: files not in the manifest: {', '.join(r.extra_files[:5])}")
+    if failed:
+        click.echo(f"Error: {len(failed)} of {len(reports)} checkpoints failed verification; run "
+                   f"'zoo download NAME --force' to reinstall them", err=True)
+        click.get_current_context().exit(CacheError.exit_code)

@@ -1,0 +1,519 @@
+"""HTTP transfer of one file: streamed, hashed in the same pass, resumable, retried, never silently corrupt.
+
+``fetch_file(url, partial)`` downloads ``url`` into ``partial`` (``downloads/<file>.incomplete``) and, when
+every byte has arrived, renames it to ``downloads/<file>``. Rules it keeps:
+
+* A partial file carries a sidecar (``<partial>.json``: url, ETag, Last-Modified, total length). A later run
+  resumes with ``Range: bytes=N-`` + ``If-Range`` + ``Accept-Encoding: identity`` and re-hashes the N bytes
+  already on disk. A 206 must carry ``Content-Range: bytes N-(T-1)/T`` with the recorded total T; a 200 means
+  the server ignored the range or the file changed, so the partial is truncated and the transfer restarts —
+  a full body is never appended to a partial one. A 416 on a complete file goes straight to verification.
+* Before appending, the partial is *claimed* by an atomic rename to a per-process name, so two processes can
+  never append to the same file even where file locks do not work (network filesystems).
+* Connection errors, timeouts, broken bodies, 408, 429 (Retry-After honoured) and 5xx are retried with
+  exponential backoff + jitter (urllib3's ``Retry`` holds the budget); the budget starts afresh whenever a
+  transfer gets further into the file than any attempt before it. Connect and read timeouts are always set.
+* A body that is an HTML/JSON page (a proxy or portal answering instead of the server) is rejected at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.util.retry import Retry
+
+from zoo_cli import __version__
+from zoo_cli.errors import DownloadError
+
+GZIP_MAGIC = b"\x1f\x8b"
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+
+ProgressCallback = Callable[[int, "int | None"], None]
+LogCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TransferPolicy:
+    """Timeouts, retry budget and buffer size of a transfer (defaults suit a 500 MB file on a flaky link)."""
+
+    retries: int = 6
+    backoff_factor: float = 1.0      # delays ~ factor * 2**(n-1) seconds, plus jitter
+    backoff_max: float = 60.0
+    backoff_jitter: float = 1.0
+    retry_after_max: float = 300.0   # a server asking for longer than this is capped
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0       # longest silence tolerated mid-body before the attempt is retried
+    chunk_size: int = 1 << 20
+
+    def new_retry(self) -> Retry:
+        return Retry(total=self.retries, connect=None, read=None, status=None, other=None, redirect=None,
+                     backoff_factor=self.backoff_factor, backoff_max=self.backoff_max,
+                     backoff_jitter=self.backoff_jitter, status_forcelist=RETRY_STATUSES,
+                     allowed_methods=None, respect_retry_after_header=True,
+                     retry_after_max=self.retry_after_max, raise_on_status=False)
+
+
+@dataclass
+class FetchResult:
+    """What arrived: the complete file, its length and sha256, and what it took."""
+
+    path: Path
+    url: str
+    size: int
+    sha256: str
+    etag: str | None
+    last_modified: str | None
+    bytes_transferred: int       # bytes received over the network in this call
+    resumed_from: int            # bytes already on disk when this call started (0 = fresh)
+    attempts: int
+    seconds: float
+
+
+class ContentError(DownloadError):
+    """The server answered with something that is not the archive (an HTML/JSON page); never retried."""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, response: Any = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.retry_after = retry_after
+
+
+def make_session() -> requests.Session:
+    """A requests session for archive downloads.
+
+    ``trust_env`` stays on, so ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` apply.
+    urllib3's own retries are off (``max_retries=0``): ``fetch_file`` retries whole attempts itself, because
+    a body that breaks half-way must resume with a Range request, which urllib3 cannot do.
+    """
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=Retry(0, read=False), pool_connections=4, pool_maxsize=4)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = f"zoo/{__version__} python-requests/{requests.__version__}"
+    return session
+
+
+# ---------------------------------------------------------------- partial file + sidecar
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+@dataclass
+class _Claim:
+    """A partial download owned by this process under a private name (``<partial>.<pid>-<random>``)."""
+
+    partial: Path
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def take(cls, partial: Path) -> "_Claim":
+        token = f"{os.getpid()}-{os.urandom(4).hex()}"
+        path = partial.with_name(f"{partial.name}.{token}")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {}
+        try:
+            # The atomic rename is the claim: if two processes race, exactly one gets the bytes.
+            os.rename(partial, path)
+        except FileNotFoundError:
+            path.touch()
+        else:
+            try:
+                os.rename(_sidecar(partial), _sidecar(path))
+                meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                meta = {}
+        return cls(partial, path, meta if isinstance(meta, dict) else {})
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def save_meta(self) -> None:
+        tmp = _sidecar(self.path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.meta), encoding="utf-8")
+        os.replace(tmp, _sidecar(self.path))
+
+    def release(self) -> None:
+        """Give the bytes back under the shared partial name so the next run resumes from them."""
+        if not self.path.exists():
+            return
+        if self.size == 0:
+            self.discard()
+            return
+        self.save_meta()
+        os.replace(self.path, self.partial)
+        os.replace(_sidecar(self.path), _sidecar(self.partial))
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        _sidecar(self.path).unlink(missing_ok=True)
+
+    def finish(self, final: Path) -> None:
+        with open(self.path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.path, final)
+        _sidecar(self.path).unlink(missing_ok=True)
+
+
+def sha256_file(path: Path, limit: int | None = None, chunk_size: int = 1 << 20) -> "hashlib._Hash":
+    """A sha256 object fed with the first ``limit`` bytes of ``path`` (all of it when None)."""
+    h = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        while remaining is None or remaining > 0:
+            n = fh.readinto(view if remaining is None else view[: min(chunk_size, remaining)])
+            if not n:
+                break
+            h.update(view[:n])
+            if remaining is not None:
+                remaining -= n
+    return h
+
+
+def describe_non_archive(head: bytes, content_type: str | None) -> str | None:
+    """A description when ``head`` (the first bytes of a body) is clearly a web page, not a gzip file."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    text = head.lstrip()[:64].lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")) or ctype in (
+            "text/html", "application/xhtml+xml"):
+        return f"an HTML page (Content-Type {ctype or 'unset'})"
+    if text.startswith((b"{", b"[")) or ctype == "application/json":
+        return f"a JSON document (Content-Type {ctype or 'unset'})"
+    if ctype.startswith("text/"):
+        return f"a text document (Content-Type {ctype})"
+    return None
+
+
+def _html_error(url: str, what: str, head: bytes) -> ContentError:
+    snippet = re.sub(rb"\s+", b" ", head[:80]).decode("ascii", "replace").strip()
+    return ContentError(
+        f"{url} returned {what} instead of a gzip archive (starts with {snippet!r}); a proxy, captive portal "
+        "or wrong URL answered — open the URL in a browser, or fix ZOO_MIRROR / HTTPS_PROXY")
+
+
+def _strong_etag(etag: str | None) -> str | None:
+    # If-Range needs a strong validator; a weak ETag (W/"...") could match changed bytes.
+    if etag and not etag.strip().startswith("W/"):
+        return etag.strip()
+    return None
+
+
+# ---------------------------------------------------------------- the transfer
+
+
+def fetch_file(
+    url: str,
+    partial: Path,
+    *,
+    session: requests.Session | None = None,
+    policy: TransferPolicy | None = None,
+    progress: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+    log: LogCallback | None = None,
+    check_space: Callable[[int], None] | None = None,
+    can_resume_without_validator: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    meta: dict[str, Any] | None = None,
+) -> FetchResult:
+    """Download ``url`` into ``partial`` and rename it to ``partial`` minus ``.incomplete`` when complete.
+
+    ``progress``: show a tqdm bar on stderr (None → only when stderr is a TTY). ``on_progress(done, total)``
+    is called after every chunk (a KeyboardInterrupt raised there behaves like Ctrl-C). ``check_space(n)``
+    is called with the number of bytes still to come once the server has told the length. A partial
+    without a strong ETag or Last-Modified is only resumed when ``can_resume_without_validator`` (the caller
+    pins a sha256). Raises DownloadError after the last retry; the partial stays, resumable.
+    """
+    if not partial.name.endswith(".incomplete"):
+        raise ValueError(f"partial path must end with .incomplete: {partial}")
+    final = partial.with_name(partial.name[: -len(".incomplete")])
+    policy = policy or TransferPolicy()
+    own_session = session is None
+    session = session or make_session()
+    log = log or (lambda _msg: None)
+    started = time.monotonic()
+    claim = _Claim.take(partial)
+    state = _Transfer(url, claim, session, policy, log, on_progress, check_space, can_resume_without_validator,
+                      dict(meta or {}))
+    high_water = claim.size
+    retry = policy.new_retry()
+    bar = _progress_bar(final.name, progress)
+    state.bar = bar
+    keep = True
+    try:
+        while True:
+            state.attempts += 1
+            try:
+                state.attempt()
+                break
+            except _Retryable as exc:
+                if claim.size > high_water:
+                    # Bytes are arriving: this is a flaky link, not a dead server; start a fresh budget.
+                    high_water = claim.size
+                    retry = policy.new_retry()
+                try:
+                    retry = retry.increment(method="GET", url=url, error=exc)
+                except MaxRetryError:
+                    raise DownloadError(
+                        f"giving up on {url} after {state.attempts} attempts: {exc}; check the network (or "
+                        f"HTTPS_PROXY / ZOO_MIRROR) and run the command again — the {claim.size} bytes received "
+                        "so far are kept and the download resumes") from None
+                if exc.retry_after is not None:
+                    delay, why = exc.retry_after, " (server's Retry-After)"
+                else:
+                    # urllib3 returns 0 for the first retry; keep a small jittered floor so a burst of
+                    # clients does not hammer a server that has just failed.
+                    floor = policy.backoff_factor * (0.5 + random.random() / 2)
+                    delay, why = max(retry.get_backoff_time(), floor), ""
+                log(f"{exc}; retrying in {delay:.1f}s{why} (attempt {state.attempts + 1} of "
+                    f"{policy.retries + 1})")
+                sleep(delay)
+    except ContentError:
+        keep = False
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_session:
+            session.close()
+        if keep and claim.path.exists():
+            if state.done:
+                claim.finish(final)
+            else:
+                claim.release()
+        else:
+            claim.discard()
+    return FetchResult(path=final, url=url, size=state.size, sha256=state.hasher.hexdigest(),
+                       etag=claim.meta.get("etag"), last_modified=claim.meta.get("last_modified"),
+                       bytes_transferred=state.transferred, resumed_from=state.resumed_from or 0,
+                       attempts=state.attempts, seconds=time.monotonic() - started)
+
+
+def _progress_bar(name: str, progress: bool | None):
+    enabled = sys.stderr.isatty() if progress is None else progress
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=name[:40], mininterval=0.25,
+                leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+class _Transfer:
+    """One file's transfer state across attempts."""
+
+    def __init__(self, url, claim, session, policy, log, on_progress, check_space, resume_unvalidated, meta):
+        self.url = url
+        self.claim: _Claim = claim
+        self.session: requests.Session = session
+        self.policy: TransferPolicy = policy
+        self.log = log
+        self.on_progress = on_progress
+        self.check_space = check_space
+        self.resume_unvalidated = resume_unvalidated
+        self.extra_meta = meta
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.transferred = 0
+        self.attempts = 0
+        self.done = False
+        self.bar = None
+        self.resumed_from: int | None = None
+        self.magic = GZIP_MAGIC
+
+    # -- helpers
+
+    def _truncate(self, why: str | None) -> None:
+        if why and self.claim.size:
+            self.log(why)
+        with open(self.claim.path, "wb"):
+            pass
+        self.claim.meta = {}
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def _resume_headers(self) -> dict[str, str]:
+        """Range headers for the bytes on disk, or {} (after truncating) when they cannot be trusted."""
+        meta = self.claim.meta
+        offset = self.claim.size
+        if offset == 0:
+            return {}
+        total = meta.get("total")
+        validator = _strong_etag(meta.get("etag")) or meta.get("last_modified")
+        if meta.get("url") != self.url:
+            self._truncate(f"partial file came from another URL ({meta.get('url')}); starting over")
+            return {}
+        if not validator and not self.resume_unvalidated:
+            self._truncate("partial file has no ETag/Last-Modified to resume safely; starting over")
+            return {}
+        if isinstance(total, int) and offset > total:
+            self._truncate("partial file is longer than the file on the server; starting over")
+            return {}
+        with open(self.claim.path, "rb") as fh:
+            head = fh.read(2)
+        if self.magic and head != self.magic:
+            self._truncate("partial file does not start like a gzip archive; starting over")
+            return {}
+        headers = {"Range": f"bytes={offset}-"}
+        if validator:
+            headers["If-Range"] = validator
+        return headers
+
+    def _rehash_prefix(self, offset: int) -> None:
+        # The hash covers the whole file, so the bytes already on disk are hashed again (one read pass).
+        self.hasher = sha256_file(self.claim.path, chunk_size=self.policy.chunk_size)
+        self.size = self.claim.size
+        if self.resumed_from is None:
+            self.resumed_from = offset
+
+    def _fail_status(self, resp: requests.Response) -> None:
+        status = resp.status_code
+        hint = {401: "the server wants credentials", 403: "access is forbidden",
+                404: "the file is not on the server", 410: "the file was removed"}.get(status, "")
+        hint = f" ({hint})" if hint else ""
+        raise DownloadError(
+            f"HTTP {status} {resp.reason or ''}{hint} for {self.url}; check the URL in the registry, "
+            "ZOO_MIRROR, or your proxy settings".replace("  ", " "))
+
+    # -- one attempt
+
+    def attempt(self) -> None:
+        headers = {"Accept-Encoding": "identity"}
+        headers.update(self._resume_headers())
+        offset = self.claim.size
+        timeout = (self.policy.connect_timeout, self.policy.read_timeout)
+        try:
+            resp = self.session.get(self.url, headers=headers, stream=True, timeout=timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Retryable(f"cannot connect to {self.url}: {_short(exc)}") from None
+        except requests.RequestException as exc:
+            raise DownloadError(f"request to {self.url} failed: {_short(exc)}; check the URL and ZOO_MIRROR") \
+                from None
+        with resp:
+            self._handle(resp, offset, "Range" in headers)
+
+    def _handle(self, resp: requests.Response, offset: int, ranged: bool) -> None:
+        status = resp.status_code
+        meta = self.claim.meta
+        probe = self.policy.new_retry()
+        if probe.is_retry("GET", status, "Retry-After" in resp.headers):
+            retry_after = None
+            try:
+                retry_after = probe.get_retry_after(resp.raw)
+            except InvalidHeader:
+                pass
+            raise _Retryable(f"HTTP {status} {resp.reason or ''}".strip() + f" from {self.url}",
+                             response=resp, retry_after=retry_after)
+        if status == 416 and ranged:
+            m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
+            if m and int(m.group(1)) == offset == meta.get("total"):
+                # Everything is already here; only the hash of the bytes on disk is missing.
+                self._rehash_prefix(offset)
+                self.done = True
+                return
+            self._truncate(None)
+            raise _Retryable(f"server refused the range bytes={offset}- (file changed?); starting over")
+        if status == 206 and ranged:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            total = meta.get("total")
+            if not m or int(m.group(1)) != offset or m.group(3) == "*" or int(m.group(3)) != total \
+                    or int(m.group(2)) != total - 1:
+                self._truncate(None)
+                raise _Retryable(f"server answered the range bytes={offset}- with Content-Range "
+                                 f"{resp.headers.get('Content-Range')!r} (expected bytes {offset}-"
+                                 f"{(total or 0) - 1}/{total}); starting over")
+            self._rehash_prefix(offset)
+            self.log(f"resuming at {offset} of {total} bytes")
+        elif status == 200:
+            if offset:
+                self._truncate("server sent the whole file instead of the missing range (Range ignored or the "
+                               "file changed); starting over")
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            self.claim.meta = {**self.extra_meta, "url": self.url, "etag": resp.headers.get("ETag"),
+                               "last_modified": resp.headers.get("Last-Modified"), "total": total}
+            self.claim.save_meta()
+            if self.resumed_from is None:
+                self.resumed_from = 0
+        elif status == 206:
+            raise DownloadError(f"{self.url} answered 206 Partial Content to a request for the whole file; "
+                                "the server or proxy is misbehaving — try again or set ZOO_MIRROR")
+        else:
+            self._fail_status(resp)
+        total = self.claim.meta.get("total")
+        if self.check_space is not None and total is not None:
+            self.check_space(total - self.size)
+        self._stream(resp, total)
+
+    def _stream(self, resp: requests.Response, total: int | None) -> None:
+        if self.bar is not None:
+            self.bar.reset(total=total)
+            self.bar.update(self.size)
+        first = self.size == 0
+        try:
+            with open(self.claim.path, "ab", buffering=0) as out:
+                # decode_content=False: store the resource's bytes exactly as served, even if a server
+                # wrongly labels the .tar.gz with Content-Encoding: gzip.
+                for chunk in resp.raw.stream(self.policy.chunk_size, decode_content=False):
+                    if first:
+                        first = False
+                        if self.magic and not chunk.startswith(self.magic):
+                            ctype = resp.headers.get("Content-Type")
+                            what = describe_non_archive(chunk, ctype) or \
+                                f"data that is not gzip (Content-Type {ctype or 'unset'})"
+                            raise _html_error(self.url, what, chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise DownloadError(f"cannot write {self.claim.path}: {exc.strerror}; free some disk "
+                                            "space or point ZOO_HOME at a larger disk") from None
+                    self.hasher.update(chunk)
+                    self.size += len(chunk)
+                    self.transferred += len(chunk)
+                    if self.bar is not None:
+                        self.bar.update(len(chunk))
+                    if self.on_progress is not None:
+                        self.on_progress(self.size, total)
+        except (Urllib3HTTPError, requests.RequestException, ConnectionError, TimeoutError) as exc:
+            raise _Retryable(f"transfer broke at {self.size} of {total if total is not None else '?'} bytes: "
+                             f"{_short(exc)}") from None
+        if total is not None and self.size != total:
+            raise _Retryable(f"server announced {total} bytes but the body ended after {self.size}")
+        self.done = True
+
+
+def _short(exc: BaseException) -> str:
+    """The part of a (deeply nested) requests/urllib3 error message that says what happened."""
+    args = getattr(exc, "args", ())
+    text = args[0] if args and isinstance(args[0], str) else str(exc)
+    m = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if m:
+        return m.group(0).strip()
+    if "timed out" in text.lower():
+        return "timed out"
+    text = re.sub(r"\s+", " ", text)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+__all__ = ["TransferPolicy", "FetchResult", "ContentError", "fetch_file", "make_session", "sha256_file",
+           "describe_non_archive", "GZIP_MAGIC"]

@@ -1,0 +1,586 @@
+"""Fetch path: download → verify → unpack → record, for one checkpoint, safely and atomically.
+
+``download_checkpoint(ckpt, cache)`` is the function other code calls; it returns the model directory.
+What it guarantees:
+
+* One file lock per checkpoint (``locks/<name>.lock``): concurrent callers make one transfer; the waiting
+  one says who holds the lock, then re-checks the cache and finds the model installed.
+* Nothing is installed before the archive is verified: byte count, sha256 against the registry pin — or,
+  without a pin, against the hash recorded on the first download (trust on first use) — gzip+tar
+  integrity, expected members, and safe member paths (see ``archive.py``).
+* Unpacking goes to a temporary directory beside the target; the manifest and the completion marker are
+  written there; one rename puts it in place. A failure leaves nothing at the final path, and a previous
+  good install stays until the new one is ready.
+* ``ZOO_MIRROR``/``mirror`` rewrites scheme+host of the URL; ``ZOO_OFFLINE``/``offline`` forbids the
+  network and names the URL and the path to fetch it to by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+from zoo_cli import __version__
+from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
+from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache, write_json_atomic
+from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, sha256_file
+from zoo_cli.errors import ArchiveError, ChecksumError, ConfigError, DownloadError
+from zoo_cli.registry import Checkpoint, Registry
+
+LogCallback = Callable[[str], None]
+UNPACK_FACTOR = 1.25           # unpacked/archive size assumed before the archive is here (weights barely compress)
+SPACE_MARGIN = 64 << 20        # keep this much free beyond what the download and unpack need
+TEMP_PREFIXES = (".tmp-", ".old-", ".rm-")
+
+
+# ---------------------------------------------------------------- mirror / offline
+
+
+def mirror_url(url: str, mirror: str | None) -> str:
+    """``url`` with scheme+host replaced by ``mirror`` (a base URL, may carry a path prefix)."""
+    if not mirror:
+        return url
+    base = urlsplit(mirror.strip())
+    if base.scheme not in ("http", "https") or not base.netloc:
+        raise ConfigError(f"mirror '{mirror}' is not an http(s) base URL; set ZOO_MIRROR (or --mirror) like "
+                          "http://mirror.example.org/zoo")
+    parts = urlsplit(url)
+    return mirror.strip().rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _offline_error(ckpt: Checkpoint, url: str, cache: Cache) -> DownloadError:
+    return DownloadError(
+        f"offline mode (ZOO_OFFLINE=1): '{ckpt.name}' is not downloaded and the network may not be used; fetch "
+        f"{url} by hand to {cache.archive_path(ckpt)} and run the command again (it is verified and unpacked "
+        "from there), or unset ZOO_OFFLINE")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class InstallResult:
+    """Outcome of one ``install_checkpoint`` call."""
+
+    name: str
+    path: Path
+    status: str                    # "installed" | "present"
+    url: str
+    size: int
+    sha256: str
+    sha256_check: str              # how the hash was checked: pinned / recorded / matches-record
+    bytes_transferred: int = 0
+    resumed_from: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of ``verify_checkpoint``: ok only when ``problems`` is empty."""
+
+    name: str
+    path: Path
+    installed: bool
+    problems: list[str] = field(default_factory=list)
+    files_checked: int = 0
+    bytes_checked: int = 0
+    archive_checked: bool = False
+    extra_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.installed and not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["ok"] = self.ok
+        return d
+
+
+# ---------------------------------------------------------------- locking
+
+
+def _owner_path(cache: Cache, name: str) -> Path:
+    return cache.locks_dir / f"{name}.owner"
+
+
+def describe_lock_owner(cache: Cache, name: str) -> str:
+    """Who holds the lock of ``name``, as far as its owner file says."""
+    try:
+        info = json.loads(_owner_path(cache, name).read_text(encoding="utf-8"))
+        return (f"held by pid {info.get('pid')} on {info.get('host')} ({info.get('command')}) "
+                f"since {info.get('since')}")
+    except (OSError, ValueError):
+        return "held by another process"
+
+
+@contextmanager
+def checkpoint_lock(cache: Cache, name: str, *, log: LogCallback | None = None,
+                    timeout: float = 3600.0) -> Iterator[None]:
+    """Hold the per-checkpoint file lock; if another process has it, say who and wait up to ``timeout`` s."""
+    from filelock import FileLock, Timeout
+
+    cache.locks_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache.lock_path(name)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if log:
+            log(f"waiting for '{name}': {describe_lock_owner(cache, name)}")
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise DownloadError(
+                f"'{name}' is still locked after {timeout:.0f}s ({describe_lock_owner(cache, name)}); wait for "
+                f"that process, or if none is running delete {cache.lock_path(name)}") from None
+    try:
+        # The lock file itself is truncated by every waiter, so who-holds-it lives in a separate file.
+        write_json_atomic(_owner_path(cache, name), {
+            "pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:200] or "python",
+            "since": datetime.now().isoformat(timespec="seconds")})
+        yield
+    finally:
+        _owner_path(cache, name).unlink(missing_ok=True)
+        lock.release()
+
+
+def _lock_is_free(cache: Cache, name: str) -> bool:
+    from filelock import FileLock, Timeout
+
+    if not cache.lock_path(name).exists():
+        return True
+    lock = FileLock(str(cache.lock_path(name)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_free_space(path: Path, needed: int, what: str) -> None:
+    """Fail (not warn) when the filesystem holding ``path`` has less than ``needed`` bytes free."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise DownloadError(f"not enough disk space for {what}: needs {_mb(needed)} on {probe}, only {_mb(free)} "
+                            "free; free some space or point ZOO_HOME at a larger disk")
+
+
+def _mb(n: int | float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def check_archive_hash(ckpt: Checkpoint, cache: Cache, sha256: str, size: int, where: Path) -> str:
+    """Compare an archive's hash with the registry pin or the recorded first-download hash; say which."""
+    if ckpt.sha256:
+        if sha256 != ckpt.sha256:
+            raise ChecksumError(
+                f"sha256 of {where.name} is {sha256} but the registry pins {ckpt.sha256}; the download is corrupt "
+                "or the server's file changed — nothing was installed; run the command again, or check ZOO_MIRROR")
+        return "pinned"
+    record = cache.known_hash(ckpt.url)
+    if record:
+        if record.get("sha256") != sha256:
+            raise ChecksumError(
+                f"sha256 of {where.name} is {sha256}, not the {record.get('sha256')} recorded on the first download "
+                f"({record.get('recorded')}); the server's file changed or this copy is corrupt — nothing was "
+                f"installed; if the change is expected, run 'zoo rm {ckpt.name} --forget-hash' and download again")
+        return "matches-record"
+    return "recorded"
+
+
+def quick_check(ckpt: Checkpoint, cache: Cache) -> list[str]:
+    """Cheap install check (marker, manifest, file sizes, pin): the problems found, [] when fine."""
+    if not cache.is_installed(ckpt.name):
+        return ["not installed"]
+    try:
+        manifest = cache.manifest(ckpt.name) or {}
+    except Exception as exc:  # an unreadable manifest is a broken install, not a crash
+        return [str(exc)]
+    problems = []
+    root = cache.model_dir(ckpt.name)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return ["manifest lists no files"]
+    for rel, info in files.items():
+        try:
+            if (root / rel).stat().st_size != info.get("size"):
+                problems.append(f"{rel} has the wrong size")
+        except OSError:
+            problems.append(f"{rel} is missing")
+    if ckpt.sha256 and manifest.get("sha256") != ckpt.sha256:
+        problems.append("installed archive does not match the registry's sha256 pin")
+    return problems
+
+
+# ---------------------------------------------------------------- install
+
+
+def download_checkpoint(ckpt: Checkpoint, cache: Cache, *, progress: bool | None = None,
+                        **kwargs: Any) -> Path:
+    """Make sure ``ckpt`` is installed in ``cache`` (downloading it if needed); return its model directory.
+
+    ``progress``: progress bar on/off (None → only on a TTY). Other keyword arguments are those of
+    ``install_checkpoint``.
+    """
+    return install_checkpoint(ckpt, cache, progress=progress, **kwargs).path
+
+
+def install_checkpoint(
+    ckpt: Checkpoint,
+    cache: Cache,
+    *,
+    mirror: str | None = None,
+    offline: bool = False,
+    force: bool = False,
+    keep_archive: bool = False,
+    progress: bool | None = None,
+    log: LogCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    policy: TransferPolicy | None = None,
+    limits: ArchiveLimits | None = None,
+    session: Any = None,
+    lock_timeout: float = 3600.0,
+) -> InstallResult:
+    """Download, verify, unpack and record ``ckpt``; see the module docstring for the guarantees.
+
+    ``force`` re-downloads even when installed (the old install stays until the new one is in place).
+    ``keep_archive`` keeps ``downloads/<archive>`` after unpacking (``zoo verify`` then re-hashes it).
+    """
+    log = log or (lambda _msg: None)
+    url = mirror_url(ckpt.url, mirror)
+    started = time.monotonic()
+    if not force and not quick_check(ckpt, cache):
+        return _present(ckpt, cache, url)
+    if offline and not cache.archive_path(ckpt).is_file():
+        raise _offline_error(ckpt, url, cache)
+    with checkpoint_lock(cache, ckpt.name, log=log, timeout=lock_timeout):
+        if not force and not quick_check(ckpt, cache):
+            log(f"'{ckpt.name}' was installed by another process meanwhile")
+            return _present(ckpt, cache, url)
+        archive = cache.archive_path(ckpt)
+        fetched = None
+        sha = size = None
+        if archive.is_file():
+            # A complete archive from an earlier run (or fetched by hand) is verified like a fresh download.
+            log(f"verifying existing archive {archive}")
+            sha, size = sha256_file(archive).hexdigest(), archive.stat().st_size
+            try:
+                check_archive_hash(ckpt, cache, sha, size, archive)
+            except ChecksumError:
+                if offline:
+                    raise
+                log(f"{archive.name} does not verify; downloading it again")
+                archive.unlink()
+        if not archive.is_file():
+            if offline:
+                raise _offline_error(ckpt, url, cache)
+            cache.downloads_dir.mkdir(parents=True, exist_ok=True)
+            if ckpt.size_mb:
+                check_free_space(cache.downloads_dir, int(ckpt.size_mb * 1e6 * (1 + UNPACK_FACTOR)) + SPACE_MARGIN,
+                                 f"'{ckpt.name}' (~{ckpt.size_mb:g} MB archive, reported)")
+
+            def space_for_body(remaining: int) -> None:
+                check_free_space(cache.downloads_dir, remaining + int(UNPACK_FACTOR * remaining) + SPACE_MARGIN,
+                                 f"'{ckpt.name}' ({_mb(remaining)} still to download, then unpacked)")
+
+            fetched = fetch_file(url, cache.partial_path(ckpt), policy=policy, progress=progress,
+                                 on_progress=on_progress, log=log, check_space=space_for_body, session=session,
+                                 can_resume_without_validator=bool(ckpt.sha256), meta={"checkpoint": ckpt.name})
+            sha, size = fetched.sha256, fetched.size
+        try:
+            how = check_archive_hash(ckpt, cache, sha, size, archive)
+        except ChecksumError:
+            archive.unlink(missing_ok=True)
+            raise
+        path = _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log)
+        if how == "recorded":
+            cache.record_hash(ckpt.url, sha, size)
+        if not keep_archive:
+            archive.unlink(missing_ok=True)
+    return InstallResult(
+        name=ckpt.name, path=path, status="installed", url=url, size=size, sha256=sha, sha256_check=how,
+        bytes_transferred=fetched.bytes_transferred if fetched else 0,
+        resumed_from=fetched.resumed_from if fetched else 0, seconds=time.monotonic() - started)
+
+
+def _present(ckpt: Checkpoint, cache: Cache, url: str) -> InstallResult:
+    manifest = cache.manifest(ckpt.name) or {}
+    return InstallResult(name=ckpt.name, path=cache.model_dir(ckpt.name), status="present",
+                         url=manifest.get("url", url), size=manifest.get("size", 0),
+                         sha256=manifest.get("sha256", ""), sha256_check=manifest.get("sha256_check", ""))
+
+
+def _token() -> str:
+    return f"{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log) -> Path:
+    check_free_space(cache.models_dir, max(gzip_isize(archive), size) + SPACE_MARGIN,
+                     f"unpacking '{ckpt.name}'")
+    cache.models_dir.mkdir(parents=True, exist_ok=True)
+    target = cache.model_dir(ckpt.name)
+    tmp = cache.models_dir / f".tmp-{ckpt.name}-{_token()}"
+    try:
+        try:
+            result = extract_archive(archive, tmp, ckpt.contents, limits)
+        except ArchiveError:
+            archive.unlink(missing_ok=True)  # a bad archive is never worth resuming or reusing
+            raise
+        files = {}
+        for rel, _size in sorted(result.files.items()):
+            p = result.root / rel
+            files[rel] = {"size": p.stat().st_size, "sha256": sha256_file(p).hexdigest()}
+        manifest = {
+            "name": ckpt.name, "url": url, "registry_url": ckpt.url, "archive": archive.name, "size": size,
+            "sha256": sha, "sha256_check": how,
+            "etag": fetched.etag if fetched else None,
+            "last_modified": fetched.last_modified if fetched else None,
+            "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "zoo_version": __version__, "top_folder": result.top,
+            "unpacked_bytes": result.total_bytes, "files": files,
+        }
+        meta = result.root / META_DIR
+        meta.mkdir()
+        write_json_atomic(meta / MANIFEST, manifest)
+        (meta / COMPLETE).write_text(manifest["downloaded_at"] + "\n", encoding="utf-8")
+        _swap_into_place(result.root, target, ckpt.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"installed '{ckpt.name}' → {target}")
+    return target
+
+
+def _swap_into_place(new: Path, target: Path, name: str) -> None:
+    """Rename ``new`` to ``target``; an existing target is set aside first and restored if that fails."""
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".old-{name}-{_token()}")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- verify / remove / usage / prune
+
+
+def verify_checkpoint(ckpt: Checkpoint, cache: Cache) -> VerifyReport:
+    """Re-hash every installed file (and a kept archive) against the manifest, the pin and the record."""
+    root = cache.model_dir(ckpt.name)
+    report = VerifyReport(ckpt.name, root, installed=cache.is_installed(ckpt.name))
+    if not report.installed:
+        if root.exists():
+            report.problems.append(f"incomplete install at {root} (no manifest/completion marker); run "
+                                   f"'zoo download {ckpt.name} --force'")
+        else:
+            report.problems.append(f"not downloaded; run 'zoo download {ckpt.name}'")
+        return report
+    try:
+        manifest = cache.manifest(ckpt.name) or {}
+    except Exception as exc:
+        report.problems.append(str(exc))
+        return report
+    files = manifest.get("files") or {}
+    if not isinstance(files, dict) or not files:
+        report.problems.append("manifest lists no files")
+    for rel, info in (files.items() if isinstance(files, dict) else ()):
+        path = root / rel
+        if not path.is_file():
+            report.problems.append(f"{rel} is missing")
+            continue
+        size = path.stat().st_size
+        if size != info.get("size"):
+            report.problems.append(f"{rel} is {size} bytes, the manifest says {info.get('size')}")
+            continue
+        report.bytes_checked += size
+        report.files_checked += 1
+        if info.get("sha256") and sha256_file(path).hexdigest() != info["sha256"]:
+            report.problems.append(f"{rel} does not match its sha256 in the manifest (modified or corrupt)")
+    names = [n for n in files if "/" not in n] if isinstance(files, dict) else []
+    missing = contents_missing(names, ckpt.contents)
+    if missing:
+        report.problems.append(f"install lacks {', '.join(missing)} that the registry expects")
+    listed = set(files) if isinstance(files, dict) else set()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel not in listed and not rel.startswith(META_DIR + "/"):
+            report.extra_files.append(rel)
+    sha = manifest.get("sha256")
+    if ckpt.sha256 and sha != ckpt.sha256:
+        report.problems.append(f"installed archive sha256 {sha} differs from the registry pin {ckpt.sha256}")
+    record = None if ckpt.sha256 else cache.known_hash(ckpt.url)
+    if record and record.get("sha256") != sha:
+        report.problems.append(f"installed archive sha256 {sha} differs from the one recorded on first download "
+                               f"({record.get('sha256')})")
+    archive = cache.archive_path(ckpt)
+    if archive.is_file():
+        report.archive_checked = True
+        if sha256_file(archive).hexdigest() != sha:
+            report.problems.append(f"kept archive {archive} does not match the manifest's sha256")
+    return report
+
+
+def remove_checkpoint(name: str, cache: Cache, *, archive_filename: str | None = None,
+                      forget_url: str | None = None, lock_timeout: float = 60.0) -> dict[str, Any]:
+    """Remove the install of ``name`` (and its partial/kept archive when ``archive_filename`` is given).
+
+    The directory is first renamed aside, so the model disappears at once and a crash mid-delete leaves only
+    a ``.rm-*`` folder that ``zoo cache prune`` removes. ``forget_url`` also drops its recorded hash.
+    """
+    removed: list[str] = []
+    freed = 0
+    with checkpoint_lock(cache, name, timeout=lock_timeout):
+        target = cache.model_dir(name)
+        if target.exists() or target.is_symlink():
+            freed += _tree_size(target)
+            aside = target.with_name(f".rm-{name}-{_token()}")
+            os.replace(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+            removed.append(str(target))
+        if archive_filename and cache.downloads_dir.is_dir():
+            for path in sorted(cache.downloads_dir.glob(f"{archive_filename}*")):
+                if path.name == archive_filename or PARTIAL_SUFFIX in path.name:
+                    freed += path.stat().st_size
+                    path.unlink(missing_ok=True)
+                    removed.append(str(path))
+    forgot = cache.forget_hash(forget_url) if forget_url else False
+    return {"name": name, "removed": removed, "bytes_freed": freed, "forgot_hash": forgot}
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _pid_alive(token_name: str) -> bool:
+    """Whether the process whose pid is embedded in a ``...<pid>-<hex>`` name still runs."""
+    import psutil
+
+    found = re.findall(r"(\d+)-[0-9a-f]{6,8}", token_name)
+    return bool(found) and psutil.pid_exists(int(found[-1]))
+
+
+def _partial_owner_names(path: Path, registry: Registry | None) -> set[str]:
+    archive_name = path.name.split(PARTIAL_SUFFIX, 1)[0]
+    names = {c.name for c in registry if c.archive_filename == archive_name} if registry else set()
+    base = path.name.split(PARTIAL_SUFFIX, 1)[0] + PARTIAL_SUFFIX
+    for sidecar in (path.with_name(path.name + ".json"), path.with_name(base + ".json")):
+        try:
+            names.add(json.loads(sidecar.read_text(encoding="utf-8"))["checkpoint"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return names
+
+
+def cache_usage(cache: Cache, registry: Registry | None = None) -> dict[str, Any]:
+    """Sizes of installed models, partial downloads, kept archives and leftovers, plus free space."""
+    models, leftovers, partials, archives = [], [], [], []
+    if cache.models_dir.is_dir():
+        for d in sorted(cache.models_dir.iterdir()):
+            if d.name.startswith(TEMP_PREFIXES):
+                leftovers.append({"path": str(d), "bytes": _tree_size(d)})
+            elif d.is_dir():
+                manifest = None
+                try:
+                    manifest = cache.manifest(d.name)
+                except Exception:
+                    pass
+                models.append({"name": d.name, "bytes": _tree_size(d), "installed": cache.is_installed(d.name),
+                               "sha256": (manifest or {}).get("sha256"),
+                               "in_registry": registry is None or d.name in registry, "path": str(d)})
+    if cache.downloads_dir.is_dir():
+        for f in sorted(cache.downloads_dir.iterdir()):
+            if not f.is_file() or f.name.endswith(".json") or f.name.endswith(".tmp"):
+                continue
+            entry = {"file": f.name, "bytes": f.stat().st_size, "path": str(f)}
+            (partials if PARTIAL_SUFFIX in f.name else archives).append(entry)
+    total = sum(e["bytes"] for group in (models, leftovers, partials, archives) for e in group)
+    probe = cache.home if cache.home.exists() else cache.home.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return {"home": str(cache.home), "models": models, "partials": partials, "archives": archives,
+            "leftovers": leftovers, "total_bytes": total, "free_bytes": shutil.disk_usage(probe).free}
+
+
+def prune(cache: Cache, registry: Registry | None = None, *, archives: bool = False,
+          dry_run: bool = False) -> list[dict[str, Any]]:
+    """Remove partial downloads and leftover temp folders that no running process holds.
+
+    A shared partial (``<file>.incomplete``) is stale when no process holds its checkpoint's lock; a claimed
+    one (``<file>.incomplete.<pid>-<hex>``) and a ``.tmp-/.old-/.rm-`` folder when their pid is gone.
+    ``archives`` also removes complete archives kept in downloads/.
+    """
+    out: list[dict[str, Any]] = []
+
+    def drop(path: Path, reason: str) -> None:
+        size = _tree_size(path) if path.is_dir() else path.stat().st_size
+        if not dry_run:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        out.append({"path": str(path), "bytes": size, "reason": reason, "removed": not dry_run})
+
+    if cache.downloads_dir.is_dir():
+        for f in sorted(cache.downloads_dir.iterdir()):
+            if not f.is_file() or f.name.endswith(".json"):
+                continue
+            sidecar = f.with_name(f.name + ".json")
+            if f.name.endswith(PARTIAL_SUFFIX):
+                owners = _partial_owner_names(f, registry)
+                if all(_lock_is_free(cache, n) for n in owners):
+                    drop(f, "partial download, no process holds it")
+                    if sidecar.exists():
+                        drop(sidecar, "sidecar of a removed partial")
+            elif PARTIAL_SUFFIX + "." in f.name:
+                if not _pid_alive(f.name):
+                    drop(f, "partial download claimed by a process that is gone")
+                    if sidecar.exists():
+                        drop(sidecar, "sidecar of a removed partial")
+            elif f.name.endswith(".tmp"):
+                if not _pid_alive(f.name.removesuffix(".tmp")):
+                    drop(f, "temporary file")
+            elif archives:
+                owners = {c.name for c in registry if c.archive_filename == f.name} if registry else set()
+                if all(_lock_is_free(cache, n) for n in owners):
+                    drop(f, "complete archive (kept or left over)")
+    if cache.models_dir.is_dir():
+        for d in sorted(cache.models_dir.iterdir()):
+            if d.name.startswith(TEMP_PREFIXES) and not _pid_alive(d.name):
+                drop(d, "leftover of an interrupted install/removal")
+    return out
