@@ -1,0 +1,574 @@
+"""``zoo bench`` logic: measure latency, Multiply-Adds, params, memory (and mIOU) of a frozen graph and put
+them beside what the seed reports for the same setting.
+
+A *setting* is one way of evaluating a checkpoint: its scales and flip (single scale, or an eval row's
+multi-scale/flip). For a multi-scale setting every number is the total over all scales and flips actually run:
+latency is the time of one image through every scaled graph (and its flipped copy), Multiply-Adds the sum
+of each run's count at its scaled crop ``int((crop - 1) * s + 1)``.
+
+Light module: TensorFlow is imported only inside the functions that build or run graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from zoo_cli.errors import ModelError, UsageError
+from zoo_cli.registry import Checkpoint, EvalRow
+
+SCHEMA_VERSION = 1
+REPORTED_MACHINE = "Xeon E5-1650 v3 @ 3.50GHz, 32GB (tfprof)"
+# Default input sizes the seed's numbers refer to, when the registry has no eval crop for a checkpoint.
+_DATASET_SIZES = {"voc": (513, 513), "cityscapes": (1025, 2049), "ade20k": (513, 513)}
+
+GraphForSize = Callable[[tuple[int, int]], Any]
+
+
+# ---------------------------------------------------------------- statistics & machine
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of timed runs in milliseconds (percentiles by linear interpolation, std is the population std)."""
+
+    runs: int
+    warmup: int
+    p50: float
+    p90: float
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def latency_stats(samples_s: Sequence[float], warmup: int = 0) -> LatencyStats:
+    """Statistics of per-run durations given in seconds, reported in milliseconds."""
+    import numpy as np
+
+    if not samples_s:
+        raise UsageError("no timed runs; --runs must be at least 1")
+    ms = np.asarray(samples_s, dtype=np.float64) * 1000.0
+    return LatencyStats(runs=int(ms.size), warmup=int(warmup), p50=float(np.percentile(ms, 50)),
+                        p90=float(np.percentile(ms, 90)), mean=float(ms.mean()), std=float(ms.std()),
+                        min=float(ms.min()), max=float(ms.max()))
+
+
+def time_runs(fn: Callable[[], Any], runs: int, warmup: int) -> LatencyStats:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed with ``time.perf_counter``."""
+    if runs < 1:
+        raise UsageError("--runs must be at least 1")
+    if warmup < 0:
+        raise UsageError("--warmup cannot be negative")
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return latency_stats(samples, warmup)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what the platform module says)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Linux reports KiB, macOS bytes.
+        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    except (ImportError, OSError):
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / (1024 * 1024)
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MiB."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / (1024 * 1024)
+
+
+def machine_info(threads: int = 0) -> dict[str, Any]:
+    """Where the measurement ran: CPU, cores, threads asked for, OS, Python, TensorFlow."""
+    import psutil
+
+    info = {
+        "cpu": cpu_model(),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "threads": threads or "all (TensorFlow default)",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+    }
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        info["tensorflow"] = getattr(tf, "__version__", "?")
+    return info
+
+
+def machine_key(info: dict[str, Any]) -> str:
+    """Short stable id of a machine + thread setting, for result file names."""
+    text = f"{info.get('host')}|{info.get('cpu')}|{info.get('threads')}"
+    slug = re.sub(r"[^a-z0-9]+", "-", str(info.get("host", "host")).lower()).strip("-")[:24] or "host"
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class BenchSetting:
+    """Scales and flip of one measurement, with the reported eval rows that use the same setting."""
+
+    scales: tuple[float, ...]
+    flip: bool
+    rows: tuple[EvalRow, ...] = ()
+
+    @property
+    def key(self) -> str:
+        if self.scales == (1.0,) and not self.flip:
+            return "single"
+        sc = "-".join(f"{s:g}" for s in self.scales)
+        return f"s{sc}{'-flip' if self.flip else ''}"
+
+    def describe(self) -> str:
+        if len(self.scales) == 1:
+            sc = f"scale {self.scales[0]:g}"
+        else:
+            sc = f"scales {self.scales[0]:g}-{self.scales[-1]:g} ({len(self.scales)})"
+        return f"{sc}, {'flip' if self.flip else 'no flip'}"
+
+
+def bench_settings(ckpt: Checkpoint | None, scales: Sequence[float] | None = None,
+                   flip: bool | None = None) -> list[BenchSetting]:
+    """The settings to measure: the single-scale one plus each eval row's, or just the one asked for."""
+    rows = list(ckpt.evals) if ckpt is not None else []
+    if scales is not None or flip is not None:
+        chosen = (tuple(float(s) for s in scales) if scales else (1.0,), bool(flip))
+        if any(s <= 0 for s in chosen[0]):
+            raise UsageError("--scales must be positive numbers, e.g. 0.5,0.75,1.0")
+        return [BenchSetting(chosen[0], chosen[1], tuple(r for r in rows if (r.scales, r.flip) == chosen))]
+    wanted: list[tuple[tuple[float, ...], bool]] = [((1.0,), False)]
+    for row in rows:
+        if (row.scales, row.flip) not in wanted:
+            wanted.append((row.scales, row.flip))
+    return [BenchSetting(sc, fl, tuple(r for r in rows if (r.scales, r.flip) == (sc, fl))) for sc, fl in wanted]
+
+
+def parse_scales(text: str | None) -> tuple[float, ...] | None:
+    """``"0.5,0.75,1"`` or the seed's ``"0.5:0.25:1.75"`` (inclusive) -> a tuple of scales."""
+    if text is None:
+        return None
+    text = text.strip().strip("[]")
+    try:
+        if ":" in text:
+            start, step, end = (float(x) for x in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            n = int(math.floor((end - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 6) for i in range(n)]
+        else:
+            values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--scales '{text}' is not a list like 0.5,1.0,1.5 or a range like 0.5:0.25:1.75") from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"--scales '{text}' must hold positive numbers")
+    return tuple(sorted(set(values)))
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"513x513"`` (HxW) or ``"513"`` -> (H, W)."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
+    if not m or int(m.group(1)) < 1 or (m.group(2) and int(m.group(2)) < 1):
+        raise UsageError(f"--input-size '{text}' is not HxW with positive integers, e.g. 513x513")
+    h = int(m.group(1))
+    return h, int(m.group(2) or h)
+
+
+def default_input_size(ckpt: Checkpoint | None, graph_crop: tuple[int, int] | None) -> tuple[tuple[int, int], str]:
+    """The input size the reported numbers refer to, and where that choice came from."""
+    if ckpt is not None and ckpt.eval_crop:
+        return tuple(ckpt.eval_crop), "registry eval_crop (the size the reported numbers refer to)"  # type: ignore[return-value]
+    if ckpt is not None and ckpt.dataset in _DATASET_SIZES:
+        return _DATASET_SIZES[ckpt.dataset], f"{ckpt.dataset} default"
+    if graph_crop:
+        return tuple(graph_crop), "the graph's own crop"  # type: ignore[return-value]
+    raise UsageError("cannot tell which input size to use; pass --input-size HxW")
+
+
+# ---------------------------------------------------------------- comparison
+
+
+@dataclass
+class Comparison:
+    """One line of the reported-vs-measured table."""
+
+    metric: str
+    unit: str
+    reported: float | None
+    measured: float | None
+    comparable: bool
+    note: str = ""
+
+    @property
+    def delta(self) -> float | None:
+        if not self.comparable or self.reported is None or self.measured is None:
+            return None
+        return self.measured - self.reported
+
+    @property
+    def delta_pct(self) -> float | None:
+        d = self.delta
+        if d is None or not self.reported:
+            return None
+        return 100.0 * d / self.reported
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "unit": self.unit, "reported": self.reported, "measured": self.measured,
+                "comparable": self.comparable, "delta": self.delta, "delta_pct": self.delta_pct,
+                "note": self.note}
+
+
+def compare(row: EvalRow | None, measured: dict[str, Any], graph_os: int | None) -> list[Comparison]:
+    """Reported-vs-measured lines for one setting; unlike conditions (output stride) are not compared."""
+    lat = measured.get("latency_ms") or {}
+    lines = []
+    reasons = []
+    if row is None:
+        reasons.append("no reported row for this setting")
+    elif graph_os is not None and graph_os != row.output_stride:
+        reasons.append(f"not comparable: the graph runs at OS {graph_os}, the reported row is OS "
+                       f"{row.output_stride}; a frozen graph cannot change its output stride")
+    ok = not reasons
+    note = reasons[0] if reasons else ""
+
+    def rep(attr: str) -> float | None:
+        return getattr(row, attr) if row is not None else None
+
+    lines.append(Comparison("Multiply-Adds", "B", rep("madds_billion"), measured.get("madds_billion"), ok,
+                            note or "convs + MatMul; the seed used tfprof (2 FLOPs per multiply-add)"))
+    runtime = rep("runtime_s")
+    lines.append(Comparison("CPU runtime", "ms", runtime * 1000.0 if runtime is not None else None,
+                            lat.get("mean"), ok, note or f"reported: tfprof on {REPORTED_MACHINE}; "
+                            "measured: mean wall time here, different CPU"))
+    lines.append(Comparison("mIOU", "%", rep("miou"), measured.get("miou"), ok,
+                            note or ("" if measured.get("miou") is not None else "not measured (pass --data-dir)")))
+    lines.append(Comparison("pixel accuracy", "%", rep("pixel_accuracy"), measured.get("pixel_accuracy"), ok, note))
+    lines.append(Comparison("params", "M", None, measured.get("params_million"), False, "not reported by the seed"))
+    lines.append(Comparison("peak RSS", "MiB", None, measured.get("peak_rss_mb"), False, "not reported by the seed"))
+    lines.append(Comparison("throughput", "GFLOP/s", None, measured.get("gflops_per_s"), False,
+                            "2 x Multiply-Adds / p50 latency"))
+    return lines
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class BenchResult:
+    """Everything measured for one model x setting on this machine, plus what was reported."""
+
+    name: str
+    setting: BenchSetting
+    reported: dict[str, Any]
+    measured: dict[str, Any]
+    conditions: dict[str, Any]
+    comparison: list[Comparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION, "name": self.name, "setting": self.setting.key,
+            "reported": self.reported, "measured": self.measured, "conditions": self.conditions,
+            "comparison": [c.to_json() for c in self.comparison], "notes": list(self.notes),
+            "path": str(self.path) if self.path else None,
+        }
+
+
+def results_dir(cache: Any) -> Path:
+    """Where bench results live: ``<cache>/results/bench``."""
+    return Path(cache.results_dir) / "bench"
+
+
+def save_result(result: BenchResult, directory: Path) -> Path:
+    """Write ``<name>__<setting>__<machine>.json`` atomically; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.name)
+    path = directory / f"{safe}__{result.setting.key}__{result.conditions['machine_key']}.json"
+    result.path = path
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(result.to_json(), fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_results(directory: Path) -> list[dict[str, Any]]:
+    """Every stored bench result (JSON dicts) under ``directory``; unreadable files are skipped."""
+    out = []
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "name" in data and "measured" in data:
+            data["path"] = str(path)
+            out.append(data)
+    return out
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _reported(setting: BenchSetting) -> dict[str, Any]:
+    if not setting.rows:
+        return {}
+    row = setting.rows[0]
+    return {**row.to_json(), "conditions": f"{row.describe()}, {row.split}, {REPORTED_MACHINE}",
+            "other_rows": [r.to_json() for r in setting.rows[1:]]}
+
+
+def _graph_for_size_default(graph_def: Any, crop: tuple[int, int] | None) -> GraphForSize:
+    """How to get the graph for a scaled crop: the graph itself at its own crop, else crop re-targeting."""
+    cache: dict[str, Any] = {}
+
+    def for_size(size: tuple[int, int]) -> Any:
+        if crop is None or tuple(size) == tuple(crop):
+            return graph_def
+        try:
+            from zoo_cli import retarget  # the issue-5 module
+        except ImportError:
+            raise ModelError(f"running at {size[0]}x{size[1]} needs the graph re-targeted from its "
+                             f"{crop[0]}x{crop[1]} crop, which this build cannot do (no zoo_cli.retarget)") from None
+        if "pattern" not in cache:
+            cache["pattern"] = retarget.analyse(graph_def)
+        return retarget.retarget(graph_def, tuple(size), cache["pattern"])
+
+    return for_size
+
+
+def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_size: tuple[int, int],
+                    input_size_source: str, runs: int = 10, warmup: int = 2, threads: int = 0,
+                    graph_for_size: GraphForSize | None = None, data_dir: Path | None = None,
+                    limit: int | None = None, ckpt: Checkpoint | None = None, seed: int = 0,
+                    progress: bool | None = False) -> BenchResult:
+    """Measure one setting of a graph: MAdds/params (static), latency, peak RSS, and mIOU with ``data_dir``."""
+    import numpy as np
+
+    from zoo_cli.flops import count_madds_multiscale, scaled_size
+    from zoo_cli.model import FrozenGraphModel
+
+    notes: list[str] = []
+    rss_before = current_rss_mb()
+    main = FrozenGraphModel(graph_def, intra_op_threads=threads)
+    info = main.info
+    graph_os = info.encoder_output_stride or info.output_stride
+    crop = info.crop_size
+    if graph_for_size is None:
+        graph_for_size = _graph_for_size_default(graph_def, crop)
+    sizes = [scaled_size(input_size, s) for s in setting.scales]
+    if crop is not None and tuple(input_size) != tuple(crop):
+        notes.append(f"input {input_size[0]}x{input_size[1]} differs from the graph's crop {crop[0]}x{crop[1]}")
+
+    madds = count_madds_multiscale(graph_for_size, input_size, setting.scales, setting.flip,
+                                   input_name=info.input_tensor)
+    # One model per distinct scaled size; single-scale reuses the already loaded graph.
+    models: dict[tuple[int, int], Any] = {}
+    try:
+        for size in dict.fromkeys(sizes):
+            gd = graph_for_size(size)
+            models[size] = main if gd is graph_def else FrozenGraphModel(gd, intra_op_threads=threads)
+        rng = np.random.default_rng(seed)
+        base = rng.integers(0, 256, size=(input_size[0], input_size[1], 3), dtype=np.uint8)
+        feeds = []
+        from zoo_cli.model import resize_image
+
+        for size in sizes:
+            img = resize_image(base, size)[None]
+            feeds.append((models[size], img))
+            if setting.flip:
+                feeds.append((models[size], np.ascontiguousarray(img[:, :, ::-1])))
+
+        def one_image() -> None:
+            for model, batch in feeds:
+                model.run_batch(batch)
+
+        stats = time_runs(one_image, runs, warmup)
+        miou = pixel_accuracy = None
+        eval_info: dict[str, Any] | None = None
+        if data_dir is not None:
+            miou, pixel_accuracy, eval_info = _evaluate(main, setting, data_dir, ckpt, limit, progress, notes)
+    finally:
+        for model in {id(m): m for m in models.values()}.values():
+            if model is not main:
+                model.close()
+        main.close()
+
+    peak = peak_rss_mb()
+    measured = {
+        "madds_billion": round(madds.madds_billion, 4),
+        "tfprof_madds_billion": round(madds.tfprof_madds_billion, 4) if madds.tfprof_madds_billion else None,
+        "params_million": round(madds.params_million, 4),
+        "latency_ms": stats.to_json(),
+        "peak_rss_mb": round(peak, 1),
+        "rss_before_mb": round(rss_before, 1),
+        "gflops_per_s": round(2 * madds.madds / (stats.p50 / 1000.0) / 1e9, 3) if stats.p50 > 0 else None,
+        "miou": miou,
+        "pixel_accuracy": pixel_accuracy,
+        "runs_per_image": madds.runs,
+    }
+    machine = machine_info(threads)
+    conditions = {
+        "output_stride": graph_os, "scales": list(setting.scales), "flip": setting.flip,
+        "input_size": list(input_size), "input_size_source": input_size_source,
+        "scaled_sizes": [list(s) for s in sizes], "graph_crop": list(crop) if crop else None,
+        "num_classes": info.num_classes, "cpu": machine["cpu"], "threads": machine["threads"],
+        "machine": machine, "machine_key": machine_key(machine),
+        "image": f"random uint8 {input_size[0]}x{input_size[1]} (resized per scale)",
+        "eval": eval_info, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    row = setting.rows[0] if setting.rows else None
+    return BenchResult(name=name, setting=setting, reported=_reported(setting), measured=measured,
+                       conditions=conditions, comparison=compare(row, measured, graph_os), notes=notes)
+
+
+def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoint | None, limit: int | None,
+              progress: bool | None, notes: list[str]) -> tuple[float | None, float | None, dict[str, Any] | None]:
+    """mIOU / pixel accuracy of the setting on ``data_dir`` via the eval engine; (None, None, why) if impossible."""
+    from zoo_cli import evaluate
+    from zoo_cli.datasets import open_dataset
+
+    split = setting.rows[0].split if setting.rows else "val"
+    kind = ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None
+    long_side = None
+    if ckpt is not None and ckpt.dataset == "ade20k" and ckpt.eval_crop:
+        long_side = max(ckpt.eval_crop)
+    dataset = open_dataset(data_dir, kind, split, long_side=long_side)
+    try:
+        predictor = evaluate.make_predictor(model, scales=setting.scales, flip=setting.flip)
+    except UsageError as exc:
+        notes.append(f"mIOU not measured for {setting.describe()}: {exc}")
+        return None, None, {"skipped": str(exc)}
+    matrix, count, seconds = evaluate.evaluate_dataset(dataset, predictor, limit=limit, progress=progress)
+    summary = matrix.summary()
+    return summary.miou, summary.pixel_accuracy, {"dataset": dataset.kind, "split": split, "images": count,
+                                                  "seconds": round(seconds, 3), "data_dir": str(data_dir)}
+
+
+def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
+                input_size: tuple[int, int] | None = None, scales: Sequence[float] | None = None,
+                flip: bool | None = None, runs: int = 10, warmup: int = 2, threads: int = 0,
+                graph_for_size: GraphForSize | None = None, data_dir: Path | None = None,
+                limit: int | None = None, store: Path | None = None,
+                progress: bool | None = False) -> list[BenchResult]:
+    """Measure every setting of a graph (see :func:`bench_settings`); stores each result under ``store``."""
+    from zoo_cli.model import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
+
+    settings = bench_settings(ckpt, scales, flip)
+    if input_size is None:
+        crop = _graph_crop(graph_def)
+        input_size, source = default_input_size(ckpt, crop)
+    else:
+        source = "--input-size"
+    results = []
+    for setting in settings:
+        try:
+            result = measure_setting(graph_def, setting, name=name, input_size=tuple(input_size),
+                                     input_size_source=source, runs=runs, warmup=warmup, threads=threads,
+                                     graph_for_size=graph_for_size, data_dir=data_dir, limit=limit, ckpt=ckpt,
+                                     progress=progress)
+        except ModelError as exc:
+            if setting.scales == (1.0,) and not setting.flip:
+                raise
+            # A multi-scale setting the graph cannot be run at (no re-targeting) is reported, not fatal.
+            results.append(BenchResult(name=name, setting=setting, reported=_reported(setting), measured={},
+                                       conditions={"scales": list(setting.scales), "flip": setting.flip,
+                                                   "input_size": list(input_size)},
+                                       notes=[f"not measured: {exc}"]))
+            continue
+        if store is not None:
+            save_result(result, store)
+        results.append(result)
+    return results
+
+
+def _graph_crop(graph_def: Any) -> tuple[int, int] | None:
+    from zoo_cli.model import FrozenGraphModel
+
+    with FrozenGraphModel(graph_def) as model:
+        return model.info.crop_size
+
+
+@dataclass
+class SweepOutcome:
+    """Result of ``zoo bench --all``: results per model and the failures met on the way."""
+
+    results: list[BenchResult] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[[str], None] | None = None,
+              **options: Any) -> SweepOutcome:
+    """Bench every downloaded checkpoint that has a frozen graph; a failing model is recorded, not fatal."""
+    from zoo_cli.errors import ZooError
+    from zoo_cli.model import load_graph_def
+
+    outcome = SweepOutcome()
+    for ckpt in registry:
+        if not ckpt.has_frozen_graph:
+            continue
+        if not cache.is_installed(ckpt.name):
+            outcome.skipped[ckpt.name] = "not downloaded"
+            continue
+        if on_model is not None:
+            on_model(ckpt.name)
+        try:
+            graph_def = load_graph_def(cache.frozen_graph_path(ckpt))
+            outcome.results.extend(bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, **options))
+        except (ZooError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+            outcome.failures[ckpt.name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; one bad model must not stop the sweep
+            outcome.failures[ckpt.name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return outcome

@@ -1,0 +1,139 @@
+"""``zoo bench``: latency, Multiply-Adds, params, memory (and mIOU) measured here, beside the seed's numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from zoo_cli.cli import AppContext, pass_app
+from zoo_cli.errors import UsageError
+from zoo_cli.output import console, emit_json
+
+
+def _fmt(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if value == 0 or abs(value) >= 0.1 else f"{value:.3g}"
+    return str(value)
+
+
+def _render(out, result) -> None:
+    """One table per setting: rows = metric; columns = reported (its conditions), measured (ours), delta."""
+    c = result.conditions
+    out.print(f"[bold]{result.name}[/bold] — {result.setting.describe()}")
+    for note in result.notes:
+        out.print(f"  [yellow]{note}[/yellow]")
+    if not result.measured:
+        return
+    rep = result.reported
+    rep_head = f"reported\n{rep['conditions']}" if rep else "reported\n(no row for this setting)"
+    mach = c["machine"]
+    size = "x".join(map(str, c["input_size"]))
+    ours = (f"measured\nOS {c['output_stride'] or '?'} (from graph), {result.setting.describe()}, "
+            f"{size} input ({c['input_size_source']}),\n{mach['cpu']}, threads {c['threads']}, "
+            f"{c['image']}")
+    if c.get("eval"):
+        ev = c["eval"]
+        ours += f",\nmIOU on {ev.get('images', '?')} {ev.get('dataset', '')} {ev.get('split', '')} images" \
+            if "images" in ev else f",\nmIOU: {ev.get('skipped')}"
+    reasons = sorted({line.note for line in result.comparison if line.note.startswith("not comparable")})
+    for reason in reasons:
+        out.print(f"  [yellow]{reason}[/yellow]")
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("metric")
+    table.add_column(rep_head, justify="right")
+    table.add_column(ours, justify="right")
+    table.add_column("Δ", justify="right")
+    table.add_column("note")
+    for line in result.comparison:
+        if line.comparable and line.delta is not None:
+            delta = f"{line.delta:+.2f} {line.unit}"
+            if line.delta_pct is not None:
+                delta += f" ({line.delta_pct:+.1f}%)"
+        elif line.reported is not None and not line.comparable:
+            delta = "not comparable"
+        else:
+            delta = "-"
+        note = "" if line.note.startswith("not comparable") else line.note
+        table.add_row(f"{line.metric} ({line.unit})", _fmt(line.reported), _fmt(line.measured), delta, note)
+    lat = result.measured["latency_ms"]
+    table.add_row("latency p50 / p90 (ms)", "-", f"{lat['p50']:.2f} / {lat['p90']:.2f}", "-",
+                  f"{lat['runs']} timed runs after {lat['warmup']} warm-up; std {lat['std']:.2f}, min {lat['min']:.2f}")
+    if result.measured.get("tfprof_madds_billion") is not None:
+        table.add_row("tfprof float_ops / 2 (B)", "-", _fmt(result.measured["tfprof_madds_billion"], 3), "-",
+                      "what tfprof would report for this graph (adds elementwise ops, pooling, ArgMax)")
+    out.print(table)
+    if result.path:
+        out.print(f"  saved {result.path}")
+
+
+@click.command("bench")
+@click.argument("name", required=False)
+@click.option("--all", "sweep", is_flag=True, help="Bench every downloaded checkpoint; failures are recorded and "
+              "the sweep carries on.")
+@click.option("--graph", "graph_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Bench this frozen graph file (with NAME: compared with NAME's reported numbers).")
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs.")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Untimed warm-up runs.")
+@click.option("--input-size", "input_size", metavar="HxW",
+              help="Input size (default: the size the reported numbers refer to, e.g. 513x513).")
+@click.option("--scales", metavar="LIST", help="Measure only this setting: 0.5,1.0,1.5 or 0.5:0.25:1.75.")
+@click.option("--flip/--no-flip", default=None, help="Add left-right flipped runs (with --scales).")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Dataset root: also measure mIOU / pixel accuracy with each setting.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of the split.")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
+              help="TensorFlow intra-op threads (0 = all cores).")
+@click.option("--no-store", is_flag=True, help="Do not save results under the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+@pass_app
+def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | None, runs: int, warmup: int,
+            input_size: str | None, scales: str | None, flip: bool | None, data_dir: Path | None,
+            limit: int | None, threads: int, no_store: bool, as_json: bool) -> None:
+    """Measure latency, Multiply-Adds, params, peak memory (and mIOU) and compare with the reported numbers."""
+    from zoo_cli import bench  # light; TensorFlow is imported when a graph is loaded
+
+    if sweep and (name or graph_path):
+        raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
+    if not sweep and not name and not graph_path:
+        raise UsageError("name a checkpoint (see 'zoo list'), pass --graph PATH, or use --all")
+    options = dict(
+        input_size=bench.parse_size(input_size), scales=bench.parse_scales(scales), flip=flip, runs=runs,
+        warmup=warmup, threads=threads, data_dir=data_dir, limit=limit,
+        store=None if no_store else bench.results_dir(app.cache), progress=None if not as_json else False,
+    )
+    out = console()
+    if sweep:
+        outcome = bench.bench_all(app.registry, app.cache, on_model=None if as_json else
+                                  (lambda n: console(stderr=True).print(f"benching {n} ...")), **options)
+        if as_json:
+            emit_json({"results": [r.to_json() for r in outcome.results], "failures": outcome.failures,
+                       "skipped": outcome.skipped})
+        else:
+            for result in outcome.results:
+                _render(out, result)
+            for model, why in outcome.failures.items():
+                out.print(f"[red]failed[/red] {model}: {why}")
+            if not outcome.results and not outcome.failures:
+                out.print("no downloaded checkpoint with a frozen graph; run 'zoo download NAME' first")
+        if outcome.failures:
+            raise SystemExit(1)
+        return
+
+    from zoo_cli.model import load_graph_def
+
+    ckpt = app.registry.get(name) if name else None
+    path = graph_path if graph_path else app.cache.frozen_graph_path(ckpt)
+    graph_def = load_graph_def(path)
+    label = ckpt.name if ckpt else Path(path).stem
+    results = bench.bench_graph(graph_def, name=label, ckpt=ckpt, **options)
+    if as_json:
+        first = results[0].to_json()
+        emit_json({**first, "graph": str(path), "settings": [r.to_json() for r in results]})
+        return
+    out.print(f"graph {path}")
+    for result in results:
+        _render(out, result)
