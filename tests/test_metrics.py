@@ -5,27 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.support.datasets import naive_metrics as naive
 from zoo_cli.errors import UsageError
 from zoo_cli.metrics import ConfusionMatrix, LabelRangeError, merge_matrices
-
-
-def naive(pairs, num_classes, ignore):
-    """mIOU, per-class IoU and pixel accuracy the slow obvious way, as tf.metrics.mean_iou defines them."""
-    tp = np.zeros(num_classes)
-    fp = np.zeros(num_classes)
-    fn = np.zeros(num_classes)
-    correct = total = 0
-    for gt, pred in pairs:
-        valid = gt != ignore
-        for c in range(num_classes):
-            tp[c] += np.sum(valid & (gt == c) & (pred == c))
-            fp[c] += np.sum(valid & (gt != c) & (pred == c))
-            fn[c] += np.sum(valid & (gt == c) & (pred != c))
-        correct += np.sum(valid & (gt == pred))
-        total += np.sum(valid)
-    iou = [tp[c] / (tp[c] + fp[c] + fn[c]) if tp[c] + fp[c] + fn[c] else None for c in range(num_classes)]
-    defined = [v for v in iou if v is not None]
-    return sum(defined) / len(defined), iou, correct / total
 
 
 def random_pairs(rng, n, num_classes, ignore, shape=(17, 23), low=0):
