@@ -447,6 +447,7 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
 
     peak = peak_rss_mb()
     measured = {
+        "madds": madds.madds,
         "madds_billion": round(madds.madds_billion, 4),
         "tfprof_madds_billion": round(madds.tfprof_madds_billion, 4) if madds.tfprof_madds_billion else None,
         "params_million": round(madds.params_million, 4),

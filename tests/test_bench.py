@@ -1,0 +1,220 @@
+"""zoo bench: latency statistics, settings, reported-vs-measured comparison, JSON schema, storage, --all, mIOU."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.support.datasets import decoded, make_voc, naive_metrics
+from tests.support.eval_graphs import build_graph, install, quantize_red, registry_entry
+from zoo_cli import bench
+from zoo_cli.cli import cli
+from zoo_cli.registry import EvalRow, load_registry
+
+NAME = "tinyvoc"
+
+
+# ---------------------------------------------------------------- pure functions
+
+
+def test_latency_stats_against_hand_computed_values():
+    samples = [i / 1000.0 for i in range(10, 0, -1)]  # 10 ms .. 1 ms, unordered on purpose
+    s = bench.latency_stats(samples, warmup=3)
+    assert s.runs == 10 and s.warmup == 3
+    # Linear interpolation between order statistics: rank 0.5*9 = 4.5 -> 5.5 ms; 0.9*9 = 8.1 -> 9.1 ms.
+    assert s.p50 == pytest.approx(5.5)
+    assert s.p90 == pytest.approx(9.1)
+    assert s.mean == pytest.approx(5.5)
+    assert s.std == pytest.approx(math.sqrt(sum((i - 5.5) ** 2 for i in range(1, 11)) / 10))
+    assert (s.min, s.max) == (pytest.approx(1.0), pytest.approx(10.0))
+
+
+def test_time_runs_warms_up_then_times():
+    calls = []
+    s = bench.time_runs(lambda: calls.append(1), runs=4, warmup=2)
+    assert len(calls) == 6 and s.runs == 4 and s.warmup == 2
+    with pytest.raises(bench.UsageError):
+        bench.time_runs(lambda: None, runs=0, warmup=0)
+
+
+def test_parse_scales_and_size():
+    assert bench.parse_scales("0.5:0.25:1.75") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    assert bench.parse_scales("1.25, 0.75,1") == (0.75, 1.0, 1.25)
+    assert bench.parse_size("1025x2049") == (1025, 2049)
+    assert bench.parse_size("257") == (257, 257)
+    for bad in ("0.5:0:1", "a,b", "-1"):
+        with pytest.raises(bench.UsageError):
+            bench.parse_scales(bad)
+    with pytest.raises(bench.UsageError):
+        bench.parse_size("513by513")
+
+
+def test_settings_follow_the_eval_rows():
+    reg = load_registry()
+    settings = bench.bench_settings(reg.get("mobilenetv2_coco_voc_trainaug"))
+    assert [s.key for s in settings] == ["single", "s0.5-0.75-1-1.25-1.5-1.75-flip"]
+    assert settings[0].rows[0].madds_billion == 2.75 and settings[1].rows[0].madds_billion == 152.59
+    # A checkpoint whose only row is multi-scale still gets the single-scale setting (with no reported row).
+    settings = bench.bench_settings(reg.get("mobilenetv2_coco_voc_trainval"))
+    assert settings[0].rows == () and settings[1].rows[0].miou == 80.25
+    only = bench.bench_settings(reg.get("mobilenetv2_coco_voc_trainaug"), scales=(1.0,), flip=False)
+    assert len(only) == 1 and only[0].rows[0].output_stride == 16
+
+
+def test_default_input_sizes_follow_the_registry():
+    reg = load_registry()
+    assert bench.default_input_size(reg.get("mobilenetv2_ade20k_train"), None)[0] == (257, 257)
+    assert bench.default_input_size(reg.get("xception65_cityscapes_trainfine"), None)[0] == (1025, 2049)
+    assert bench.default_input_size(reg.get("mobilenetv2_coco_voc_trainaug"), None)[0] == (513, 513)
+
+
+def _row(os_: int) -> EvalRow:
+    return EvalRow(output_stride=os_, scales=(1.0,), flip=False, madds_billion=2.75, runtime_s=0.1,
+                   latency_ms=None, miou=75.32, pixel_accuracy=None, split="val")
+
+
+def test_comparison_with_matching_output_stride():
+    measured = {"madds_billion": 2.7424, "latency_ms": {"mean": 150.0}, "miou": 74.0}
+    lines = {c.metric: c for c in bench.compare(_row(16), measured, graph_os=16)}
+    assert lines["Multiply-Adds"].comparable
+    assert lines["Multiply-Adds"].delta == pytest.approx(-0.0076)
+    assert lines["Multiply-Adds"].delta_pct == pytest.approx(-0.0076 / 2.75 * 100)
+    assert lines["CPU runtime"].reported == pytest.approx(100.0) and lines["CPU runtime"].delta == pytest.approx(50.0)
+    assert lines["mIOU"].delta == pytest.approx(74.0 - 75.32)
+
+
+def test_comparison_refuses_unlike_output_strides():
+    measured = {"madds_billion": 8.84, "latency_ms": {"mean": 400.0}, "miou": 76.0}
+    lines = bench.compare(_row(16), measured, graph_os=8)
+    for line in lines[:3]:
+        assert not line.comparable and line.delta is None and line.delta_pct is None
+        assert "not comparable" in line.note and "OS 8" in line.note and "OS 16" in line.note
+        assert line.measured is not None  # measured value kept, only the comparison is refused
+
+
+# ---------------------------------------------------------------- end to end on a tiny graph
+
+
+@pytest.fixture(scope="module")
+def graph_bytes():
+    return build_graph(crop=(33, 33), num_classes=21, output_stride=1).SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def graph_os2_bytes():
+    return build_graph(crop=(33, 33), num_classes=21, output_stride=2).SerializeToString()
+
+
+@pytest.fixture
+def registry_file(tmp_path, monkeypatch):
+    path = tmp_path / "registry.yaml"
+    path.write_text("version: 1\ncheckpoints:\n" + registry_entry(NAME, "voc", 21, 255, miou=60.0)
+                    + registry_entry("broken", "voc", 21, 255) + registry_entry("absent", "voc", 21, 255))
+    monkeypatch.setenv("ZOO_REGISTRY", str(path))
+    return path
+
+
+def _expected_madds(h: int, w: int) -> int:
+    # The OS-2 test graph: the crop subsampled by 2, a 1x1 conv 3->21 on it, plus a 1x1 conv 3->21 on the
+    # pooled map resized back to that size.
+    fh, fw = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    return 2 * fh * fw * 3 * 21
+
+
+def test_bench_json_schema_storage_and_counts(zoo_home, registry_file, graph_os2_bytes):
+    install(zoo_home, NAME, graph_os2_bytes)
+    result = CliRunner().invoke(cli, ["bench", NAME, "--input-size", "33x33", "--runs", "3", "--warmup", "1",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["name"] == NAME
+    assert data["reported"]["miou"] == 60.0 and data["reported"]["output_stride"] == 16
+    m = data["measured"]
+    assert m["madds"] == _expected_madds(33, 33)
+    assert m["madds_billion"] == round(_expected_madds(33, 33) / 1e9, 4)
+    assert m["params_million"] == pytest.approx((3 * 21 + 21 + 3 * 21) / 1e6, abs=1e-4)
+    assert set(m["latency_ms"]) >= {"p50", "p90", "mean", "std", "min"} and m["latency_ms"]["runs"] == 3
+    assert m["latency_ms"]["min"] <= m["latency_ms"]["p50"] <= m["latency_ms"]["p90"]
+    assert m["peak_rss_mb"] > 0 and "miou" in m
+    c = data["conditions"]
+    assert c["input_size"] == [33, 33] and c["output_stride"] == 2 and c["cpu"]
+    # Graph OS 2 vs reported OS 16: measured, but not compared.
+    assert {x["metric"]: x["comparable"] for x in data["comparison"]}["Multiply-Adds"] is False
+    # Second setting: the reported row's scales [0.5, 0.75, 1.0] + flip, summed at the scaled crops.
+    ms = data["settings"][1]
+    assert ms["setting"] == "s0.5-0.75-1-flip"
+    assert ms["conditions"]["scaled_sizes"] == [[17, 17], [25, 25], [33, 33]]
+    assert ms["measured"]["madds"] == 2 * sum(_expected_madds(s, s) for s in (17, 25, 33))
+    assert ms["measured"]["runs_per_image"] == 6
+    stored = sorted((zoo_home / "results" / "bench").glob("*.json"))
+    assert [p.name.split("__")[1] for p in stored] == ["s0.5-0.75-1-flip", "single"]
+    assert all(p.name.startswith(f"{NAME}__") for p in stored)
+    assert json.loads(stored[1].read_text())["measured"]["madds"] == m["madds"]
+
+
+def test_bench_table_output_says_not_comparable(zoo_home, registry_file, graph_bytes):
+    install(zoo_home, NAME, graph_bytes)
+    result = CliRunner().invoke(cli, ["bench", NAME, "--scales", "1.0", "--runs", "2", "--no-store"])
+    assert result.exit_code == 0, result.output
+    assert "not comparable: the graph runs at OS 1, the reported row is OS 16" in result.output
+    assert "Multiply-Adds" in result.output and "latency p50" in result.output
+    assert not (zoo_home / "results" / "bench").exists()
+
+
+def test_bench_with_data_dir_measures_miou(zoo_home, registry_file, graph_bytes, tmp_path):
+    install(zoo_home, NAME, graph_bytes)
+    samples = make_voc(tmp_path / "voc", n=4)
+    result = CliRunner().invoke(cli, ["bench", NAME, "--scales", "1", "--runs", "1", "--warmup", "0",
+                                      "--data-dir", str(tmp_path / "voc"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    pairs = [(gt, quantize_red(decoded(path), 21)) for path, gt in samples.values()]
+    miou, _, acc = naive_metrics(pairs, 21, 255)
+    assert data["measured"]["miou"] == pytest.approx(miou * 100, abs=1e-3)
+    assert data["measured"]["pixel_accuracy"] == pytest.approx(acc * 100, abs=1e-3)
+    assert data["conditions"]["eval"]["images"] == 4
+
+
+def test_bench_all_records_failures_and_carries_on(zoo_home, registry_file, graph_bytes):
+    install(zoo_home, NAME, graph_bytes)
+    install(zoo_home, "broken", b"this is not a graph")
+    result = CliRunner().invoke(cli, ["bench", "--all", "--scales", "1", "--runs", "1", "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert [r["name"] for r in data["results"]] == [NAME]
+    assert "broken" in data["failures"] and "not a frozen TensorFlow GraphDef" in data["failures"]["broken"]
+    assert data["skipped"] == {"absent": "not downloaded"}
+
+
+def test_bench_graph_file_and_errors(zoo_home, tmp_path, graph_bytes):
+    path = tmp_path / "g.pb"
+    path.write_bytes(graph_bytes)
+    result = CliRunner().invoke(cli, ["bench", "--graph", str(path), "--runs", "1", "--json", "--no-store"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["name"] == "g" and data["reported"] == {} and data["conditions"]["input_size"] == [33, 33]
+    result = CliRunner().invoke(cli, ["bench"])
+    assert result.exit_code == 2 and "Error: name a checkpoint" in result.output
+    result = CliRunner().invoke(cli, ["bench", "mobilenetv2_coco_voc_trainaug"])
+    assert result.exit_code == 5 and "zoo download mobilenetv2_coco_voc_trainaug" in result.output
+
+
+def test_load_results_skips_junk(tmp_path):
+    d = tmp_path / "bench"
+    d.mkdir()
+    (d / "a.json").write_text(json.dumps({"name": "x", "measured": {}}))
+    (d / "b.json").write_text("{not json")
+    (d / "c.json").write_text(json.dumps([1, 2]))
+    assert [r["name"] for r in bench.load_results(d)] == ["x"]
+
+
+def test_machine_info_names_the_cpu():
+    info = bench.machine_info(threads=2)
+    assert info["cpu"] and info["threads"] == 2 and info["logical_cores"] >= 1
+    assert bench.machine_key(info) == bench.machine_key(dict(info))
+    assert isinstance(np.float64(bench.peak_rss_mb()), np.floating) and bench.peak_rss_mb() > 0
