@@ -288,5 +288,24 @@ def main() -> None:
     server.stopping.wait()
 
 
+
+# ---------------------------------------------------------------- pytest fixture
+
+try:
+    import pytest
+except ImportError:  # the module also runs as a plain script for the benchmarks
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture
+    def fault_server(monkeypatch):
+        """A started FaultServer, stopped after the test; proxies are bypassed for 127.0.0.1."""
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+        server = FaultServer(lifetime=120).start()
+        yield server
+        server.stop()
+
+
 if __name__ == "__main__":
     main()
