@@ -31,11 +31,18 @@ class _EvalGroup(click.Group):
         run.format_options(ctx, formatter)
         with formatter.section("Other commands"):
             formatter.write_dl([("merge FILES...", "Sum shard confusion matrices (zoo eval merge --help).")])
-        formatter.write_paragraph()
-        formatter.write_text("Examples:\n\n"
-                             "  zoo eval mobilenetv2_coco_voc_trainaug --images photo.jpg --out preds/\n\n"
-                             "  zoo eval mobilenetv2_coco_voc_trainaug --data-dir VOCdevkit/VOC2012 --limit 100\n\n"
-                             "  zoo eval NAME --data-dir DIR --shard 0/4 --out s0 ; ... ; zoo eval merge s0 s1 s2 s3")
+        with formatter.section("Examples"):
+            for line in _EXAMPLES:
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
+
+
+_EXAMPLES = (
+    "zoo eval mobilenetv2_coco_voc_trainaug --images photo.jpg --out preds/",
+    "zoo eval mobilenetv2_coco_voc_trainaug --data-dir VOCdevkit/VOC2012 --limit 100",
+    "zoo eval NAME --data-dir DIR --shard 0/4 --out s0   # ... shards 1/4, 2/4, 3/4",
+    "zoo eval merge s0 s1 s2 s3",
+    "zoo eval --graph frozen_inference_graph.pb --dataset voc --images photo.jpg --out preds/",
+)
 
 
 @click.group("eval", cls=_EvalGroup, context_settings={"help_option_names": ["-h", "--help"]})

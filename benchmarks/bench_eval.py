@@ -1,0 +1,213 @@
+"""Benchmark the frozen-graph runner and ``zoo eval``'s dataset loop on a realistic-size graph.
+
+Two measurements, side by side in one process, on a MobileNet-v2 DeepLab-v3 graph with random weights
+(benchmarks/mobilenetv2_deeplab.py: depth multiplier 1.0, OS 16, crop 513x513, ~2.75 B Multiply-Adds),
+exported zoo-style (pad to 513 with 127.5, static image pooling, ResizeBilinear, ArgMax, int32 slice):
+
+1. per-image overhead of ``FrozenGraphModel.predict`` vs a bare ``Session.run`` on the same graph, same
+   thread settings and the same 375x500 uint8 image (goal: <= 3 %); A/B blocks are interleaved so drift
+   of the machine hits both alike;
+2. dataset throughput of ``zoo_cli.evaluate.evaluate_dataset`` vs a straightforward demo-notebook-style loop
+   on a synthetic VOC-layout split (JPEG images 500x375 / 375x500, palette label PNGs): the loop opens the
+   image with Pillow, resizes it so its longer side is 513 (LANCZOS, as the demo notebook does), runs
+   ``sess.run(..., feed_dict={'ImageTensor:0': [np.asarray(image)]})``, resizes the label map back to the
+   label's size (nearest) and accumulates per-class intersection/union with boolean masks; our loop decodes
+   the next images in a background thread while the model runs, feeds images at native size and
+   accumulates one confusion matrix with np.bincount (goal: >= 1.3x).
+
+Run:  python benchmarks/bench_eval.py [--images 40] [--runs 30] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_graph(path: Path) -> str:
+    """Write the benchmark graph; the bench engineer's faithful builder when present, else a rough one."""
+    try:
+        from benchmarks.mobilenetv2_deeplab import build_mobilenetv2_deeplab
+
+        gd = build_mobilenetv2_deeplab(1.0, 16, crop=(513, 513))
+        what = "benchmarks/mobilenetv2_deeplab.py MobileNet-v2 dm1.0 OS16 crop 513"
+    except ImportError:  # pragma: no cover - fallback when the builder is not in the tree
+        from zoo_cli.export import tiny_deeplab
+
+        gd = tiny_deeplab(num_classes=21, crop=513, output_stride=16, width=96)
+        what = "zoo_cli.export.tiny_deeplab width 96 OS16 crop 513"
+    path.write_bytes(gd.SerializeToString())
+    return what
+
+
+def make_split(root: Path, n: int, seed: int = 0) -> None:
+    """A VOC2012-layout split of ``n`` photo-like JPEGs (smooth regions + noise) with palette labels."""
+    from PIL import Image, ImageFilter
+
+    from zoo_cli.palettes import get_palette
+
+    rng = np.random.default_rng(seed)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    names = []
+    palette = get_palette("voc").png_palette()
+    for i in range(n):
+        h, w = (375, 500) if i % 3 else (500, 375)
+        coarse = rng.integers(0, 256, size=(h // 25 + 1, w // 25 + 1, 3), dtype=np.uint8)
+        img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
+        arr = np.clip(np.asarray(img, dtype=np.int16) + rng.integers(-12, 13, size=(h, w, 3)), 0, 255)
+        name = f"2008_{i:06d}"
+        Image.fromarray(arr.astype(np.uint8)).save(root / "JPEGImages" / f"{name}.jpg", quality=90)
+        label = np.kron(rng.integers(0, 21, size=(h // 50 + 1, w // 50 + 1)), np.ones((50, 50), dtype=np.int64))
+        label = label[:h, :w].astype(np.uint8)
+        label[:4] = 255
+        lab = Image.fromarray(label, mode="P")
+        lab.putpalette(palette)
+        lab.save(root / "SegmentationClass" / f"{name}.png")
+        names.append(name)
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(names) + "\n")
+
+
+def overhead(graph: Path, runs: int, rounds: int) -> dict:
+    """Median ms per image: bare Session.run vs FrozenGraphModel.predict, interleaved blocks."""
+    import tensorflow as tf
+
+    from zoo_cli.model import FrozenGraphModel
+
+    image = np.random.default_rng(1).integers(0, 256, size=(375, 500, 3), dtype=np.uint8)
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(graph.read_bytes())
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.import_graph_def(gd, name="")
+    bare = tf.compat.v1.Session(graph=g)
+    model = FrozenGraphModel(graph)
+
+    def bare_run():
+        return bare.run("SemanticPredictions:0", feed_dict={"ImageTensor:0": image[None]})
+
+    for _ in range(3):  # warm up both
+        bare_run()
+        model.predict(image)
+    times = {"bare": [], "runner": []}
+    for _ in range(rounds):
+        for label, fn in (("bare", bare_run), ("runner", lambda: model.predict(image))):
+            for _ in range(runs):
+                t = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - t)
+    assert np.array_equal(bare_run()[0], model.predict(image))
+    model.close()
+    bare.close()
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    mean = {k: statistics.fmean(v) * 1000 for k, v in times.items()}
+    return {"median_ms": med, "mean_ms": mean, "overhead_pct_median": 100 * (med["runner"] / med["bare"] - 1),
+            "overhead_pct_mean": 100 * (mean["runner"] / mean["bare"] - 1), "n": len(times["bare"])}
+
+
+def notebook_loop(graph: Path, root: Path) -> tuple[float, float, int]:
+    """The demo-notebook way: serial decode, resize to 513, sess.run with a feed_dict, mask-based IoU."""
+    import tensorflow as tf
+    from PIL import Image
+
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(graph.read_bytes())
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.import_graph_def(gd, name="")
+    sess = tf.compat.v1.Session(graph=g)
+    names = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    inter = np.zeros(21)
+    union = np.zeros(21)
+    sess.run("SemanticPredictions:0", feed_dict={"ImageTensor:0": [np.zeros((513, 385, 3), np.uint8)]})
+    parts = {"decode+resize": 0.0, "model": 0.0, "label+IoU": 0.0}
+    start = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        image = Image.open(root / "JPEGImages" / f"{name}.jpg")
+        width, height = image.size
+        ratio = 513 / max(width, height)
+        resized = image.convert("RGB").resize((int(ratio * width), int(ratio * height)), Image.LANCZOS)
+        t1 = time.perf_counter()
+        seg = sess.run("SemanticPredictions:0", feed_dict={"ImageTensor:0": [np.asarray(resized)]})[0]
+        t2 = time.perf_counter()
+        label = np.array(Image.open(root / "SegmentationClass" / f"{name}.png"))
+        seg = np.array(Image.fromarray(seg.astype(np.uint8)).resize((label.shape[1], label.shape[0]), Image.NEAREST))
+        valid = label != 255
+        for c in range(21):
+            p, t = (seg == c) & valid, (label == c) & valid
+            inter[c] += np.sum(p & t)
+            union[c] += np.sum(p | t)
+        t3 = time.perf_counter()
+        parts["decode+resize"] += t1 - t0
+        parts["model"] += t2 - t1
+        parts["label+IoU"] += t3 - t2
+    seconds = time.perf_counter() - start
+    sess.close()
+    present = union > 0
+    notebook_loop.parts = {k: v / len(names) * 1000 for k, v in parts.items()}  # ms per image, last run
+    return seconds, float(np.mean(inter[present] / union[present])), len(names)
+
+
+def zoo_loop(graph: Path, root: Path, jobs: int) -> tuple[float, float, int]:
+    """zoo eval's dataset loop (the same functions the CLI calls)."""
+    from zoo_cli.datasets import open_dataset
+    from zoo_cli.evaluate import SingleScale, evaluate_dataset
+    from zoo_cli.model import FrozenGraphModel
+
+    with FrozenGraphModel(graph) as model:
+        model.predict(np.zeros((375, 500, 3), np.uint8))
+        ds = open_dataset(root, "voc")
+        matrix, n, seconds = evaluate_dataset(ds, SingleScale(model), jobs=jobs, progress=False)
+    return seconds, matrix.mean_iou(), n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="runner overhead and dataset throughput")
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per A/B block (overhead)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each measurement")
+    args = parser.parse_args()
+    import psutil
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        what = build_graph(tmp / "g.pb")
+        make_split(tmp / "voc", args.images)
+        print(f"graph: {what}; TF {tf.__version__}; {psutil.cpu_count()} logical CPUs "
+              f"({psutil.cpu_count(logical=False)} physical)")
+        o = overhead(tmp / "g.pb", args.runs, args.rounds)
+        print(f"\n1. per-image overhead, 375x500 input, {o['n']} runs each (interleaved blocks of {args.runs}):")
+        print(f"   bare Session.run      median {o['median_ms']['bare']:.2f} ms  mean {o['mean_ms']['bare']:.2f} ms")
+        print(f"   FrozenGraphModel      median {o['median_ms']['runner']:.2f} ms  mean {o['mean_ms']['runner']:.2f} ms")
+        print(f"   overhead              median {o['overhead_pct_median']:+.2f} %  mean {o['overhead_pct_mean']:+.2f} %")
+        print(f"\n2. dataset throughput, {args.images} VOC-layout images (500x375 JPEG), {args.rounds} rounds:")
+        results: dict[str, list[float]] = {"notebook": [], "zoo jobs=1": [], "zoo jobs=2": []}
+        for _ in range(args.rounds):
+            s, miou_nb, n = notebook_loop(tmp / "g.pb", tmp / "voc")
+            results["notebook"].append(n / s)
+            for jobs in (1, 2):
+                s, miou, n = zoo_loop(tmp / "g.pb", tmp / "voc", jobs)
+                results[f"zoo jobs={jobs}"].append(n / s)
+        parts = ", ".join(f"{k} {v:.1f} ms" for k, v in notebook_loop.parts.items())
+        print(f"   notebook loop per image (last round): {parts}")
+        base = statistics.median(results["notebook"])
+        for label, values in results.items():
+            med = statistics.median(values)
+            print(f"   {label:<12} {med:6.2f} images/s  (runs: {', '.join(f'{v:.2f}' for v in values)})"
+                  f"  {med / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
