@@ -361,12 +361,20 @@ def load_results(directory: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- measuring
 
 
-def _reported(setting: BenchSetting) -> dict[str, Any]:
-    if not setting.rows:
+def _pick_row(setting: BenchSetting, graph_os: int | None) -> EvalRow | None:
+    """The reported row to compare with: the one at the graph's output stride when several share the setting."""
+    for row in setting.rows:
+        if row.output_stride == graph_os:
+            return row
+    return setting.rows[0] if setting.rows else None
+
+
+def _reported(setting: BenchSetting, graph_os: int | None = None) -> dict[str, Any]:
+    row = _pick_row(setting, graph_os)
+    if row is None:
         return {}
-    row = setting.rows[0]
     return {**row.to_json(), "conditions": f"{row.describe()}, {row.split}, {REPORTED_MACHINE}",
-            "other_rows": [r.to_json() for r in setting.rows[1:]]}
+            "other_rows": [r.to_json() for r in setting.rows if r is not row]}
 
 
 def _graph_for_size_default(graph_def: Any, crop: tuple[int, int] | None) -> GraphForSize:
@@ -469,8 +477,8 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
         "image": f"random uint8 {input_size[0]}x{input_size[1]} (resized per scale)",
         "eval": eval_info, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    row = setting.rows[0] if setting.rows else None
-    return BenchResult(name=name, setting=setting, reported=_reported(setting), measured=measured,
+    row = _pick_row(setting, graph_os)
+    return BenchResult(name=name, setting=setting, reported=_reported(setting, graph_os), measured=measured,
                        conditions=conditions, comparison=compare(row, measured, graph_os), notes=notes)
 
 

@@ -1,0 +1,123 @@
+"""zoo report: markdown tables with measured columns from stored bench results, and the Pareto plot."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from zoo_cli import report
+from zoo_cli.cli import cli
+from zoo_cli.registry import load_registry
+
+
+def _result(name: str, setting: str, os_: int, madds: float, mean_ms: float, miou: float | None,
+            stamp: str = "2026-01-01T00:00:00+0000", scales=(1.0,), flip=False) -> dict:
+    return {
+        "schema": 1, "name": name, "setting": setting, "reported": {},
+        "measured": {"madds_billion": madds, "params_million": 2.1, "miou": miou, "pixel_accuracy": None,
+                     "latency_ms": {"p50": mean_ms - 1, "p90": mean_ms + 5, "mean": mean_ms, "std": 1.0,
+                                    "min": mean_ms - 2, "runs": 10, "warmup": 2}, "peak_rss_mb": 900.0},
+        "conditions": {"output_stride": os_, "scales": list(scales), "flip": flip, "cpu": "Test CPU",
+                       "threads": 2, "machine_key": "box-1234", "timestamp": stamp},
+    }
+
+
+@pytest.fixture
+def stored(zoo_home):
+    d = zoo_home / "results" / "bench"
+    d.mkdir(parents=True)
+    ms = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    items = {
+        "a.json": _result("mobilenetv2_coco_voc_trainaug", "single", 16, 2.7424, 150.0, 74.5),
+        # an older run of the same model/setting: the newer one must win
+        "a_old.json": _result("mobilenetv2_coco_voc_trainaug", "single", 16, 9.99, 999.0, 1.0,
+                              stamp="2025-01-01T00:00:00+0000"),
+        "b.json": _result("mobilenetv2_coco_voc_trainaug", "s0.5-0.75-1-1.25-1.5-1.75-flip", 16, 48.3, 4000.0,
+                          None, scales=ms, flip=True),
+        "c.json": _result("xception65_cityscapes_trainfine", "single", 16, 418.0, 9000.0, None),
+        "d.json": _result("my_graph", "single", 8, 1.5, 20.0, 33.3),
+    }
+    for fname, data in items.items():
+        (d / fname).write_text(json.dumps(data))
+    return d
+
+
+def _tables(markdown: str) -> list[list[list[str]]]:
+    """Every pipe table: list of rows, each a list of stripped cells (header and separator included)."""
+    tables, current = [], []
+    for line in markdown.splitlines():
+        if "|" in line:
+            current.append([c.strip() for c in line.split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    return tables
+
+
+def test_report_markdown_parses_and_has_every_stored_model(stored, tmp_path):
+    out = tmp_path / "report.md"
+    plot = tmp_path / "pareto.png"
+    result = CliRunner().invoke(cli, ["report", "--out", str(out), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    tables = _tables(text)
+    assert len(tables) == 3 + 1  # VOC, Cityscapes, ADE20K + other graphs
+    for table in tables:
+        width = len(table[0])
+        assert all(len(row) == width for row in table), "ragged markdown table"
+        assert set("".join(table[1])) <= set("-:| ")
+    names = {r["name"] for r in json.loads(CliRunner().invoke(cli, ["report", "--json"]).output)["points"]["measured"]}
+    for model in ("mobilenetv2_coco_voc_trainaug", "xception65_cityscapes_trainfine", "my_graph"):
+        assert model in text
+    assert names == {"mobilenetv2_coco_voc_trainaug", "xception65_cityscapes_trainfine", "my_graph"}
+    voc = tables[0]
+    header = voc[0]
+    row = next(r for r in voc if "mobilenetv2_coco_voc_trainaug" in r[0])
+    cell = dict(zip(header, row))
+    # Reported and measured side by side; the multi-scale row was measured at OS 16 against an OS 8 row.
+    assert cell["Multiply-Adds"] == "2.75B <br> 152.59B"
+    assert cell["Multiply-Adds (measured)"] == "2.74B <br> 48.30B † (OS 16)"
+    assert cell["Runtime (measured, sec)"] == "0.150 <br> 4.000 † (OS 16)"
+    assert cell["PASCAL mIOU (measured)"] == "74.50% <br> -"
+    assert cell["Eval scales"] == "[1] <br> [0.5:0.25:1.75]"
+    # Every registry checkpoint with eval rows is in the regenerated tables, as in the seed.
+    reg = load_registry()
+    for ckpt in reg:
+        if ckpt.evals:
+            assert f"[{ckpt.name}](" in text
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+
+def test_report_without_results_says_how_to_get_them(zoo_home):
+    result = CliRunner().invoke(cli, ["report"])
+    assert result.exit_code == 0
+    assert "run `zoo bench NAME`" in result.output
+
+
+def test_report_json(stored):
+    result = CliRunner().invoke(cli, ["report", "--json"])
+    data = json.loads(result.output)
+    assert data["results"] == 5 and "# DeepLab model zoo" in data["markdown"]
+    measured = {(p["name"], p["setting"]): p for p in data["points"]["measured"]}
+    # No measured mIOU: the point uses the reported one (and says so); none at all: no point.
+    assert measured[("mobilenetv2_coco_voc_trainaug", "single")]["miou"] == 74.5
+    assert measured[("mobilenetv2_coco_voc_trainaug", "s0.5-0.75-1-1.25-1.5-1.75-flip")]["miou_source"] == "reported"
+    assert measured[("xception65_cityscapes_trainfine", "single")]["miou"] == 78.79
+    assert len(data["points"]["reported"]) == sum(1 for c in load_registry() for r in c.evals if r.madds_billion)
+
+
+def test_pareto_front():
+    pts = [{"madds": 1, "miou": 60}, {"madds": 2, "miou": 59}, {"madds": 3, "miou": 70}, {"madds": 3, "miou": 65},
+           {"madds": 10, "miou": 70}, {"madds": 20, "miou": 80}]
+    assert [(p["madds"], p["miou"]) for p in report.pareto_front(pts)] == [(1, 60), (3, 70), (20, 80)]
+
+
+def test_report_does_not_import_tensorflow(stored):
+    before = "tensorflow" in sys.modules
+    CliRunner().invoke(cli, ["report"])
+    assert ("tensorflow" in sys.modules) == before
