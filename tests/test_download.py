@@ -274,7 +274,7 @@ def test_connection_refused_is_retried_then_reported(zoo_home, archive):
     text = registry_yaml([{"name": "m", "url": f"http://127.0.0.1:{port}/models/m.tar.gz"}])
     ckpt = parse_registry(text).get("m")
     with pytest.raises(DownloadError, match=r"after 3 attempts: cannot connect .*Connection refused"):
-        install(ckpt, zoo_home, policy=TransferPolicy(retries=2, backoff_factor=0.01, connect_timeout=1))
+        install(ckpt, zoo_home, policy=TransferPolicy(retries=2, backoff_factor=0.01, backoff_jitter=0.0, connect_timeout=1))
     assert_not_installed(zoo_home)
 
 
@@ -293,7 +293,7 @@ def test_html_page_instead_of_archive_is_rejected_and_not_retried(fault_server, 
 def test_advertised_length_too_long_fails_cleanly(fault_server, zoo_home, archive):
     ckpt = make_ckpt(fault_server, archive, Fault(length_delta=+100))
     with pytest.raises(DownloadError, match="giving up"):
-        install(ckpt, zoo_home, policy=TransferPolicy(retries=3, backoff_factor=0.01, read_timeout=1))
+        install(ckpt, zoo_home, policy=TransferPolicy(retries=3, backoff_factor=0.01, backoff_jitter=0.0, read_timeout=1))
     assert_not_installed(zoo_home)
 
 

@@ -140,7 +140,9 @@ def checkpoint_lock(cache: Cache, name: str, *, log: LogCallback | None = None,
     cache.locks_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(cache.lock_path(name)))
     try:
-        lock.acquire(timeout=0)
+        # A short first wait: a lock held only for a moment needs no message, and a fresh holder gets time
+        # to write its owner file, so the message can say who it is.
+        lock.acquire(timeout=0.3)
     except Timeout:
         if log:
             log(f"waiting for '{name}': {describe_lock_owner(cache, name)}")
