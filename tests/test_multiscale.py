@@ -1,0 +1,226 @@
+"""Multi-scale + flip on a re-targeted frozen graph vs an independent implementation of the reference
+procedure (research/deeplab predict_labels_multi_scale) built from natively exported graphs."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.support.tfgraph import GraphRunner, random_image, tf
+from zoo_cli import export
+from zoo_cli.errors import ModelError, UsageError
+from zoo_cli.multiscale import MultiScalePredictor, parse_crop, parse_scales, resize_bilinear
+
+CLASSES = 5
+
+
+# ------------------------------------------------------------------ independent reference (plain numpy)
+
+
+def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Dense (n_out x n_in) matrix of 1-D linear interpolation with align_corners=True, in float64."""
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        pos = i * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        lo = min(int(np.floor(pos)), n_in - 1)
+        hi = min(lo + 1, n_in - 1)
+        m[i, lo] += 1 - (pos - lo)
+        m[i, hi] += pos - lo
+    return m
+
+
+def _resize_ac(x: np.ndarray, size) -> np.ndarray:
+    my, mx = _interp_matrix(x.shape[0], size[0]), _interp_matrix(x.shape[1], size[1])
+    return np.einsum("ab,bcd,ec->aed", my, x.astype(np.float64), mx, optimize=True)
+
+
+def _sd(dim, s):
+    return int((dim - 1) * s + 1)
+
+
+class NativeReference:
+    """The reference procedure, running the SAME network exported natively at every scaled crop."""
+
+    def __init__(self, *, seed, crop, logits_stride, **net):
+        self.seed, self.crop, self.k, self.net = seed, crop, logits_stride, net
+        self.runners = {}
+
+    def logits(self, x):  # x: float padded+scaled image at its crop
+        c = x.shape[:2]
+        if c not in self.runners:
+            self.runners[c] = GraphRunner(export.tiny_deeplab(seed=self.seed, num_classes=CLASSES, crop=c, **self.net))
+        return self.runners[c].run(export.LOGITS_NAME + ":0", {export.PADDED_IMAGE_NAME + ":0": x[None]})[0]
+
+    def probabilities(self, image, scales, flip):
+        h, w = image.shape[:2]
+        ch, cw = self.crop
+        padded = np.full((ch, cw, 3), 127.5)
+        padded[:h, :w] = image
+        maps = []
+        for s in scales:
+            x = padded if s == 1.0 else _resize_ac(padded, (_sd(ch, s), _sd(cw, s)))
+            variants = [(x, False)] + ([(x[:, ::-1], True)] if flip else [])
+            for xi, flipped in variants:
+                lg = self.logits(np.ascontiguousarray(xi, np.float32)).astype(np.float64)
+                if flipped:
+                    lg = lg[:, ::-1]
+                # multi_scale_logits: to the logits size at max(1, s), then to the crop.
+                lg = _resize_ac(lg, (_sd(ch, max(1.0, s) / self.k), _sd(cw, max(1.0, s) / self.k)))
+                lg = _resize_ac(lg, (ch, cw))
+                e = np.exp(lg - lg.max(-1, keepdims=True))
+                maps.append(e / e.sum(-1, keepdims=True))
+        return np.mean(maps, axis=0)[:h, :w]
+
+
+def _assert_same_labels(got, probs_ref):
+    want = probs_ref.argmax(-1)
+    diff = got != want
+    if diff.any():  # only where the reference's top two classes are within float noise
+        top2 = np.sort(probs_ref, axis=-1)[..., -2:]
+        assert np.all((top2[..., 1] - top2[..., 0])[diff] < 1e-5), f"{diff.sum()} labels differ"
+
+
+# ------------------------------------------------------------------ tests
+
+
+@pytest.fixture(scope="module")
+def graph65():
+    return export.tiny_deeplab(seed=1, num_classes=CLASSES, crop=65)
+
+
+@pytest.mark.parametrize("variant, seed, size", [
+    (dict(), 1, (120, 100)),
+    (dict(decoder=True), 2, (97, 113)),  # odd sizes, not multiples of the stride
+], ids=["os8", "decoder"])
+def test_multiscale_flip_equals_independent_reference(variant, seed, size):
+    scales = (0.5, 0.75, 1.0, 1.25, 1.75)  # below and above 1.0
+    graph = export.tiny_deeplab(seed=seed, num_classes=CLASSES, crop=65, **variant)
+    pred = MultiScalePredictor(graph, scales=scales, flip=True, crop=(129, 129))
+    assert pred.skipped == [] and pred.describe()["retargeted"]
+    ref = NativeReference(seed=seed, crop=(129, 129), logits_stride=4 if variant else 8, **variant)
+    image = random_image(*size, seed=3)
+    want = ref.probabilities(image, scales, flip=True)
+    got = pred.predict_probabilities(image)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    labels = pred(image)
+    assert labels.shape == size and labels.dtype == np.int32
+    _assert_same_labels(labels, want)
+    assert len(np.unique(labels)) >= 2
+    pred.close()
+
+
+def test_flip_is_handled_on_an_asymmetric_graph(graph65):
+    image = random_image(60, 64, seed=4)
+    ref = NativeReference(seed=1, crop=(65, 65), logits_stride=8)
+    with_flip = MultiScalePredictor(graph65, scales=(1.0,), flip=True).predict_probabilities(image)
+    without = MultiScalePredictor(graph65, scales=(1.0,), flip=False).predict_probabilities(image)
+    np.testing.assert_allclose(with_flip, ref.probabilities(image, (1.0,), flip=True), atol=2e-5)
+    np.testing.assert_allclose(without, ref.probabilities(image, (1.0,), flip=False), atol=2e-5)
+    assert np.abs(with_flip - without).max() > 1e-3  # the graph is not left/right symmetric
+    # Not flipping the flipped logits back would be a different (wrong) answer.
+    padded = np.full((65, 65, 3), 127.5, np.float32)
+    padded[:60, :64] = image
+    mirrored = ref.logits(np.ascontiguousarray(padded[:, ::-1]))
+    wrong = 0.5 * (without + _softmax(_resize_ac(_resize_ac(mirrored, (9, 9)), (65, 65)))[:60, :64])
+    assert np.abs(wrong - with_flip).max() > 1e-3
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_single_scale_at_a_larger_eval_crop_retargets_instead_of_shrinking(graph65):
+    # The Cityscapes case: the graph's crop is smaller than the eval crop.
+    image = random_image(101, 150, seed=5)
+    pred = MultiScalePredictor(graph65, scales=(1.0,), crop=(129, 161))
+    native = GraphRunner(export.tiny_deeplab(seed=1, num_classes=CLASSES, crop=(129, 161)))
+    np.testing.assert_array_equal(pred(image), native.predict(image))
+    assert pred.describe()["retargeted"] and pred.fitted == 0
+    # At the graph's own crop, single scale is exactly the exported computation.
+    small = random_image(50, 61, seed=6)
+    np.testing.assert_array_equal(MultiScalePredictor(graph65)(small), GraphRunner(graph65).predict(small))
+
+
+def test_image_larger_than_eval_crop_runs_at_a_covering_crop(graph65):
+    pred = MultiScalePredictor(graph65, scales=(1.0,), crop=(65, 65))
+    image = random_image(70, 90, seed=7)
+    native = GraphRunner(export.tiny_deeplab(seed=1, num_classes=CLASSES, crop=(70, 90)))
+    np.testing.assert_array_equal(pred(image), native.predict(image))
+    assert pred.enlarged == 1
+
+
+def test_unbuildable_scales_are_reported_never_dropped(graph65):
+    with pytest.raises(ModelError, match=r"cannot run 1 of 3 scales: scale 0.05 \(crop 4x4\)"):
+        MultiScalePredictor(graph65, scales=(0.05, 1.0, 1.5), crop=(65, 65))
+    pred = MultiScalePredictor(graph65, scales=(0.05, 1.0, 1.5), crop=(65, 65), strict=False)
+    info = pred.describe()
+    assert info["scales_used"] == [1.0, 1.5]
+    assert [s["scale"] for s in info["skipped_scales"]] == [0.05] and "too small" in info["skipped_scales"][0]["reason"]
+    image = random_image(40, 40, seed=8)
+    ref = NativeReference(seed=1, crop=(65, 65), logits_stride=8)
+    np.testing.assert_allclose(pred.predict_probabilities(image), ref.probabilities(image, (1.0, 1.5), False),
+                               atol=2e-5)
+    with pytest.raises(ModelError, match="cannot run 1 of 1 scales"):
+        MultiScalePredictor(graph65, scales=(0.05,), strict=False)
+
+
+def test_weights_are_shared_between_crops(graph65):
+    pred = MultiScalePredictor(graph65, scales=(0.5, 1.0, 1.5, 2.0), flip=True, crop=(65, 65))
+    consts = [op for op in pred.graph.get_operations() if op.type == "Const"
+              and op.get_attr("value").tensor_shape.dim and
+              np.prod([d.size for d in op.get_attr("value").tensor_shape.dim]) >= 16]
+    n_weights = sum(1 for n in graph65.node if n.op == "Const" and n.attr["dtype"].type == 1
+                    and np.prod([d.size for d in n.attr["value"].tensor.tensor_shape.dim] or [0]) >= 16)
+    assert len(pred.describe()["scales_used"]) == 4
+    assert len(consts) == n_weights  # one copy of the weights, not one per crop
+
+
+def test_concurrent_calls_give_the_same_answer(graph65):
+    pred = MultiScalePredictor(graph65, scales=(0.75, 1.25), flip=True, crop=(97, 97))
+    images = [random_image(90, 80, seed=i) for i in range(4)]
+    serial = [pred(im) for im in images]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(pred, images))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_numpy_resize_matches_tensorflow_align_corners():
+    t = tf()
+    rng = np.random.default_rng(0)
+    for src, dst in (((9, 9), (65, 65)), ((17, 13), (129, 97)), ((5, 7), (5, 7)), ((33, 33), (9, 20))):
+        x = rng.normal(size=(*src, 4)).astype(np.float32)
+        want = t.raw_ops.ResizeBilinear(images=x[None], size=dst, align_corners=True).numpy()[0]
+        np.testing.assert_allclose(resize_bilinear(x, dst), want, atol=1e-5)
+        np.testing.assert_allclose(resize_bilinear(x, dst, keep=(dst[0] - 2, dst[1] - 1)),
+                                   want[:-2, :-1], atol=1e-5)
+
+
+def test_accumulation_buffer_is_image_sized_and_chunked():
+    from zoo_cli import multiscale
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(17, 23, 3)).astype(np.float32)
+    acc = np.zeros((130, 170, 3), np.float32)  # more rows than one chunk, not a multiple of it
+    multiscale._accumulate_softmax(acc, logits, (150, 177))
+    multiscale._accumulate_softmax(acc, logits, (150, 177))
+    want = 2 * _softmax(_resize_ac(logits, (150, 177)))[:130, :170]
+    np.testing.assert_allclose(acc, want, atol=1e-5)
+
+
+def test_parse_scales_and_crop():
+    assert parse_scales("[0.5:0.25:1.75]") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    assert parse_scales("[0.75:0.25:2]") == (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    assert parse_scales("0.5,1,1.5") == (0.5, 1.0, 1.5)
+    assert parse_scales(None) is None
+    assert parse_crop("1025,2049") == (1025, 2049) and parse_crop("513x513") == (513, 513) and parse_crop("65") == (65, 65)
+    with pytest.raises(UsageError):
+        parse_scales("a,b")
+    with pytest.raises(UsageError):
+        parse_scales("0,1")
+    with pytest.raises(UsageError):
+        parse_crop("1,2,3")

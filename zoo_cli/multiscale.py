@@ -1,0 +1,358 @@
+"""Multi-scale + left-right flip inference on a frozen DeepLab graph, as the reference evaluates.
+
+The procedure is research/deeplab ``predict_labels_multi_scale`` (which the seed's multi-scale rows mean):
+
+1. pad the image (bottom/right) to the eval crop with the mean pixel 127.5;
+2. for each scale ``s``: resize the *padded* image bilinearly (align_corners=True) to
+   ``int((crop - 1) * s + 1)`` per side and run the network at that crop: the frozen graph is re-targeted
+   to it (:mod:`zoo_cli.retarget`), fed at its float padded-image tensor, and the feature-resolution logits
+   (the input of the final resize feeding ArgMax) are read;
+3. like the reference's ``multi_scale_logits``, the logits are first resized to the logits size of the crop
+   at ``max(1, s)`` (this only matters for s < 1), then to the crop; with flips the padded, scaled image is
+   also run flipped left-right and its logits flipped back;
+4. softmax, averaged over all scales and flips (accumulated in place in one float32 buffer that covers only
+   the image, not the padding), argmax.
+
+Every crop the scales need is imported once, into one ``tf.Graph`` and one reused ``Session``; the weights
+are imported once and shared by all crops. A scale whose crop cannot be built is reported in ``skipped``
+(or is an error with ``strict=True``); it is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from zoo_cli import retarget as rt
+from zoo_cli.errors import ModelError, UsageError
+
+MEAN_PIXEL = 127.5
+# Output rows resized + softmaxed at once: bounds the temporary memory to rows x width x classes floats.
+_ROW_CHUNK = 64
+
+
+def _tf() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def scale_dimension(dim: int, scale: float) -> int:
+    """The reference's ``int((dim - 1) * scale + 1)``."""
+    return int((float(dim) - 1.0) * scale + 1.0)
+
+
+def scaled_crop(crop: tuple[int, int], scale: float) -> tuple[int, int]:
+    return scale_dimension(crop[0], scale), scale_dimension(crop[1], scale)
+
+
+def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
+    """``"0.5,0.75,1"`` or ``"[0.5:0.25:1.75]"`` (the seed's notation, end inclusive) -> a tuple of floats."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        values = [float(v) for v in text]
+    else:
+        s = text.strip()
+        try:
+            if s.startswith("[") and s.endswith("]") and ":" in s:
+                start, step, end = (float(p) for p in s[1:-1].split(":"))
+                if step <= 0:
+                    raise ValueError
+                n = int(round((end - start) / step))
+                values = [round(start + i * step, 6) for i in range(n + 1)]
+            else:
+                values = [float(p) for p in s.strip("[]").split(",") if p.strip()]
+        except ValueError:
+            raise UsageError(f"--scales {text!r} is not a list like 0.5,0.75,1.0 or [0.5:0.25:1.75]") from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"--scales {text!r}: scales must be positive numbers")
+    return tuple(values)
+
+
+def parse_crop(text: str | Sequence[int] | None) -> tuple[int, int] | None:
+    """``"513,513"`` / ``"1025x2049"`` / ``"513"`` -> (H, W)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        h, w = (int(v) for v in text)
+        return h, w
+    parts = [p for p in text.replace("x", ",").replace("X", ",").split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise UsageError(f"--crop {text!r} is not H,W (e.g. 513,513 or 1025,2049)")
+    return values[0], values[1]
+
+
+# ------------------------------------------------------------------------------------------- numpy
+
+
+def _axis_weights(n_in: int, n_out: int, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of the first ``keep`` of ``n_out`` align_corners=True samples."""
+    if n_out > 1:
+        # float32 like TensorFlow's ResizeBilinear (scale = (in - 1) / (out - 1), in = out * scale).
+        scale = np.float32(n_in - 1) / np.float32(n_out - 1)
+        pos = np.arange(keep, dtype=np.float32) * scale
+    else:
+        pos = np.zeros(keep, np.float32)
+    lo = np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (pos - lo).astype(np.float32)
+
+
+def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] | None = None) -> np.ndarray:
+    """Bilinear resize with align_corners=True of an HxWxC float32 array to ``size`` = (H', W');
+    with ``keep`` = (h, w) only the top-left h x w of the result is computed."""
+    x = np.asarray(x, np.float32)
+    kh, kw = keep or size
+    if x.shape[:2] == tuple(size):
+        return x[:kh, :kw]
+    y0, y1, wy = _axis_weights(x.shape[0], size[0], kh)
+    x0, x1, wx = _axis_weights(x.shape[1], size[1], kw)
+    left, right = x[:, x0], x[:, x1]
+    wx = wx[None, :, None] if x.ndim == 3 else wx[None, :]
+    rows = left + (right - left) * wx  # along x first, as TensorFlow does
+    top, bottom = rows[y0], rows[y1]
+    wy = wy[:, None, None] if x.ndim == 3 else wy[:, None]
+    return top + (bottom - top) * wy
+
+
+def _accumulate_softmax(acc: np.ndarray, logits: np.ndarray, crop: tuple[int, int]) -> None:
+    """acc += softmax(resize_bilinear(logits, crop)[:h, :w]), chunked over rows to bound memory."""
+    h, w, _ = acc.shape
+    x0, x1, wx = _axis_weights(logits.shape[1], crop[1], w)
+    y0, y1, wy = _axis_weights(logits.shape[0], crop[0], h)
+    left, right = logits[:, x0], logits[:, x1]
+    cols = left + (right - left) * wx[None, :, None]  # feature rows x image width x classes: small
+    for start in range(0, h, _ROW_CHUNK):
+        stop = min(h, start + _ROW_CHUNK)
+        top, bottom = cols[y0[start:stop]], cols[y1[start:stop]]
+        chunk = top + (bottom - top) * wy[start:stop, None, None]
+        chunk -= chunk.max(axis=2, keepdims=True)
+        np.exp(chunk, out=chunk)
+        chunk /= chunk.sum(axis=2, keepdims=True)
+        acc[start:stop] += chunk
+
+
+# ------------------------------------------------------------------------------------------- runner
+
+
+@dataclass
+class _CropNet:
+    crop: tuple[int, int]
+    run_logits: Any  # callable(padded float image) -> logits
+    run_labels: Any  # callable(uint8 [1,H,W,3]) -> SemanticPredictions
+
+
+@dataclass(frozen=True)
+class SkippedScale:
+    scale: float
+    crop: tuple[int, int]
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scale": self.scale, "crop": list(self.crop), "reason": self.reason}
+
+
+class MultiScalePredictor:
+    """``image (uint8 HxWx3) -> labels (HxW int32)`` by the reference multi-scale/flip procedure.
+
+    ``source`` is a loaded :class:`zoo_cli.model.FrozenGraphModel` (its graph and session are reused), a
+    GraphDef, or a path to a frozen graph. ``crop`` is the eval crop (default: the graph's own). With
+    ``scales=(1.0,)`` and no flip the re-targeted graph's own ``SemanticPredictions`` is returned (the
+    exported computation at the eval crop). Safe to call from several threads.
+    """
+
+    def __init__(self, source: Any, *, scales: Iterable[float] = (1.0,), flip: bool = False,
+                 crop: tuple[int, int] | None = None, strict: bool = True, threads: int = 0,
+                 inter_threads: int = 0) -> None:
+        tf = _tf()
+        self.scales = tuple(float(s) for s in scales)
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise UsageError("scales must be a non-empty list of positive numbers")
+        self.flip = bool(flip)
+        self.strict = strict
+        self.fitted = 0  # images shrunk to fit: never (the crop is re-targeted instead)
+        self.enlarged = 0  # images larger than the eval crop (run at a crop grown to cover them)
+        self._owns_session = False
+        if hasattr(source, "graph") and hasattr(source, "session"):
+            self.graph, self.session = source.graph, source.session
+            self.graph_def = self.graph.as_graph_def()
+        else:
+            if isinstance(source, (str, os.PathLike)):
+                from zoo_cli.model import load_graph_def
+
+                source = load_graph_def(Path(source))
+            self.graph_def = source
+            self.graph = tf.Graph()
+            with self.graph.as_default():
+                tf.compat.v1.import_graph_def(rt._strip_colocation(rt._copy(source)), name="")
+            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=int(threads),
+                                              inter_op_parallelism_threads=int(inter_threads))
+            self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+            self._owns_session = True
+        self.pattern = rt.analyse(self.graph_def)
+        self.graph_crop = self.pattern.crop
+        self.crop = tuple(crop) if crop else self.graph_crop
+        self.num_classes = self.pattern.num_classes
+        self._nets: dict[tuple[int, int], _CropNet | str] = {}
+        self._lock = threading.Lock()
+        self._weights = {n.name for n in self.graph_def.node if rt._is_weight(n)}
+        self.skipped: list[SkippedScale] = []
+        for s in self.scales:
+            c = scaled_crop(self.crop, s)
+            net = self._net(c)
+            if isinstance(net, str):
+                self.skipped.append(SkippedScale(s, c, net))
+        if self.skipped and (strict or len(self.skipped) == len(self.scales)):
+            what = "; ".join(f"scale {k.scale:g} (crop {k.crop[0]}x{k.crop[1]}): {k.reason}" for k in self.skipped)
+            raise ModelError(f"cannot run {len(self.skipped)} of {len(self.scales)} scales: {what}")
+        self.used_scales = tuple(s for s in self.scales if s not in {k.scale for k in self.skipped})
+        self.single = self.used_scales == (1.0,) and not self.flip
+
+    # -- graphs
+
+    def _net(self, crop: tuple[int, int]) -> _CropNet | str:
+        """The network at ``crop`` (imported once; weights shared), or why it cannot be built."""
+        crop = (int(crop[0]), int(crop[1]))
+        net = self._nets.get(crop)
+        if net is not None:
+            return net
+        with self._lock:
+            if crop in self._nets:
+                return self._nets[crop]
+            self._nets[crop] = net = self._build(crop)
+            return net
+
+    def _build(self, crop: tuple[int, int]) -> _CropNet | str:
+        tf = _tf()
+        p = self.pattern
+        if crop == p.crop:
+            prefix = ""
+        else:
+            gd, reason = rt.retarget_or_none(self.graph_def, crop, p)
+            if gd is None:
+                return reason or "re-targeting failed"
+            outputs = [rt._node_of(p.logits), rt.OUTPUT_NAME]
+            gd = tf.compat.v1.graph_util.extract_sub_graph(gd, outputs)
+            keep = [n for n in gd.node if n.name not in self._weights]
+            input_map = {f"{n.name}:0": self.graph.get_tensor_by_name(f"{n.name}:0")
+                         for n in gd.node if n.name in self._weights}
+            del gd.node[:]
+            gd.node.extend(keep)
+            rt._strip_colocation(gd)
+            prefix = f"zoo_crop_{crop[0]}x{crop[1]}/"
+            with self.graph.as_default():
+                tf.compat.v1.import_graph_def(gd, name=prefix[:-1], input_map=input_map)
+        get = self.graph.get_tensor_by_name
+        feed, logits = get(prefix + p.padded_image), get(prefix + p.logits)
+        image, labels = get(prefix + p.input_tensor), get(prefix + rt.OUTPUT_NAME + ":0")
+        return _CropNet(crop, self.session.make_callable(logits, feed_list=[feed]),
+                        self.session.make_callable(labels, feed_list=[image]))
+
+    # -- prediction
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.predict(image)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Labels (HxW int32) of one uint8 HxWx3 image."""
+        image, crop = self._check(image)
+        if self.single:
+            net = self._require(crop, 1.0)
+            return self._call(net.run_labels, image[None], crop)[0].astype(np.int32, copy=False)
+        acc, _ = self._average(image, crop)
+        return acc.argmax(axis=2).astype(np.int32)
+
+    def predict_probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities (HxWxC float32) averaged over scales and flips, at the image's size."""
+        image, crop = self._check(image)
+        acc, count = self._average(image, crop)
+        acc /= count
+        return acc
+
+    def _check(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ModelError(f"expected a uint8 HxWx3 RGB image, got {image.dtype} of shape {image.shape}")
+        h, w = image.shape[:2]
+        crop = self.crop
+        if h > crop[0] or w > crop[1]:
+            # The reference would fail; run at a crop grown to cover the image instead (and count it).
+            crop = (max(h, crop[0]), max(w, crop[1]))
+            with self._lock:
+                self.enlarged += 1
+        return image, crop
+
+    def _average(self, image: np.ndarray, crop: tuple[int, int]) -> tuple[np.ndarray, int]:
+        """Sum of the softmax maps over scales and flips (one float32 buffer, image-sized) and their count."""
+        h, w = image.shape[:2]
+        padded = np.full((crop[0], crop[1], 3), MEAN_PIXEL, np.float32)
+        padded[:h, :w] = image
+        acc = np.zeros((h, w, self.num_classes), np.float32)
+        count = 0
+        for s in self.used_scales:
+            c = scaled_crop(crop, s)
+            net = self._require(c, s)
+            x = padded if c == crop else resize_bilinear(padded, c)
+            target = self.pattern.logits_size_at(crop, max(1.0, s))
+            for flipped in ((False, True) if self.flip else (False,)):
+                feed = x[:, ::-1] if flipped else x
+                logits = self._call(net.run_logits, self._batch(feed), c)[0]
+                if flipped:
+                    logits = logits[:, ::-1]
+                if logits.shape[:2] != target:
+                    logits = resize_bilinear(logits, target)
+                _accumulate_softmax(acc, np.ascontiguousarray(logits, np.float32), crop)
+                count += 1
+        return acc, count
+
+    def _batch(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        return x[None] if self.pattern.padded_rank == 4 else x
+
+    def _require(self, crop: tuple[int, int], scale: float) -> _CropNet:
+        net = self._net(crop)
+        if isinstance(net, str):
+            raise ModelError(f"scale {scale:g} needs crop {crop[0]}x{crop[1]}, which cannot be built: {net}")
+        return net
+
+    def _call(self, fn: Any, batch: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+        tf = _tf()
+        try:
+            return fn(batch)
+        except tf.errors.OpError as exc:
+            msg = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
+            raise ModelError(f"the graph re-targeted to {crop[0]}x{crop[1]} failed: {msg}") from None
+
+    # -- description
+
+    def describe(self) -> dict[str, Any]:
+        """What this predictor does, for eval output."""
+        return {
+            "scales": list(self.scales),
+            "scales_used": list(self.used_scales),
+            "skipped_scales": [k.to_json() for k in self.skipped],
+            "flip": self.flip,
+            "eval_crop": list(self.crop),
+            "graph_crop": list(self.graph_crop),
+            "retargeted": self.crop != self.graph_crop or any(s != 1.0 for s in self.used_scales),
+            "logits_stride": list(self.pattern.logits_stride),
+            "enlarged_images": self.enlarged,
+        }
+
+    def close(self) -> None:
+        if self._owns_session and self.session is not None:
+            self.session.close()
+            self.session = None
