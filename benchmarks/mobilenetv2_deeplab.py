@@ -213,17 +213,59 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", action="store_true", help="also measure runner overhead vs Session.run")
+    parser.add_argument("--latency-only", action="store_true", help="only the runner-overhead measurement")
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args(argv)
+    if args.latency_only:
+        runner_overhead(runs=args.runs)
+        return
     print("| seed row | seed MAdds (B) | ours: convs+MatMul (B) | Δ | tfprof float_ops/2 (B) | Δ | params (M) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in madds_table():
         print(f"| {r['row']} | {r['seed_b']:.2f} | {r['ours_b']:.3f} | {r['delta_pct']:+.2f} % | "
               f"{r['tfprof_b']:.3f} | {r['tfprof_delta_pct']:+.2f} % | {r['params_m']:.3f} |")
     if args.latency:
-        from benchmarks.runner_overhead import main as overhead_main
+        runner_overhead(runs=args.runs)
 
-        overhead_main(runs=args.runs)
+
+def runner_overhead(runs: int = 30, warmup: int = 3, depth_multiplier: float = 1.0, output_stride: int = 8) -> None:
+    """Time FrozenGraphModel.predict vs a bare Session.run of the same graph/session, interleaved A/B."""
+    import time
+
+    from zoo_cli.model import FrozenGraphModel
+
+    gd = build_mobilenetv2_deeplab(depth_multiplier, output_stride)
+    image = np.random.default_rng(0).integers(0, 256, (513, 513, 3), dtype=np.uint8)
+    with FrozenGraphModel(gd) as model:
+        feed = {model.input_tensor: image[None]}
+
+        def bare() -> Any:
+            return model.session.run(model.prediction_tensor, feed)
+
+        def runner() -> Any:
+            return model.predict(image)
+
+        for _ in range(warmup):
+            bare()
+            runner()
+        times: dict[str, list[float]] = {"bare Session.run": [], "FrozenGraphModel.predict": []}
+        for i in range(runs):
+            order = [("bare Session.run", bare), ("FrozenGraphModel.predict", runner)]
+            for label, fn in (order if i % 2 == 0 else order[::-1]):
+                start = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - start)
+    med = {k: float(np.median(v)) * 1000 for k, v in times.items()}
+    mean = {k: float(np.mean(v)) * 1000 for k, v in times.items()}
+    print(f"\nRunner overhead, MobileNet-v2 dm {depth_multiplier} OS {output_stride}, 513x513 uint8 input, "
+          f"{runs} interleaved runs each after {warmup} warm-up:")
+    print("| call | median (ms) | mean (ms) |")
+    print("|---|---:|---:|")
+    for k in times:
+        print(f"| {k} | {med[k]:.1f} | {mean[k]:.1f} |")
+    bare_m, run_m = med["bare Session.run"], med["FrozenGraphModel.predict"]
+    print(f"| overhead | {100 * (run_m / bare_m - 1):+.2f} % (median) | "
+          f"{100 * (mean['FrozenGraphModel.predict'] / mean['bare Session.run'] - 1):+.2f} % (mean) |")
 
 
 if __name__ == "__main__":  # pragma: no cover - run by hand, see docs/bench.md
