@@ -145,8 +145,11 @@ def plot_points(registry: Registry, results: Iterable[dict[str, Any]]) -> tuple[
         m = r["measured"]
         miou = m.get("miou")
         source = "measured"
-        if miou is None and (name, setting) in rows:
-            miou, source = rows[(name, setting)].miou, "reported"
+        row = rows.get((name, setting))
+        graph_os = (r.get("conditions") or {}).get("output_stride")
+        # Borrow the reported mIOU only for the same output stride; otherwise the point would mix settings.
+        if miou is None and row is not None and graph_os in (None, row.output_stride):
+            miou, source = row.miou, "reported"
         if m.get("madds_billion") and miou is not None:
             measured.append({"name": name, "setting": setting, "madds": m["madds_billion"], "miou": miou,
                              "miou_source": source})
