@@ -224,3 +224,70 @@ def test_parse_scales_and_crop():
         parse_scales("0,1")
     with pytest.raises(UsageError):
         parse_crop("1,2,3")
+
+
+# ------------------------------------------------------------------ zoo eval wiring
+
+
+@pytest.fixture
+def zoo_ms(zoo_home, tmp_path, monkeypatch):
+    """A registry with one tiny DeepLab-shaped VOC checkpoint (OS 8 graph, crop 65) installed."""
+    from click.testing import CliRunner
+
+    from tests.support.eval_graphs import install, registry_entry
+    from zoo_cli.cli import cli
+
+    reg = tmp_path / "registry.yaml"
+    reg.write_text("version: 1\ncheckpoints:\n" + registry_entry("tiny_ms", "voc", 21, 255, miou=70.0))
+    monkeypatch.setenv("ZOO_REGISTRY", str(reg))
+    graph = export.tiny_deeplab(seed=4, num_classes=21, crop=65)
+    install(zoo_home, "tiny_ms", graph.SerializeToString())
+    return graph, lambda *args: CliRunner().invoke(cli, ["eval", *map(str, args)])
+
+
+def _eval_json(invoke, *args):
+    import json
+
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_zoo_eval_defaults_to_the_row_the_graph_reproduces(zoo_ms, tmp_path):
+    from tests.support.datasets import decoded, make_voc, naive_metrics
+
+    graph, invoke = zoo_ms
+    samples = make_voc(tmp_path / "voc", n=3, size=(40, 52))
+    data = _eval_json(invoke, "tiny_ms", "--data-dir", tmp_path / "voc")
+    # Row 2 is the one at the graph's OS 8: scales 0.5,0.75,1.0 with flip, at the graph's crop 65.
+    assert data["scales"] == [0.5, 0.75, 1.0] and data["flip"] is True
+    settings = data["eval_settings"]
+    assert settings["row"] == 2 and settings["eval_crop"] == [65, 65] and settings["graph_output_stride"] == 8
+    assert not settings["os_differs"] and data["multiscale"]["skipped_scales"] == []
+    assert [r["os_differs_from_graph"] for r in data["reported"]] == [True, False]
+    pred = MultiScalePredictor(graph, scales=(0.5, 0.75, 1.0), flip=True)
+    miou, _, acc = naive_metrics([(gt, pred(decoded(p))) for p, gt in samples.values()], 21, 255)
+    assert data["miou"] == pytest.approx(miou * 100, abs=1e-3)
+    assert data["pixel_accuracy"] == pytest.approx(acc * 100, abs=1e-3)
+
+
+def test_zoo_eval_overrides_and_statements(zoo_ms, tmp_path):
+    from tests.support.datasets import make_voc
+
+    _, invoke = zoo_ms
+    make_voc(tmp_path / "voc", n=2, size=(40, 52))
+    data = _eval_json(invoke, "tiny_ms", "--data-dir", tmp_path / "voc", "--row", "1")
+    assert data["scales"] == [1.0] and data["flip"] is False and data["eval_settings"]["os_differs"]
+    assert any("not comparable" in n for n in data["eval_settings"]["notes"])
+    data = _eval_json(invoke, "tiny_ms", "--data-dir", tmp_path / "voc", "--scales", "[0.75:0.25:1.25]",
+                      "--no-flip", "--crop", "97,97")
+    assert data["scales"] == [0.75, 1.0, 1.25] and data["flip"] is False
+    assert data["multiscale"]["eval_crop"] == [97, 97] and data["multiscale"]["graph_crop"] == [65, 65]
+    human = invoke("tiny_ms", "--data-dir", tmp_path / "voc", "--row", "1")
+    assert human.exit_code == 0, human.output
+    assert "crop 65x65" in human.output and "OS differs from the graph's 8" in human.output
+    assert "not comparable" in human.output
+    bad = invoke("tiny_ms", "--data-dir", tmp_path / "voc", "--row", "7")
+    assert bad.exit_code == 2 and "--row 7 does not exist" in bad.output
+    bad = invoke("tiny_ms", "--data-dir", tmp_path / "voc", "--scales", "x")
+    assert bad.exit_code == 2 and "--scales" in bad.output

@@ -55,10 +55,20 @@ class SingleScale:
 
 
 def make_predictor(model: Any, **options: Any) -> Predictor:
-    """The predictor for the evaluation options (single scale here; multi-scale plugs in beside it)."""
-    if options.get("scales") not in (None, (1.0,), [1.0]) or options.get("flip"):
-        raise UsageError("multi-scale / flip evaluation is not available in this build; use the defaults")
-    return SingleScale(model)
+    """The predictor for the evaluation options: ``scales``, ``flip``, ``crop`` (eval crop, H x W).
+
+    The graph as exported (:class:`SingleScale`) when that is what is asked (one scale 1.0, no flip, the
+    graph's own crop); otherwise :class:`zoo_cli.multiscale.MultiScalePredictor`, which re-targets the graph
+    to every scaled crop (also at scale 1 when the eval crop is not the graph's) and averages probabilities.
+    """
+    scales = tuple(options.get("scales") or (1.0,))
+    flip = bool(options.get("flip"))
+    crop = tuple(options["crop"]) if options.get("crop") else None
+    if scales == (1.0,) and not flip and (crop is None or crop == tuple(model.crop_size or ())):
+        return SingleScale(model)
+    from zoo_cli.multiscale import MultiScalePredictor
+
+    return MultiScalePredictor(model, scales=scales, flip=flip, crop=crop, strict=bool(options.get("strict")))
 
 
 # ------------------------------------------------------------------------------------------- images

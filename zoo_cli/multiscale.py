@@ -356,3 +356,63 @@ class MultiScalePredictor:
         if self._owns_session and self.session is not None:
             self.session.close()
             self.session = None
+
+
+# ------------------------------------------------------------------------------------------- eval settings
+
+
+@dataclass
+class EvalSettings:
+    """What ``zoo eval`` runs: scales, flip and eval crop, and the registry row they come from."""
+
+    scales: tuple[float, ...]
+    flip: bool
+    crop: tuple[int, int] | None
+    row_index: int | None  # 1-based index into the checkpoint's eval rows
+    row: Any | None
+    graph_output_stride: int | None
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scales": list(self.scales), "flip": self.flip, "eval_crop": list(self.crop) if self.crop else None,
+            "row": self.row_index, "row_conditions": self.row.describe() if self.row is not None else None,
+            "row_output_stride": self.row.output_stride if self.row is not None else None,
+            "graph_output_stride": self.graph_output_stride,
+            "os_differs": bool(self.row is not None and self.graph_output_stride is not None
+                               and self.row.output_stride != self.graph_output_stride),
+            "notes": list(self.notes),
+        }
+
+
+def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_crop: tuple[int, int] | None,
+                    scales: Sequence[float] | None = None, flip: bool | None = None,
+                    crop: tuple[int, int] | None = None, row: int | None = None) -> EvalSettings:
+    """Defaults from the checkpoint's eval row the graph can reproduce (its output stride), overridden by
+    explicit ``scales`` / ``flip`` / ``crop``; ``row`` (1-based) picks another row."""
+    rows = tuple(getattr(ckpt, "evals", ()) or ())
+    notes: list[str] = []
+    chosen = None
+    index = None
+    if row is not None:
+        if not rows:
+            raise UsageError("--row needs a registry checkpoint with reported eval rows (see 'zoo info NAME')")
+        if not 1 <= row <= len(rows):
+            listing = "; ".join(f"{i}: {r.describe()}" for i, r in enumerate(rows, 1))
+            raise UsageError(f"--row {row} does not exist; the checkpoint's rows are {listing}")
+        index, chosen = row, rows[row - 1]
+    elif rows:
+        for i, r in enumerate(rows, 1):
+            if graph_output_stride is not None and r.output_stride == graph_output_stride:
+                index, chosen = i, r
+                break
+        if chosen is None:
+            notes.append(f"no reported row is at the graph's output stride {graph_output_stride}; running single "
+                         "scale without flip (pick a row with --row N)")
+    if chosen is not None and graph_output_stride is not None and chosen.output_stride != graph_output_stride:
+        notes.append(f"row {index} was measured at OS {chosen.output_stride} but this frozen graph runs at OS "
+                     f"{graph_output_stride}: the measured and reported numbers are not comparable")
+    use_scales = tuple(scales) if scales else (tuple(chosen.scales) if chosen is not None else (1.0,))
+    use_flip = bool(flip) if flip is not None else (bool(chosen.flip) if chosen is not None else False)
+    use_crop = tuple(crop) if crop else (tuple(ckpt.eval_crop) if getattr(ckpt, "eval_crop", None) else graph_crop)
+    return EvalSettings(use_scales, use_flip, use_crop, index, chosen, graph_output_stride, notes)

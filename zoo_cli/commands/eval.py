@@ -71,6 +71,13 @@ def command() -> None:
               help="TensorFlow inter-op threads (0 = TensorFlow's choice).")
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="Images run through the model at once (decoding always runs ahead).")
+@click.option("--scales", "scales_text",
+              help="Eval scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 or [0.5:0.25:1.75] (default: the eval row's).")
+@click.option("--flip/--no-flip", default=None, help="Also run left-right flipped images (default: the eval row's).")
+@click.option("--crop", "crop_text", help="Eval crop H,W the image is padded to (default: the registry's, e.g. "
+              "513,513 VOC/ADE20K, 1025,2049 Cityscapes); the graph is re-targeted to it.")
+@click.option("--row", type=int, help="Take scales/flip from the checkpoint's N-th eval row (1-based, see "
+              "'zoo info NAME'); default: the first row at the graph's output stride.")
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Weight of the class colours in the overlay PNGs.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
@@ -78,7 +85,8 @@ def command() -> None:
 @pass_app
 def run(app: AppContext, name: str | None, graph_path: Path | None, images: tuple[Path, ...],
         data_dir: Path | None, dataset: str | None, split: str, limit: int | None, shard: str | None,
-        out_dir: Path | None, threads: int, inter_threads: int, jobs: int, alpha: float,
+        out_dir: Path | None, threads: int, inter_threads: int, jobs: int, scales_text: str | None,
+        flip: bool | None, crop_text: str | None, row: int | None, alpha: float,
         progress: bool | None, as_json: bool) -> None:
     """Predict images (--images PATH... --out DIR) or measure mIOU on a dataset split (--data-dir DIR).
 
@@ -111,7 +119,14 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
 
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
-        predictor = make_predictor(model)
+        from zoo_cli.multiscale import choose_settings, parse_crop, parse_scales
+
+        info = model.info
+        settings = choose_settings(ckpt, graph_output_stride=info.encoder_output_stride or info.output_stride,
+                                   graph_crop=model.crop_size, scales=parse_scales(scales_text), flip=flip,
+                                   crop=parse_crop(crop_text), row=row)
+        predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
+        predictor.settings = settings  # type: ignore[attr-defined]
         if images:
             _run_images(model, predictor, kind, images, out_dir, alpha, progress, as_json)  # type: ignore[arg-type]
         else:
@@ -178,6 +193,15 @@ def _run_dataset(app: AppContext, ckpt, graph_path: Path, model, predictor, kind
     result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
     result.extra["long_side"] = long_side
     result.extra["reported"] = reported_rows(ckpt, scales, flip) if ckpt else []
+    settings = getattr(predictor, "settings", None)
+    if settings is not None:
+        result.extra["eval_settings"] = settings.to_json()
+        for rep_row in result.extra["reported"]:
+            rep_row["eval_crop"] = list(ckpt.eval_crop) if ckpt is not None and ckpt.eval_crop else None
+            rep_row["os_differs_from_graph"] = (settings.graph_output_stride is not None
+                                                and rep_row["output_stride"] != settings.graph_output_stride)
+    if hasattr(predictor, "describe"):
+        result.extra["multiscale"] = predictor.describe()
     if out_dir is None:
         label = ckpt.name if ckpt else graph_path.parent.name or graph_path.stem
         suffix = f"-shard{shard[0]}of{shard[1]}" if shard else ""
@@ -189,6 +213,10 @@ def _run_dataset(app: AppContext, ckpt, graph_path: Path, model, predictor, kind
     _print_result(result, info)
 
 
+def _crop_text(crop) -> str:
+    return f"crop {crop[0]}x{crop[1]}, " if crop else ""
+
+
 def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
     from rich.table import Table
 
@@ -196,6 +224,7 @@ def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
     stride = result.extra.get("graph_output_stride")
     conditions = (f"{'graph OS ' + str(stride) + ', ' if stride else ''}scales "
                   f"{','.join(f'{s:g}' for s in result.scales)}, {'flip' if result.flip else 'no flip'}, "
+                  f"{_crop_text(result.extra.get('eval_settings', {}).get('eval_crop'))}"
                   f"{result.split}, {result.num_images} images")
     title = result.checkpoint or result.graph or "merged"
     out.print(f"[bold]{title}[/bold] on {result.dataset} {result.split}"
@@ -207,8 +236,10 @@ def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
     table.add_row("measured", f"{result.summary.miou:.2f}%", f"{result.summary.pixel_accuracy:.2f}%", conditions)
     for row in result.extra.get("reported", []):
         mark = " ←" if row["matches_run"] else ""
+        flag = (f" [OS differs from the graph's {stride}]" if row.get("os_differs_from_graph") else "")
         table.add_row("reported" + mark, fmt_num(row["miou"], "%"), fmt_num(row["pixel_accuracy"], "%"),
-                      row["conditions"] + " (seed)")
+                      row["conditions"] + (f", {_crop_text(row.get('eval_crop'))[:-2]}" if row.get("eval_crop")
+                                           else "") + " (seed)" + flag)
     out.print(table)
     per = Table(title="per-class IoU", show_edge=False, header_style="bold")
     per.add_column("class")
@@ -223,6 +254,11 @@ def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
         where = f" {crop[1]}x{crop[0]}" if crop else ""
         out.print(f"note: {result.fitted} image(s) were larger than the graph's crop{where}; they were shrunk to "
                   "fit and their labels scaled back (the reference would fail on them)")
+    for note in result.extra.get("eval_settings", {}).get("notes", []):
+        out.print(f"note: {note}")
+    for skipped in result.extra.get("multiscale", {}).get("skipped_scales", []):
+        out.print(f"warning: scale {skipped['scale']:g} was skipped (crop {skipped['crop'][0]}x{skipped['crop'][1]}): "
+                  f"{skipped['reason']}")
     for warning in warnings or []:
         out.print(f"warning: {warning}")
     if result.confusion_path:
