@@ -78,8 +78,44 @@ def make_split(root: Path, n: int, seed: int = 0) -> None:
     (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(names) + "\n")
 
 
+def host_overhead_us(tmp: Path, calls: int = 400) -> dict:
+    """Absolute host-side cost per call (µs) of the runner vs a bare Session.run, on a tiny zoo-style graph.
+
+    The model time is ~nothing here, so the difference is the runner's own work (checks, feed, fetch) and is
+    not drowned by the noise of a busy machine; divided by the realistic graph's time it gives the overhead.
+    """
+    import tensorflow as tf
+
+    from zoo_cli.export import save_frozen_graph, tiny_deeplab
+    from zoo_cli.model import FrozenGraphModel
+
+    path = save_frozen_graph(tiny_deeplab(num_classes=21, crop=33, output_stride=16, width=8), tmp / "tiny.pb")
+    image = np.random.default_rng(2).integers(0, 256, size=(30, 31, 3), dtype=np.uint8)
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(path.read_bytes())
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.import_graph_def(gd, name="")
+    bare = tf.compat.v1.Session(graph=g)
+    model = FrozenGraphModel(path)
+    fns = {"bare": lambda: bare.run("SemanticPredictions:0", feed_dict={"ImageTensor:0": image[None]}),
+           "runner": lambda: model.predict(image)}
+    for fn in fns.values():
+        for _ in range(20):
+            fn()
+    times: dict[str, list[float]] = {"bare": [], "runner": []}
+    for i in range(calls):
+        for label in (("bare", "runner") if i % 2 == 0 else ("runner", "bare")):
+            t = time.perf_counter()
+            fns[label]()
+            times[label].append(time.perf_counter() - t)
+    model.close()
+    bare.close()
+    return {k: statistics.median(v) * 1e6 for k, v in times.items()}
+
+
 def overhead(graph: Path, runs: int, rounds: int) -> dict:
-    """Median ms per image: bare Session.run vs FrozenGraphModel.predict, interleaved blocks."""
+    """Median ms per image: bare Session.run vs FrozenGraphModel.predict, alternating calls."""
     import tensorflow as tf
 
     from zoo_cli.model import FrozenGraphModel
@@ -100,18 +136,24 @@ def overhead(graph: Path, runs: int, rounds: int) -> dict:
         bare_run()
         model.predict(image)
     times = {"bare": [], "runner": []}
-    for _ in range(rounds):
-        for label, fn in (("bare", bare_run), ("runner", lambda: model.predict(image))):
-            for _ in range(runs):
-                t = time.perf_counter()
-                fn()
-                times[label].append(time.perf_counter() - t)
+    ratios = []
+    # A and B alternate call by call (order flipped every pair) so load from other processes hits both alike.
+    for i in range(runs * rounds):
+        pair = {}
+        order = (("bare", bare_run), ("runner", lambda: model.predict(image)))
+        for label, fn in (order if i % 2 == 0 else order[::-1]):
+            t = time.perf_counter()
+            fn()
+            pair[label] = time.perf_counter() - t
+            times[label].append(pair[label])
+        ratios.append(pair["runner"] / pair["bare"])
     assert np.array_equal(bare_run()[0], model.predict(image))
     model.close()
     bare.close()
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     mean = {k: statistics.fmean(v) * 1000 for k, v in times.items()}
     return {"median_ms": med, "mean_ms": mean, "overhead_pct_median": 100 * (med["runner"] / med["bare"] - 1),
+            "overhead_pct_paired": 100 * (statistics.median(ratios) - 1),
             "overhead_pct_mean": 100 * (mean["runner"] / mean["bare"] - 1), "n": len(times["bare"])}
 
 
@@ -175,7 +217,7 @@ def zoo_loop(graph: Path, root: Path, jobs: int) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="runner overhead and dataset throughput")
     parser.add_argument("--images", type=int, default=40)
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per A/B block (overhead)")
+    parser.add_argument("--runs", type=int, default=30, help="timed A/B pairs per round (overhead)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each measurement")
     args = parser.parse_args()
     import psutil
@@ -186,12 +228,18 @@ def main() -> None:
         what = build_graph(tmp / "g.pb")
         make_split(tmp / "voc", args.images)
         print(f"graph: {what}; TF {tf.__version__}; {psutil.cpu_count()} logical CPUs "
-              f"({psutil.cpu_count(logical=False)} physical)")
+              f"({psutil.cpu_count(logical=False)} physical); load average {os.getloadavg()[0]:.1f}")
         o = overhead(tmp / "g.pb", args.runs, args.rounds)
-        print(f"\n1. per-image overhead, 375x500 input, {o['n']} runs each (interleaved blocks of {args.runs}):")
+        print(f"\n1. per-image overhead, 375x500 input, {o['n']} runs each (alternating call by call):")
         print(f"   bare Session.run      median {o['median_ms']['bare']:.2f} ms  mean {o['mean_ms']['bare']:.2f} ms")
         print(f"   FrozenGraphModel      median {o['median_ms']['runner']:.2f} ms  mean {o['mean_ms']['runner']:.2f} ms")
-        print(f"   overhead              median {o['overhead_pct_median']:+.2f} %  mean {o['overhead_pct_mean']:+.2f} %")
+        print(f"   overhead              of medians {o['overhead_pct_median']:+.2f} %, of means "
+              f"{o['overhead_pct_mean']:+.2f} %, median of paired ratios {o['overhead_pct_paired']:+.2f} %")
+        h = host_overhead_us(tmp)
+        diff = h["runner"] - h["bare"]
+        print(f"   tiny zoo-style graph (host-side cost, median of 400 alternating calls): bare {h['bare']:.0f} us, "
+              f"runner {h['runner']:.0f} us -> runner adds {diff:+.0f} us = "
+              f"{100 * diff / 1000 / o['median_ms']['bare']:+.3f} % of the realistic graph's median time")
         print(f"\n2. dataset throughput, {args.images} VOC-layout images (500x375 JPEG), {args.rounds} rounds:")
         results: dict[str, list[float]] = {"notebook": [], "zoo jobs=1": [], "zoo jobs=2": []}
         for _ in range(args.rounds):
@@ -202,6 +250,7 @@ def main() -> None:
                 results[f"zoo jobs={jobs}"].append(n / s)
         parts = ", ".join(f"{k} {v:.1f} ms" for k, v in notebook_loop.parts.items())
         print(f"   notebook loop per image (last round): {parts}")
+        print(f"   load average at the end: {os.getloadavg()[0]:.1f}")
         base = statistics.median(results["notebook"])
         for label, values in results.items():
             med = statistics.median(values)

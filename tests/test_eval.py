@@ -209,3 +209,14 @@ def test_label_size_mismatch_names_the_file(zoo, tmp_path):
     Image.fromarray(np.zeros((3, 3), dtype=np.uint8), mode="P").save(label)
     result = zoo("tiny_voc", "--data-dir", tmp_path)
     assert result.exit_code == 7 and label.name in result.output and "does not belong" in result.output
+
+
+def test_parallelism_plan():
+    from zoo_cli.evaluate import plan_parallelism
+
+    assert plan_parallelism(None, 0, (513, 513), cpus=2) == (2, 1)
+    assert plan_parallelism(None, 0, (513, 513), cpus=8) == (2, 4)
+    assert plan_parallelism(None, 0, (1025, 2049), cpus=8) == (1, 0)  # big crops: one image at a time
+    assert plan_parallelism(None, 0, None, cpus=1) == (1, 0)
+    assert plan_parallelism(3, 0, None, cpus=6) == (3, 2)
+    assert plan_parallelism(None, 5, (513, 513), cpus=2) == (2, 5)  # explicit threads win

@@ -65,12 +65,13 @@ def command() -> None:
 @click.option("--shard", help="K/N: evaluate every N-th image starting at K (0-based); merge with 'zoo eval merge'.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Output directory (required with --images; default for datasets: $ZOO_HOME/results/...).")
-@click.option("--threads", type=int, default=0, show_default=True,
-              help="TensorFlow intra-op threads (0 = all cores).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="TensorFlow intra-op threads per image (0 = all CPUs / --jobs).")
 @click.option("--inter-threads", type=int, default=0, show_default=True,
               help="TensorFlow inter-op threads (0 = TensorFlow's choice).")
-@click.option("--jobs", type=int, default=1, show_default=True,
-              help="Images run through the model at once (decoding always runs ahead).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Images run through the model at once (default: 2 with 2+ CPUs, 1 for crops above 600k "
+                   "pixels); decoding always runs ahead.")
 @click.option("--scales", "scales_text",
               help="Eval scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 or [0.5:0.25:1.75] (default: the eval row's).")
 @click.option("--flip/--no-flip", default=None, help="Also run left-right flipped images (default: the eval row's).")
@@ -85,7 +86,7 @@ def command() -> None:
 @pass_app
 def run(app: AppContext, name: str | None, graph_path: Path | None, images: tuple[Path, ...],
         data_dir: Path | None, dataset: str | None, split: str, limit: int | None, shard: str | None,
-        out_dir: Path | None, threads: int, inter_threads: int, jobs: int, scales_text: str | None,
+        out_dir: Path | None, threads: int, inter_threads: int, jobs: int | None, scales_text: str | None,
         flip: bool | None, crop_text: str | None, row: int | None, alpha: float,
         progress: bool | None, as_json: bool) -> None:
     """Predict images (--images PATH... --out DIR) or measure mIOU on a dataset split (--data-dir DIR).
@@ -114,9 +115,11 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
     if progress is None and as_json:
         progress = False
 
-    from zoo_cli.evaluate import make_predictor
+    from zoo_cli.evaluate import make_predictor, plan_parallelism
     from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
 
+    if data_dir is not None:
+        jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
         from zoo_cli.multiscale import choose_settings, parse_crop, parse_scales
