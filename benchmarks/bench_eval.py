@@ -201,13 +201,14 @@ def notebook_loop(graph: Path, root: Path) -> tuple[float, float, int]:
     return seconds, float(np.mean(inter[present] / union[present])), len(names)
 
 
-def zoo_loop(graph: Path, root: Path, jobs: int) -> tuple[float, float, int]:
-    """zoo eval's dataset loop (the same functions the CLI calls)."""
+def zoo_loop(graph: Path, root: Path, jobs: int | None) -> tuple[float, float, int]:
+    """zoo eval's dataset loop (the same functions the CLI calls); ``jobs=None`` = the CLI's automatic plan."""
     from zoo_cli.datasets import open_dataset
-    from zoo_cli.evaluate import SingleScale, evaluate_dataset
+    from zoo_cli.evaluate import SingleScale, evaluate_dataset, plan_parallelism
     from zoo_cli.model import FrozenGraphModel
 
-    with FrozenGraphModel(graph) as model:
+    jobs, threads = plan_parallelism(jobs, 0, (513, 513))
+    with FrozenGraphModel(graph, intra_op_threads=threads) as model:
         model.predict(np.zeros((375, 500, 3), np.uint8))
         ds = open_dataset(root, "voc")
         matrix, n, seconds = evaluate_dataset(ds, SingleScale(model), jobs=jobs, progress=False)
@@ -241,21 +242,27 @@ def main() -> None:
               f"runner {h['runner']:.0f} us -> runner adds {diff:+.0f} us = "
               f"{100 * diff / 1000 / o['median_ms']['bare']:+.3f} % of the realistic graph's median time")
         print(f"\n2. dataset throughput, {args.images} VOC-layout images (500x375 JPEG), {args.rounds} rounds:")
-        results: dict[str, list[float]] = {"notebook": [], "zoo jobs=1": [], "zoo jobs=2": []}
+        from zoo_cli.evaluate import plan_parallelism
+
+        auto = plan_parallelism(None, 0, (513, 513))
+        auto_label = f"zoo auto (jobs={auto[0]}, threads={auto[1]})"
+        results: dict[str, list[float]] = {"notebook": [], "zoo jobs=1": [], auto_label: []}
         for _ in range(args.rounds):
             s, miou_nb, n = notebook_loop(tmp / "g.pb", tmp / "voc")
             results["notebook"].append(n / s)
-            for jobs in (1, 2):
+            for label, jobs in (("zoo jobs=1", 1), (auto_label, None)):
                 s, miou, n = zoo_loop(tmp / "g.pb", tmp / "voc", jobs)
-                results[f"zoo jobs={jobs}"].append(n / s)
+                results[label].append(n / s)
         parts = ", ".join(f"{k} {v:.1f} ms" for k, v in notebook_loop.parts.items())
         print(f"   notebook loop per image (last round): {parts}")
         print(f"   load average at the end: {os.getloadavg()[0]:.1f}")
         base = statistics.median(results["notebook"])
         for label, values in results.items():
             med = statistics.median(values)
-            print(f"   {label:<12} {med:6.2f} images/s  (runs: {', '.join(f'{v:.2f}' for v in values)})"
-                  f"  {med / base:.2f}x")
+            paired = [v / b for v, b in zip(values, results["notebook"])]
+            print(f"   {label:<30} {med:6.2f} images/s  {med / base:.2f}x  (per round: "
+                  f"{', '.join(f'{v:.2f}' for v in values)} images/s; ratio to that round's notebook: "
+                  f"{', '.join(f'{r:.2f}x' for r in paired)})")
 
 
 if __name__ == "__main__":

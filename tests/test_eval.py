@@ -220,3 +220,10 @@ def test_parallelism_plan():
     assert plan_parallelism(None, 0, None, cpus=1) == (1, 0)
     assert plan_parallelism(3, 0, None, cpus=6) == (3, 2)
     assert plan_parallelism(None, 5, (513, 513), cpus=2) == (2, 5)  # explicit threads win
+
+
+def test_progress_bar_shows_rate_and_running_miou(zoo, tmp_path):
+    make_voc(tmp_path, n=3)
+    result = zoo("tiny_voc", "--data-dir", tmp_path, "--progress", "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "img/s" in result.stderr and "mIOU" in result.stderr and "3/3" in result.stderr
