@@ -383,3 +383,29 @@ def test_fetch_file_claims_the_partial_by_rename(fault_server, tmp_path, archive
     assert all("f.tar.gz.incomplete" not in n for n in names)
     assert any(name.startswith("f.tar.gz.incomplete.") for n in names for name in n)
     assert result.path == tmp_path / "f.tar.gz" and result.path.read_bytes() == archive
+
+
+def test_two_writers_without_a_working_lock_never_mix_their_bytes(fault_server, tmp_path, archive):
+    # Where file locks do not work (some network filesystems) two transfers may run at once; each claims
+    # the partial by rename, so both end with exactly the file, never an interleaving of the two.
+    import threading
+
+    url = fault_server.add("f.tar.gz", archive, Fault(rate=400_000, drop_after=60_000, drop_times=2))
+    partial = tmp_path / "f.tar.gz.incomplete"
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(fetch_file(url, partial, policy=POLICY, progress=False))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(results) == 2
+    assert all(r.sha256 == sha(archive) and r.size == len(archive) for r in results)
+    assert (tmp_path / "f.tar.gz").read_bytes() == archive
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tar.gz"]

@@ -238,6 +238,16 @@ def test_mirror_rewrites_scheme_and_host_keeping_the_path(fault_server, registry
     assert fault_server.requests()[-1].path == "/models/deeplab_m.tar.gz"
 
 
+def test_http_proxy_from_the_environment_is_used(fault_server, registry, zoo_home, archive, monkeypatch):
+    fault_server.add("models/m.tar.gz", archive)
+    registry({"name": "m", "url": "http://download.invalid/models/m.tar.gz"})
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("no_proxy")
+    result = run("download", "m", env={"HTTP_PROXY": fault_server.base_url, "http_proxy": fault_server.base_url})
+    assert result.exit_code == 0, result.output
+    assert [r.proxied_for for r in fault_server.requests()] == ["http://download.invalid/models/m.tar.gz"]
+
+
 def test_mirror_url_rules():
     url = "http://download.tensorflow.org/models/deeplabv3_pascal_train_aug_2018_01_04.tar.gz"
     assert mirror_url(url, None) == url

@@ -7,6 +7,8 @@ Used by the download tests (started by fixtures) and by benchmarks/bench_downloa
     ignore Range · slow body · change the file from request K on · an HTML page · wrong Content-Length ·
     stall (send N bytes, then go silent) · no validators
 
+It also answers absolute-form requests (``GET http://host/path``), so it can stand in as an HTTP proxy.
+
 Every request is logged (path, Range, status, body bytes sent) so tests can count transfers. The server is
 bounded: it shuts itself down after ``lifetime`` seconds, stalls end when it stops, and handler threads are
 daemons.
@@ -58,6 +60,7 @@ class RequestLog:
     if_range: str | None
     status: int
     sent: int = 0                       # body bytes written
+    proxied_for: str | None = None      # the absolute URL when the request came through us as a proxy
 
 
 @dataclass
@@ -169,12 +172,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         owner = self.owner
         path = self.path.split("?", 1)[0]
+        proxied = path.startswith(("http://", "https://"))
+        if proxied:
+            # Absolute-form request target: a client using this server as its HTTP proxy.
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
         with owner._lock:
             entry = owner._files.get(path)
             if entry is not None and not head:
                 entry.hits += 1
             hit = entry.hits if entry else 0
-            record = RequestLog(path, self.command, self.headers.get("Range"), self.headers.get("If-Range"), 0)
+            record = RequestLog(path, self.command, self.headers.get("Range"), self.headers.get("If-Range"), 0,
+                                proxied_for=self.path if proxied else None)
             owner.log.append(record)
         if entry is None:
             return self._simple(record, 404, b"not found\n", "text/plain")
