@@ -250,3 +250,47 @@ def test_zoo_demo_end_to_end_installed_script(tmp_path):
     info = subprocess.run([_zoo_script(), "--registry", str(results / "registry.yaml"), "info",
                            demo_run.DEMO_NAME, "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert info.returncode == 0 and json.loads(info.stdout)["downloaded"] is True
+
+
+# ---------------------------------------------------------------- training network == exported graph
+
+_TRAINING_CHECK = r"""
+import json, sys, tarfile, importlib.util
+from pathlib import Path
+import numpy as np
+spec = importlib.util.spec_from_file_location("build_demo_model", sys.argv[1])
+b = importlib.util.module_from_spec(spec); sys.modules[spec.name] = b; spec.loader.exec_module(b)
+import tensorflow as tf
+work = Path(sys.argv[3])
+with tarfile.open(sys.argv[2], "r:gz") as tar:
+    tar.extractall(work / "shipped", filter="data")
+shipped = work / "shipped" / b.ARCHIVE_TOP
+weights = b.checkpoint_weights(shipped / "model.ckpt")
+out = {}
+# 1. the TF2 network the build trains computes what the shipped frozen graph computes
+out["agreement"] = b.check_export(weights, shipped / "frozen_inference_graph.pb", Path(sys.argv[4]))
+# 2. exporting the shipped checkpoint's weights again rebuilds the shipped frozen graph, byte for byte
+again = b.export(weights, work / "again")
+out["same_graph"] = (again / "frozen_inference_graph.pb").read_bytes() == (shipped / "frozen_inference_graph.pb").read_bytes()
+# 3. training is deterministic: two short runs from the same seed give identical weights
+samples = [(i, l) for _, i, l in b.generate_split("train", 6)]
+w1 = b.train(samples, steps=3, log_every=0)
+w2 = b.train(samples, steps=3, log_every=0)
+out["deterministic"] = all(np.array_equal(w1[k], w2[k]) for k in w1)
+print(json.dumps(out))
+"""
+
+
+def test_training_network_is_the_shipped_graph_and_training_is_deterministic(tmp_path):
+    """In a subprocess (training switches TF op determinism on globally): the build's TF2 network reproduces
+    the shipped frozen graph from the shipped model.ckpt, re-export gives the same graph bytes, and two short
+    trainings from the same seed give identical weights."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRAINING_CHECK, str(REPO / "tools" / "build_demo_model.py"), str(_archive()),
+         str(tmp_path), str(demo_run.demo_val_dir())],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["agreement"] > 0.999
+    assert out["same_graph"]
+    assert out["deterministic"]

@@ -6,6 +6,8 @@ same dataset byte for byte and (with TF op determinism on) the same weights:
 
     python tools/build_demo_model.py                # full build into zoo_cli/demo/ (about 2-3 min on 2 cores)
     python tools/build_demo_model.py --data-only    # only regenerate the shipped val set
+    python tools/build_demo_model.py --weights-from zoo_cli/demo/deeplabv3_demo_shapes_trainval.tar.gz
+                                                    # re-export the shipped weights, no training (~20 s)
 
 Steps
  1. ``generate_dataset``: a synthetic segmentation set in the PASCAL VOC layout: textured backgrounds with
@@ -351,9 +353,44 @@ def export(weights: dict[str, np.ndarray], model_dir: Path) -> Path:
     """Write the zoo-style frozen graph and ``model.ckpt.*`` of the trained weights into ``model_dir``."""
     from zoo_cli.export import export_model_dir
 
+    from zoo_cli.export import save_frozen_graph
+    from zoo_cli.model import load_graph_def
+
     # seed=None: every weight must come from training; a missing one is an error, not a random array.
-    return export_model_dir(model_dir, seed=None, weights=weights, num_classes=NUM_CLASSES, crop=CROP,
-                            output_stride=OUTPUT_STRIDE, decoder=DECODER, width=WIDTH)
+    export_model_dir(model_dir, seed=None, weights=weights, num_classes=NUM_CLASSES, crop=CROP,
+                     output_stride=OUTPUT_STRIDE, decoder=DECODER, width=WIDTH)
+    # Protobuf writes map fields (node attrs) in arbitrary order; rewrite the graph deterministically so the
+    # same weights always give the same bytes (and the archive the same sha256).
+    graph_path = model_dir / "frozen_inference_graph.pb"
+    save_frozen_graph(_Deterministic(load_graph_def(graph_path)), graph_path)
+    return model_dir
+
+
+class _Deterministic:
+    """A GraphDef wrapper whose ``SerializeToString`` orders map fields (what ``save_frozen_graph`` calls)."""
+
+    def __init__(self, graph_def) -> None:
+        self.graph_def = graph_def
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's name
+        return self.graph_def.SerializeToString(deterministic=True)
+
+
+def checkpoint_weights(source: Path) -> dict[str, np.ndarray]:
+    """The weights of a ``model.ckpt`` prefix, or of the model.ckpt inside a demo ``.tar.gz``."""
+    import tarfile
+    import tempfile
+
+    import tensorflow as tf
+
+    source = Path(source)
+    if source.name.endswith(".tar.gz"):
+        with tempfile.TemporaryDirectory() as tmp, tarfile.open(source, "r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+            (prefix,) = Path(tmp).glob("*/model.ckpt.index")
+            return checkpoint_weights(prefix.with_suffix(""))
+    reader = tf.train.load_checkpoint(str(source))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 def pack(model_dir: Path, archive: Path) -> Path:
@@ -493,8 +530,11 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build(out: Path = DEMO_DIR, *, steps: int = TRAIN_STEPS, work: Path | None = None) -> dict[str, dict]:
-    """The whole build: data -> train -> export -> pack -> measure -> registry. Returns the measured rows."""
+def build(out: Path = DEMO_DIR, *, steps: int = TRAIN_STEPS, work: Path | None = None,
+          weights_from: Path | None = None) -> dict[str, dict]:
+    """The whole build: data -> train -> export -> pack -> measure -> registry. Returns the measured rows.
+
+    ``weights_from`` (a model.ckpt prefix or a demo archive) skips training and re-exports those weights."""
     import shutil
     import tempfile
     import time
@@ -508,19 +548,24 @@ def build(out: Path = DEMO_DIR, *, steps: int = TRAIN_STEPS, work: Path | None =
     print(f"val set: {N_VAL} images -> {val_dir}")
     tmp = Path(tempfile.mkdtemp(prefix="zoo-demo-build-")) if work is None else work
     try:
-        train_set = [(image, label) for _, image, label in generate_split("train", N_TRAIN)]
-        print(f"train set: {len(train_set)} images generated in {time.perf_counter() - t0:.1f} s; training {steps} steps")
-        weights = train(train_set, steps=steps)
-        print(f"trained in {time.perf_counter() - t0:.1f} s (cumulative)")
+        if weights_from is not None:
+            weights = checkpoint_weights(weights_from)
+            print(f"weights: {len(weights)} arrays from {weights_from} (no training)")
+        else:
+            train_set = [(image, label) for _, image, label in generate_split("train", N_TRAIN)]
+            print(f"train set: {len(train_set)} images generated in {time.perf_counter() - t0:.1f} s; "
+                  f"training {steps} steps")
+            weights = train(train_set, steps=steps)
+            print(f"trained in {time.perf_counter() - t0:.1f} s (cumulative)")
         model_dir = export(weights, tmp / ARCHIVE_TOP)
         agreement = check_export(weights, model_dir / "frozen_inference_graph.pb", val_dir)
         print(f"exported; frozen graph agrees with the trained network on {agreement * 100:.3f}% of val pixels")
         if agreement < 0.999:
             raise SystemExit("the exported graph does not reproduce the trained network; not writing the demo")
-        archive = pack(model_dir, out / ARCHIVE_NAME)
+        archive = pack(model_dir, tmp / ARCHIVE_NAME)
         for old in out.glob("*.tar.gz"):
-            if old != archive:
-                old.unlink()
+            old.unlink()
+        archive = Path(shutil.move(archive, out / ARCHIVE_NAME))
         print(f"archive: {archive} ({archive.stat().st_size / 1e6:.2f} MB)")
         rows = measure(model_dir / "frozen_inference_graph.pb", val_dir)
         write_atomic(out / "registry.yaml", registry_text(archive, rows, steps=steps))
@@ -538,12 +583,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=TRAIN_STEPS, help="training steps (default: %(default)s)")
     parser.add_argument("--work", type=Path, help="keep the exported model folder here instead of a temp dir")
     parser.add_argument("--data-only", action="store_true", help="only regenerate the shipped val set")
+    parser.add_argument("--weights-from", type=Path, metavar="CKPT",
+                        help="skip training: re-export the weights of this model.ckpt prefix or demo .tar.gz")
     args = parser.parse_args(argv)
     if args.data_only:
         write_voc(args.out / "voc", {"val": N_VAL})
         print(f"val set: {N_VAL} images -> {args.out / 'voc'}")
         return 0
-    build(args.out, steps=args.steps, work=args.work)
+    build(args.out, steps=args.steps, work=args.work, weights_from=args.weights_from)
     return 0
 
 

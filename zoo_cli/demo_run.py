@@ -170,19 +170,11 @@ class DemoResult:
 
 
 def predictor_for(model: Any, scales: tuple[float, ...], flip: bool) -> Any:
-    """The predictor ``zoo eval`` uses for these scales/flip (``evaluate.make_predictor``)."""
-    from zoo_cli.errors import UsageError
+    """The predictor ``zoo eval`` uses for these scales/flip (``evaluate.make_predictor``); strict: a scale
+    whose crop cannot be built is an error, never silently dropped from the average."""
     from zoo_cli.evaluate import make_predictor
 
-    if tuple(scales) == (1.0,) and not flip:
-        return make_predictor(model)
-    try:
-        return make_predictor(model, scales=tuple(scales), flip=flip)
-    except UsageError:
-        # make_predictor not yet wired to the multi-scale module: use that module directly.
-        from zoo_cli.multiscale import MultiScalePredictor
-
-        return MultiScalePredictor(model, scales=scales, flip=flip)
+    return make_predictor(model, scales=tuple(scales), flip=flip, strict=True)
 
 
 def _setting(row: EvalRow) -> str:
