@@ -286,6 +286,8 @@ def install_checkpoint(
         archive = cache.archive_path(ckpt)
         fetched = None
         sha = size = None
+        if archive.is_file() and force and not offline:
+            archive.unlink()  # --force means a fresh transfer, not a reinstall from a kept archive
         if archive.is_file():
             # A complete archive from an earlier run (or fetched by hand) is verified like a fresh download.
             log(f"verifying existing archive {archive}")
