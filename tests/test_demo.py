@@ -221,7 +221,8 @@ def test_zoo_demo_end_to_end_installed_script(tmp_path):
     """`zoo demo` as the README says: download -> verify -> untar -> eval (scales + flip) -> bench, exit 0."""
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
-    env.update(ZOO_HOME=str(home), COLUMNS="200")
+    # A proxy in the environment (here a closed local port) must not be used for the loopback server.
+    env.update(ZOO_HOME=str(home), COLUMNS="200", HTTP_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9")
     proc = subprocess.run([_zoo_script(), "demo"], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

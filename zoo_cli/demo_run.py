@@ -240,11 +240,19 @@ def _run(cache: Cache, out_dir: Path, progress: bool | None, bench_runs: int, be
 
 
 def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Path, dict[str, Any]]:
+    from zoo_cli.download import make_session
     from zoo_cli.fetch import install_checkpoint
 
     # force: the demo always walks the whole transfer -> verify -> untar path, even after an earlier run;
-    # mirror/offline are fixed because the archive is on our own 127.0.0.1 server, never on the network.
-    installed = install_checkpoint(ckpt, cache, force=True, mirror=None, offline=False, progress=progress)
+    # mirror/offline are fixed because the archive is on our own 127.0.0.1 server, never on the network,
+    # and the session ignores HTTP(S)_PROXY: a proxy cannot reach the loopback server of this process.
+    session = make_session()
+    session.trust_env = False
+    try:
+        installed = install_checkpoint(ckpt, cache, force=True, mirror=None, offline=False, progress=progress,
+                                       session=session)
+    finally:
+        session.close()
     return installed.path, installed.to_json()
 
 
