@@ -260,7 +260,8 @@ def main() -> None:
         for label, values in results.items():
             med = statistics.median(values)
             paired = [v / b for v, b in zip(values, results["notebook"])]
-            print(f"   {label:<30} {med:6.2f} images/s  {med / base:.2f}x  (per round: "
+            print(f"   {label:<30} {med:6.2f} images/s  {med / base:.2f}x, median of per-round ratios "
+                  f"{statistics.median(paired):.2f}x  (per round: "
                   f"{', '.join(f'{v:.2f}' for v in values)} images/s; ratio to that round's notebook: "
                   f"{', '.join(f'{r:.2f}x' for r in paired)})")
 

@@ -28,7 +28,6 @@ INPUT_TENSOR = "ImageTensor:0"
 PREDICTION_TENSOR = "SemanticPredictions:0"
 PROBABILITY_TENSOR = "SemanticProbabilities:0"
 _RESIZE_OPS = ("ResizeBilinear", "ResizeBicubic", "ResizeNearestNeighbor", "ResizeArea")
-_CONST_OPS = ("Const",)
 
 
 def _tf():
