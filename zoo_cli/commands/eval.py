@@ -244,11 +244,23 @@ def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
                       row["conditions"] + (f", {_crop_text(row.get('eval_crop'))[:-2]}" if row.get("eval_crop")
                                            else "") + " (seed)" + flag)
     out.print(table)
-    per = Table(title="per-class IoU", show_edge=False, header_style="bold")
-    per.add_column("class")
-    per.add_column("IoU", justify="right")
-    for name, value in result.summary.per_class_iou.items():
-        per.add_row(name, "-" if value is None else f"{value:.2f}%")
+    items = list(result.summary.per_class_iou.items())
+    groups = 1 if len(items) <= 25 else 4  # ADE20K's 151 classes: four class/IoU column pairs
+    rows = -(-len(items) // groups)
+    per = Table(title="per-class IoU (- = class absent)", show_edge=False, header_style="bold")
+    for _ in range(groups):
+        per.add_column("class")
+        per.add_column("IoU", justify="right")
+    for r in range(rows):
+        cells: list[str] = []
+        for g in range(groups):
+            i = g * rows + r
+            if i < len(items):
+                name, value = items[i]
+                cells += [name, "-" if value is None else f"{value:.2f}%"]
+            else:
+                cells += ["", ""]
+        per.add_row(*cells)
     out.print(per)
     if result.seconds:
         out.print(f"{result.num_images} images in {result.seconds:.1f} s ({result.images_per_second:.2f} images/s)")
@@ -265,7 +277,8 @@ def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
     for warning in warnings or []:
         out.print(f"warning: {warning}")
     if result.confusion_path:
-        out.print(f"confusion matrix → {result.confusion_path}; metrics → {result.metrics_path}")
+        out.print(f"confusion matrix → {result.confusion_path}")
+        out.print(f"metrics          → {result.metrics_path}")
 
 
 @command.command("merge")
