@@ -227,7 +227,7 @@ def test_zoo_demo_end_to_end_installed_script(tmp_path):
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    assert "demo OK" in out
+    assert "demo OK" in out and "installed:" in out and "(pinned)" in out
     # installed by the real fetch path: manifest + completion marker + the archive's files, top folder stripped
     model = home / "models" / demo_run.DEMO_NAME
     manifest = json.loads((model / ".zoo" / "manifest.json").read_text())

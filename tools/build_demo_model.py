@@ -586,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-from", type=Path, metavar="CKPT",
                         help="skip training: re-export the weights of this model.ckpt prefix or demo .tar.gz")
     args = parser.parse_args(argv)
+    import logging
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TF1-API deprecation notices of the graph tools
     if args.data_only:
         write_voc(args.out / "voc", {"val": N_VAL})
         print(f"val set: {N_VAL} images -> {args.out / 'voc'}")
