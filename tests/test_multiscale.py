@@ -200,16 +200,21 @@ def test_numpy_resize_matches_tensorflow_align_corners():
                                    want[:-2, :-1], atol=1e-5)
 
 
-def test_accumulation_buffer_is_image_sized_and_chunked():
-    from zoo_cli import multiscale
+def test_memory_is_one_image_sized_buffer_not_one_map_per_run(graph65):
+    import tracemalloc
 
-    rng = np.random.default_rng(1)
-    logits = rng.normal(size=(17, 23, 3)).astype(np.float32)
-    acc = np.zeros((130, 170, 3), np.float32)  # more rows than one chunk, not a multiple of it
-    multiscale._accumulate_softmax(acc, logits, (150, 177))
-    multiscale._accumulate_softmax(acc, logits, (150, 177))
-    want = 2 * _softmax(_resize_ac(logits, (150, 177)))[:130, :170]
-    np.testing.assert_allclose(acc, want, atol=1e-5)
+    classes = 40  # many classes so that the probability maps dominate the image buffers
+    graph = export.tiny_deeplab(seed=1, num_classes=classes, crop=65)
+    scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    pred = MultiScalePredictor(graph, scales=scales, flip=True, crop=(257, 257))
+    image = random_image(250, 250, seed=9)
+    pred(image)  # warm up
+    tracemalloc.start()
+    pred(image)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    one_map = 250 * 250 * classes * 4
+    assert peak < 3 * one_map  # 12 maps are summed in place, never held together
 
 
 def test_parse_scales_and_crop():

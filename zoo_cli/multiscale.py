@@ -13,6 +13,9 @@ The procedure is research/deeplab ``predict_labels_multi_scale`` (which the seed
 4. softmax, averaged over all scales and flips (accumulated in place in one float32 buffer that covers only
    the image, not the padding), argmax.
 
+Steps 3-4 up to the softmax run inside TensorFlow in the same ``Session.run`` as the network (its kernels are
+multi-threaded), each run returning one image-sized probability map that is added to the buffer in place.
+
 Every crop the scales need is imported once, into one ``tf.Graph`` and one reused ``Session``; the weights
 are imported once and shared by all crops. A scale whose crop cannot be built is reported in ``skipped``
 (or is an error with ``strict=True``); it is never dropped silently.
@@ -32,8 +35,6 @@ from zoo_cli import retarget as rt
 from zoo_cli.errors import ModelError, UsageError
 
 MEAN_PIXEL = 127.5
-# Output rows resized + softmaxed at once: bounds the temporary memory to rows x width x classes floats.
-_ROW_CHUNK = 64
 
 
 def _tf() -> Any:
@@ -128,31 +129,16 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] 
     return top + (bottom - top) * wy
 
 
-def _accumulate_softmax(acc: np.ndarray, logits: np.ndarray, crop: tuple[int, int]) -> None:
-    """acc += softmax(resize_bilinear(logits, crop)[:h, :w]), chunked over rows to bound memory."""
-    h, w, _ = acc.shape
-    x0, x1, wx = _axis_weights(logits.shape[1], crop[1], w)
-    y0, y1, wy = _axis_weights(logits.shape[0], crop[0], h)
-    left, right = logits[:, x0], logits[:, x1]
-    cols = left + (right - left) * wx[None, :, None]  # feature rows x image width x classes: small
-    for start in range(0, h, _ROW_CHUNK):
-        stop = min(h, start + _ROW_CHUNK)
-        top, bottom = cols[y0[start:stop]], cols[y1[start:stop]]
-        chunk = top + (bottom - top) * wy[start:stop, None, None]
-        chunk -= chunk.max(axis=2, keepdims=True)
-        np.exp(chunk, out=chunk)
-        chunk /= chunk.sum(axis=2, keepdims=True)
-        acc[start:stop] += chunk
-
-
 # ------------------------------------------------------------------------------------------- runner
 
 
 @dataclass
 class _CropNet:
     crop: tuple[int, int]
-    run_logits: Any  # callable(padded float image) -> logits
+    run_logits: Any  # callable(padded float image) -> feature-resolution logits
     run_labels: Any  # callable(uint8 [1,H,W,3]) -> SemanticPredictions
+    run_probs: Any  # callable(image, logits size, crop, h, w) -> softmax of the logits resized to the crop
+    run_probs_flipped: Any  # the same for a left-right flipped input: logits flipped back first
 
 
 @dataclass(frozen=True)
@@ -258,8 +244,24 @@ class MultiScalePredictor:
         get = self.graph.get_tensor_by_name
         feed, logits = get(prefix + p.padded_image), get(prefix + p.logits)
         image, labels = get(prefix + p.input_tensor), get(prefix + rt.OUTPUT_NAME + ":0")
-        return _CropNet(crop, self.session.make_callable(logits, feed_list=[feed]),
-                        self.session.make_callable(labels, feed_list=[image]))
+        # Post-processing in the same run (TensorFlow's kernels are multi-threaded): flip back, resize to the
+        # logits size at max(1, s) (identity for s >= 1), resize to the eval crop, keep the image, softmax.
+        tf1 = tf.compat.v1
+        with self.graph.as_default(), tf1.name_scope(f"zoo_multiscale_{crop[0]}x{crop[1]}"):
+            sizes = tf1.placeholder(tf.int32, [2], name="logits_size")
+            full = tf1.placeholder(tf.int32, [2], name="eval_crop")
+            keep = tf1.placeholder(tf.int32, [2], name="image_size")
+            probs = []
+            for flipped in (False, True):
+                x = tf.reverse(logits, [2]) if flipped else logits
+                x = tf.raw_ops.ResizeBilinear(images=x, size=sizes, align_corners=True)
+                x = tf.raw_ops.ResizeBilinear(images=x, size=full, align_corners=True)
+                x = tf.slice(x, [0, 0, 0, 0], tf.concat([[1], keep, [-1]], 0))
+                probs.append(tf.nn.softmax(x)[0])
+        feeds = [feed, sizes, full, keep]
+        make = self.session.make_callable
+        return _CropNet(crop, make(logits, feed_list=[feed]), make(labels, feed_list=[image]),
+                        make(probs[0], feed_list=feeds), make(probs[1], feed_list=feeds))
 
     # -- prediction
 
@@ -306,15 +308,14 @@ class MultiScalePredictor:
             c = scaled_crop(crop, s)
             net = self._require(c, s)
             x = padded if c == crop else resize_bilinear(padded, c)
-            target = self.pattern.logits_size_at(crop, max(1.0, s))
+            target = np.array(self.pattern.logits_size_at(crop, max(1.0, s)), np.int32)
+            sizes = (target, np.array(crop, np.int32), np.array((h, w), np.int32))
             for flipped in ((False, True) if self.flip else (False,)):
-                feed = x[:, ::-1] if flipped else x
-                logits = self._call(net.run_logits, self._batch(feed), c)[0]
                 if flipped:
-                    logits = logits[:, ::-1]
-                if logits.shape[:2] != target:
-                    logits = resize_bilinear(logits, target)
-                _accumulate_softmax(acc, np.ascontiguousarray(logits, np.float32), crop)
+                    probs = self._call(net.run_probs_flipped, self._batch(x[:, ::-1]), c, *sizes)
+                else:
+                    probs = self._call(net.run_probs, self._batch(x), c, *sizes)
+                np.add(acc, probs, out=acc)
                 count += 1
         return acc, count
 
@@ -328,10 +329,10 @@ class MultiScalePredictor:
             raise ModelError(f"scale {scale:g} needs crop {crop[0]}x{crop[1]}, which cannot be built: {net}")
         return net
 
-    def _call(self, fn: Any, batch: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    def _call(self, fn: Any, batch: np.ndarray, crop: tuple[int, int], *more: np.ndarray) -> np.ndarray:
         tf = _tf()
         try:
-            return fn(batch)
+            return fn(batch, *more)
         except tf.errors.OpError as exc:
             msg = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
             raise ModelError(f"the graph re-targeted to {crop[0]}x{crop[1]} failed: {msg}") from None
