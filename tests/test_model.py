@@ -21,6 +21,7 @@ def graphs(tmp_path_factory):
         "os8": write_graph(d / "os8.pb", crop=(33, 41), num_classes=19, output_stride=8, int64=True,
                            probabilities=True, fold_size=True),
         "nopool": write_graph(d / "nopool.pb", crop=(17, 17), num_classes=3, image_pooling=False),
+        "dynamic": write_graph(d / "dynamic.pb", crop=(33, 41), num_classes=21, output_stride=8, dynamic=True),
     }
 
 
@@ -65,6 +66,18 @@ def test_inspect_graph_without_image_pooling(graphs):
     info = inspect_graph(graphs["nopool"])
     assert info.image_pooling_kernel is None and info.encoder_output_stride is None
     assert info.crop_size == (17, 17) and info.num_classes == 3
+
+
+def test_crop_of_a_graph_without_static_shapes_is_found_by_running_it(graphs):
+    from zoo_cli.model import FrozenGraphModel, inspect_graph
+
+    info = inspect_graph(graphs["dynamic"])
+    assert info.crop_size == (33, 41) and info.logits_size == (5, 6) and info.output_stride == 8
+    assert any("tiny image" in note for note in info.notes)
+    with FrozenGraphModel(graphs["dynamic"]) as m:
+        assert m.crop_size == (33, 41)
+        p = m.predict_full(np.zeros((50, 20, 3), dtype=np.uint8))
+        assert p.fitted and p.labels.shape == (50, 20)
 
 
 def test_inspect_export_module_graph(tmp_path):

@@ -261,6 +261,12 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
             crop = (int(size[0]), int(size[1]))
     if crop is None and logits_ref:
         crop = _static_hw(tensor(logits_ref).shape)
+    if crop is None and logits_ref:
+        # Shapes are dynamic (pad to max(crop, size)): a run on a tiny image shows the padded size.
+        probed = _probe_hw(graph, inp, tensor(logits_ref), session)
+        if probed is not None and probed != (_PROBE_SIZE, _PROBE_SIZE):
+            crop = probed
+            notes.append("crop found by running a tiny image (no static shape in the graph)")
     if crop is None:
         notes.append("no static crop found: the graph runs images at their own size")
 
@@ -308,9 +314,13 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
     )
 
 
+_PROBE_SIZE = 7
+
+
 def _probe_hw(graph, inp, target, session) -> tuple[int, int] | None:
+    """Spatial size of ``target`` when the graph runs on a tiny grey image (None if it fails)."""
     tf = _tf()
-    image = np.full((1, 8, 8, 3), 128, dtype=inp.dtype.as_numpy_dtype)
+    image = np.full((1, _PROBE_SIZE, _PROBE_SIZE, 3), 128, dtype=inp.dtype.as_numpy_dtype)
     try:
         if session is not None:
             value = session.run(target, {inp: image})

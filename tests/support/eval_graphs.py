@@ -37,8 +37,12 @@ def red_for_class(k: int) -> int:
 
 def build_graph(crop: tuple[int, int] = (33, 33), num_classes: int = 21, output_stride: int = 1, *,
                 int64: bool = False, probabilities: bool = False, image_pooling: bool = True,
-                fold_size: bool = False):
-    """A frozen GraphDef with the zoo export's structure (see module docstring)."""
+                fold_size: bool = False, dynamic: bool = False):
+    """A frozen GraphDef with the zoo export's structure (see module docstring).
+
+    ``dynamic=True`` pads to max(crop, size) without fixing the static shape (as some exports do), so the
+    crop is not visible in any Const: only running the graph reveals it.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -51,9 +55,13 @@ def build_graph(crop: tuple[int, int] = (33, 33), num_classes: int = 21, output_
         shape = tf.shape(image)
         h, w = shape[1], shape[2]
         x = tf.cast(image, tf.float32) - 127.5
-        pads = tf.stack([[0, 0], [0, ch - h], [0, cw - w], [0, 0]])
+        if dynamic:
+            pads = tf.stack([[0, 0], [0, tf.maximum(ch - h, 0)], [0, tf.maximum(cw - w, 0)], [0, 0]])
+        else:
+            pads = tf.stack([[0, 0], [0, ch - h], [0, cw - w], [0, 0]])
         padded = tf.pad(x, pads) + 127.5
-        padded.set_shape([1, ch, cw, 3])
+        if not dynamic:
+            padded.set_shape([1, ch, cw, 3])
         if output_stride > 1:
             feat = padded[:, ::output_stride, ::output_stride, :]
         else:
@@ -64,12 +72,14 @@ def build_graph(crop: tuple[int, int] = (33, 33), num_classes: int = 21, output_
         kernel[0, 0, 0, :] = 2.0 * c
         logits = tf.nn.conv2d(feat, tf.constant(kernel), strides=[1, 1, 1, 1], padding="SAME")
         logits = tf.nn.bias_add(logits, tf.constant((-(c ** 2)).astype(np.float32)))
-        if image_pooling:
+        if image_pooling and not dynamic:
             pooled = tf.nn.avg_pool2d(feat, ksize=[1, fh, fw, 1], strides=[1, 1, 1, 1], padding="VALID")
             pooled = v1.image.resize_bilinear(pooled, tf.constant([fh, fw]), align_corners=True)
             zero = tf.constant(np.zeros((1, 1, 3, num_classes), dtype=np.float32))
             logits = logits + tf.nn.conv2d(pooled, zero, strides=[1, 1, 1, 1], padding="SAME")
-        if fold_size:
+        if dynamic:
+            size = tf.shape(padded)[1:3]
+        elif fold_size:
             size = tf.constant([ch, cw], name="crop_size")
         else:
             size = tf.constant([1, ch, cw, 3])[1:3]
