@@ -133,6 +133,14 @@ def _softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
+@pytest.mark.parametrize("size", [(1, 37), (45, 1), (65, 65)])
+def test_thin_and_full_crop_images(graph65, size):
+    pred = MultiScalePredictor(graph65, scales=(0.75, 1.25), flip=True, crop=(65, 65))
+    image = random_image(*size, seed=11)
+    want = NativeReference(seed=1, crop=(65, 65), logits_stride=8).probabilities(image, (0.75, 1.25), True)
+    np.testing.assert_allclose(pred.predict_probabilities(image), want, atol=2e-5)
+
+
 def test_single_scale_at_a_larger_eval_crop_retargets_instead_of_shrinking(graph65):
     # The Cityscapes case: the graph's crop is smaller than the eval crop.
     image = random_image(101, 150, seed=5)

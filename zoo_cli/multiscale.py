@@ -249,16 +249,18 @@ class MultiScalePredictor:
         tf1 = tf.compat.v1
         with self.graph.as_default(), tf1.name_scope(f"zoo_multiscale_{crop[0]}x{crop[1]}"):
             sizes = tf1.placeholder(tf.int32, [2], name="logits_size")
-            full = tf1.placeholder(tf.int32, [2], name="eval_crop")
+            box = tf1.placeholder(tf.float32, [1, 4], name="image_box")
             keep = tf1.placeholder(tf.int32, [2], name="image_size")
             probs = []
             for flipped in (False, True):
                 x = tf.reverse(logits, [2]) if flipped else logits
                 x = tf.raw_ops.ResizeBilinear(images=x, size=sizes, align_corners=True)
-                x = tf.raw_ops.ResizeBilinear(images=x, size=full, align_corners=True)
-                x = tf.slice(x, [0, 0, 0, 0], tf.concat([[1], keep, [-1]], 0))
+                # The top-left h x w of the align_corners resize to the eval crop, computed directly
+                # (CropAndResize samples box[0] + i * (box[2] - box[0]) / (h - 1) in units of (size - 1)):
+                # no crop-sized intermediate, which matters at Cityscapes size.
+                x = tf.image.crop_and_resize(x, box, [0], keep)
                 probs.append(tf.nn.softmax(x)[0])
-        feeds = [feed, sizes, full, keep]
+        feeds = [feed, sizes, box, keep]
         make = self.session.make_callable
         return _CropNet(crop, make(logits, feed_list=[feed]), make(labels, feed_list=[image]),
                         make(probs[0], feed_list=feeds), make(probs[1], feed_list=feeds))
@@ -309,7 +311,8 @@ class MultiScalePredictor:
             net = self._require(c, s)
             x = padded if c == crop else resize_bilinear(padded, c)
             target = np.array(self.pattern.logits_size_at(crop, max(1.0, s)), np.int32)
-            sizes = (target, np.array(crop, np.int32), np.array((h, w), np.int32))
+            box = np.array([[0.0, 0.0, (h - 1) / max(1, crop[0] - 1), (w - 1) / max(1, crop[1] - 1)]], np.float32)
+            sizes = (target, box, np.array((h, w), np.int32))
             for flipped in ((False, True) if self.flip else (False,)):
                 if flipped:
                     probs = self._call(net.run_probs_flipped, self._batch(x[:, ::-1]), c, *sizes)
