@@ -178,7 +178,8 @@ def predictor_for(model: Any, scales: tuple[float, ...], flip: bool) -> Any:
 
 
 def _setting(row: EvalRow) -> str:
-    return f"scales {','.join(f'{s:g}' for s in row.scales)}{' + flip' if row.flip else ''}"
+    scales = ",".join(f"{s:g}" for s in row.scales)
+    return f"{'scales' if len(row.scales) > 1 else 'scale'} {scales}{' + flip' if row.flip else ''}"
 
 
 # ---------------------------------------------------------------- the demo
@@ -265,9 +266,12 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
     palette = demo_palette()
     dataset = open_dataset(demo_val_dir(), "voc", "val")
     graph_path = cache.frozen_graph_path(ckpt)
+    predictors: dict[tuple[tuple[float, ...], bool], Any] = {}
     with FrozenGraphModel(graph_path, intra_op_threads=threads) as model:
         for row in ckpt.evals:
-            predictor = predictor_for(model, row.scales, row.flip)
+            if (row.scales, row.flip) not in predictors:
+                predictors[(row.scales, row.flip)] = predictor_for(model, row.scales, row.flip)
+            predictor = predictors[(row.scales, row.flip)]
             matrix, n, seconds = evaluate_dataset(dataset, predictor, progress=progress)
             names = list(palette.class_names) + [f"class {i}" for i in range(len(palette.class_names), matrix.num_classes)]
             summary = matrix.summary(names)
@@ -290,9 +294,9 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
                                  "metrics": str(eval_result.metrics_path), "ok": check.ok})
             say(f"      {_setting(row)}: mIOU {summary.miou:.2f}% (recorded {row.miou:.2f}%) on {n} images "
                 f"in {seconds:.1f} s {'✓' if check.ok else '✗'}")
-        # Overlays of the richest setting (the last row: scales + flip), as 'zoo eval --images' writes them.
-        row = ckpt.evals[-1]
-        predictor = predictor_for(model, row.scales, row.flip)
+        # Overlays of the richest setting (most scales, with flip), as 'zoo eval --images' writes them.
+        row = max(ckpt.evals, key=lambda r: (len(r.scales), r.flip))
+        predictor = predictors[(row.scales, row.flip)]
         result.overlays_dir = out_dir / "overlays"
         images = [s.image_path for s in dataset.samples]
         written = evaluate_images(images, predictor, palette, result.overlays_dir, progress=progress)
