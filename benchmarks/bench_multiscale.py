@@ -13,6 +13,7 @@ gives medians, efficiency = bare / full, and the peak memory: process RSS above 
 every 5 ms) and the peak of Python/numpy allocations (tracemalloc) during one full call.
 
     python benchmarks/bench_multiscale.py [--repeats 3] [--threads 0] [--small]
+    python benchmarks/bench_multiscale.py --cityscapes   # memory at Cityscapes size (see cityscapes_memory)
 """
 
 from __future__ import annotations
@@ -73,8 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = all cores)")
     ap.add_argument("--small", action="store_true", help="depth multiplier 0.5 instead of 1.0 (quicker)")
+    ap.add_argument("--cityscapes", action="store_true", help="only the Cityscapes-size memory measurement")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.cityscapes:
+        cityscapes_memory(args.threads)
+        return
 
     from mobilenetv2_deeplab import build_mobilenetv2_deeplab
 
@@ -165,6 +170,33 @@ def main(argv: list[str] | None = None) -> None:
           f"(process RSS {rss.peak / 1e6:.0f} MB)")
     print(f"peak numpy/Python heap: {heap_peak / 1e6:.1f} MB (tracemalloc; accumulator "
           f"{h * w * 21 * 4 / 1e6:.1f} MB = {h}x{w}x21 float32)")
+
+
+def cityscapes_memory(threads: int = 0) -> None:
+    """Peak memory of scales 0.75..2.0 + flip on a 1024x2048 image at eval crop 1025x2049 (19 classes),
+    with a small DeepLab-shaped network so that the network's own activations stay modest: the 2.0 scale
+    runs at 2049x4097."""
+    from zoo_cli.export import tiny_deeplab
+    from zoo_cli.multiscale import MultiScalePredictor
+
+    scales = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    graph = tiny_deeplab(seed=0, num_classes=19, crop=(1025, 2049), width=16)
+    pred = MultiScalePredictor(graph, scales=scales, flip=True, crop=(1025, 2049), threads=threads)
+    img = image(1024, 2048)
+    with PeakRSS() as rss:
+        tracemalloc.start()
+        start = time.perf_counter()
+        labels = pred(img)
+        seconds = time.perf_counter() - start
+        _, heap_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    acc = 1024 * 2048 * 19 * 4
+    print(f"Cityscapes size: 1024x2048 image, crop 1025x2049, scales {','.join(f'{s:g}' for s in scales)} + flip "
+          f"(12 runs, largest 2049x4097), 19 classes, tiny_deeplab(width=16): {seconds:.1f} s")
+    print(f"peak RSS above start  : {(rss.peak - rss.base) / 1e6:.0f} MB (process {rss.peak / 1e6:.0f} MB)")
+    print(f"peak numpy/Python heap: {heap_peak / 1e6:.0f} MB; accumulator {acc / 1e6:.0f} MB; "
+          f"all 12 maps held at once would be {12 * acc / 1e6:.0f} MB")
+    assert labels.shape == (1024, 2048)
 
 
 if __name__ == "__main__":

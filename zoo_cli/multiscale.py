@@ -112,21 +112,27 @@ def _axis_weights(n_in: int, n_out: int, keep: int) -> tuple[np.ndarray, np.ndar
     return lo, hi, (pos - lo).astype(np.float32)
 
 
-def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] | None = None) -> np.ndarray:
+def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] | None = None,
+                    chunk: int = 128) -> np.ndarray:
     """Bilinear resize with align_corners=True of an HxWxC float32 array to ``size`` = (H', W');
-    with ``keep`` = (h, w) only the top-left h x w of the result is computed."""
+    with ``keep`` = (h, w) only the top-left h x w of the result is computed. Works in blocks of ``chunk``
+    output rows, so the only large allocation is the result (a 2049x4097x3 image is 100 MB)."""
     x = np.asarray(x, np.float32)
     kh, kw = keep or size
     if x.shape[:2] == tuple(size):
         return x[:kh, :kw]
     y0, y1, wy = _axis_weights(x.shape[0], size[0], kh)
     x0, x1, wx = _axis_weights(x.shape[1], size[1], kw)
-    left, right = x[:, x0], x[:, x1]
     wx = wx[None, :, None] if x.ndim == 3 else wx[None, :]
-    rows = left + (right - left) * wx  # along x first, as TensorFlow does
-    top, bottom = rows[y0], rows[y1]
-    wy = wy[:, None, None] if x.ndim == 3 else wy[:, None]
-    return top + (bottom - top) * wy
+    out = np.empty((kh, kw) + x.shape[2:], np.float32)
+    for start in range(0, kh, chunk):
+        stop = min(kh, start + chunk)
+        top, bottom = x[y0[start:stop]], x[y1[start:stop]]
+        top = top[:, x0] + (top[:, x1] - top[:, x0]) * wx  # along x first, as TensorFlow does
+        bottom = bottom[:, x0] + (bottom[:, x1] - bottom[:, x0]) * wx
+        w = wy[start:stop, None, None] if x.ndim == 3 else wy[start:stop, None]
+        out[start:stop] = top + (bottom - top) * w
+    return out
 
 
 # ------------------------------------------------------------------------------------------- runner
@@ -313,13 +319,17 @@ class MultiScalePredictor:
             target = np.array(self.pattern.logits_size_at(crop, max(1.0, s)), np.int32)
             box = np.array([[0.0, 0.0, (h - 1) / max(1, crop[0] - 1), (w - 1) / max(1, crop[1] - 1)]], np.float32)
             sizes = (target, box, np.array((h, w), np.int32))
-            for flipped in ((False, True) if self.flip else (False,)):
-                if flipped:
-                    probs = self._call(net.run_probs_flipped, self._batch(x[:, ::-1]), c, *sizes)
-                else:
-                    probs = self._call(net.run_probs, self._batch(x), c, *sizes)
+            probs = self._call(net.run_probs, self._batch(x), c, *sizes)
+            np.add(acc, probs, out=acc)
+            count += 1
+            del probs
+            if self.flip:
+                x = np.ascontiguousarray(x[:, ::-1])  # the unflipped scaled image is dropped here
+                probs = self._call(net.run_probs_flipped, self._batch(x), c, *sizes)
                 np.add(acc, probs, out=acc)
                 count += 1
+                del probs
+            del x
         return acc, count
 
     def _batch(self, x: np.ndarray) -> np.ndarray:
