@@ -179,6 +179,9 @@ def extract_archive(archive: Path, dest: Path, contents: Iterable[str] = (),
         if isinstance(exc, gzip.BadGzipFile) or exc.errno is None:
             raise ArchiveError(f"{archive.name} is corrupt or truncated ({exc}); delete it and download again") \
                 from None
+        if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+            raise ArchiveError(f"{archive.name} is malformed ({exc.strerror}: {exc.filename}); refusing to unpack "
+                               "it — check the URL/ZOO_MIRROR") from None
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DownloadError(f"disk full while unpacking {archive.name} into {dest.parent}; free some space "
                                 "or point ZOO_HOME at a larger disk") from None

@@ -360,6 +360,9 @@ class _Transfer:
             return {}
         total = meta.get("total")
         validator = _strong_etag(meta.get("etag")) or meta.get("last_modified")
+        if not meta:
+            self._truncate("partial file has no readable sidecar; starting over")
+            return {}
         if meta.get("url") != self.url:
             self._truncate(f"partial file came from another URL ({meta.get('url')}); starting over")
             return {}

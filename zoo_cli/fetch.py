@@ -562,7 +562,12 @@ def prune(cache: Cache, registry: Registry | None = None, *, archives: bool = Fa
 
     if cache.downloads_dir.is_dir():
         for f in sorted(cache.downloads_dir.iterdir()):
-            if not f.is_file() or f.name.endswith(".json"):
+            if f.is_file() and f.name.endswith(".json") and PARTIAL_SUFFIX in f.name:
+                data = f.with_name(f.name.removesuffix(".json"))
+                if not data.exists() and not _pid_alive(data.name):
+                    drop(f, "sidecar without its partial download")
+                continue
+            if not f.is_file():
                 continue
             sidecar = f.with_name(f.name + ".json")
             if f.name.endswith(PARTIAL_SUFFIX):
