@@ -259,6 +259,16 @@ def fetch_file(
     retry = policy.new_retry()
     bar = _progress_bar(final.name, progress)
     state.bar = bar
+    if bar is not None:
+        plain_log = log
+
+        def log(msg: str) -> None:
+            # Messages printed over a live bar would be garbled: clear it, print, draw it again.
+            bar.clear()
+            plain_log(msg)
+            bar.refresh()
+
+        state.log = log
     keep = True
     try:
         while True:
@@ -471,7 +481,9 @@ class _Transfer:
     def _stream(self, resp: requests.Response, total: int | None) -> None:
         if self.bar is not None:
             self.bar.reset(total=total)
-            self.bar.update(self.size)
+            # Bytes already on disk count as done but not towards the transfer rate.
+            self.bar.n = self.bar.initial = self.bar.last_print_n = self.size
+            self.bar.refresh()
         first = self.size == 0
         try:
             with open(self.claim.path, "ab", buffering=0) as out:
