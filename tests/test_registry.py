@@ -66,6 +66,20 @@ def test_bad_values_name_file_line_and_problem(old, new, line, message):
     assert message in err
 
 
+def test_class_names_must_match_the_class_count():
+    entry = GOOD_ENTRY.replace("    eval_crop: [65, 65]\n", "    eval_crop: [65, 65]\n    num_classes: 2\n"
+                               "    class_names: [background, cat, dog]\n")
+    assert "3 names given but num_classes is 2" in error_of(registry_text(entry))
+    reg = parse_registry(registry_text(entry.replace("[background, cat, dog]", "[background, cat]")))
+    assert reg.get("tiny_voc").class_names == ("background", "cat")
+
+
+def test_reported_machine_defaults_to_the_seed_one():
+    assert "E5-1650" in parse_registry(registry_text()).get("tiny_voc").reported_machine
+    entry = GOOD_ENTRY.replace("    size_mb: 1.5\n", "    size_mb: 1.5\n    reported_on: my laptop\n")
+    assert parse_registry(registry_text(entry)).get("tiny_voc").reported_machine == "my laptop"
+
+
 def test_missing_field_points_at_the_entry():
     err = error_of(registry_text(GOOD_ENTRY.replace("    size_mb: 1.5\n", "")))
     assert err.startswith("reg.yaml:3: checkpoint 'tiny_voc': missing required field 'size_mb'")

@@ -24,6 +24,8 @@ SPLITS = ("val", "test")
 OUTPUT_STRIDES = (4, 8, 16, 32)
 FROZEN_GRAPH = "frozen_inference_graph.pb"
 SORT_FIELDS = ("name", "dataset", "backbone", "miou", "madds", "size")
+# Where the seed's numbers come from; an entry measured elsewhere says so in its own `reported_on`.
+SEED_MACHINE = "Xeon E5-1650 v3 @ 3.50GHz, 32GB (tfprof)"
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,18 @@ class Checkpoint:
     ignore_label: int | None = None
     model_flags: dict[str, str] = field(default_factory=dict)
     sha256: str | None = None
+    class_names: tuple[str, ...] | None = None
+    reported_on: str | None = None
     line: int = 0
 
     @property
     def has_frozen_graph(self) -> bool:
         return FROZEN_GRAPH in self.contents
+
+    @property
+    def reported_machine(self) -> str:
+        """The machine/tool the reported runtimes and Multiply-Adds come from."""
+        return self.reported_on or SEED_MACHINE
 
     @property
     def archive_filename(self) -> str:
@@ -106,6 +115,8 @@ class Checkpoint:
         d["contents"] = list(self.contents)
         d["input_size"] = list(self.input_size) if self.input_size else None
         d["eval_crop"] = list(self.eval_crop) if self.eval_crop else None
+        d["class_names"] = list(self.class_names) if self.class_names else None
+        d["reported_on"] = self.reported_machine
         d["evals"] = [row.to_json() for row in self.evals]
         d["has_frozen_graph"] = self.has_frozen_graph
         return d
@@ -262,7 +273,7 @@ def _eval_row(node: yaml.Node, where: str) -> EvalRow:
 _CKPT_REQUIRED = ("name", "dataset", "backbone", "pretrained_on", "url", "size_mb", "contents", "evals")
 _CKPT_OPTIONAL = (
     "depth_multiplier", "aspp", "decoder", "input_size", "eval_crop", "num_classes", "ignore_label",
-    "model_flags", "sha256",
+    "model_flags", "sha256", "class_names", "reported_on",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -299,6 +310,13 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
     evals = tuple(
         _eval_row(n, f"{where}.evals[{i}]") for i, n in enumerate(_seq(f["evals"], f"{where}.evals"))
     )
+    num_classes = _optional(f, "num_classes", where, lambda n, w: int(_number(n, w, integer=True)))
+    class_names = None
+    if "class_names" in f and not _is_null(f["class_names"]):
+        class_names = tuple(_str(n, f"{where}.class_names") for n in _seq(f["class_names"], f"{where}.class_names"))
+        if num_classes is None or len(class_names) != num_classes:
+            raise _Invalid(f["class_names"], f"{where}.class_names",
+                           f"{len(class_names)} names given but num_classes is {num_classes}")
     return Checkpoint(
         name=name,
         dataset=_choice(DATASETS)(f["dataset"], f"{where}.dataset"),
@@ -313,10 +331,12 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
         decoder=_optional(f, "decoder", where, _str),
         input_size=_optional(f, "input_size", where, _pair),
         eval_crop=_optional(f, "eval_crop", where, _pair),
-        num_classes=_optional(f, "num_classes", where, lambda n, w: int(_number(n, w, integer=True))),
+        num_classes=num_classes,
         ignore_label=_optional(f, "ignore_label", where, lambda n, w: int(_number(n, w, integer=True))),
         model_flags=flags,
         sha256=sha,
+        class_names=class_names,
+        reported_on=_optional(f, "reported_on", where, _str),
         line=node.start_mark.line + 1,
     )
 
