@@ -62,7 +62,7 @@ def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
                           fmt_num(row.latency_ms, digits=1), fmt_num(row.miou, "%"), fmt_num(row.pixel_accuracy, "%"),
                           row.split)
         out.print(table)
-        out.print("  CPU s: tfprof on a Xeon E5-1650 v3 @ 3.50GHz; EdgeTPU ms: Pixel 4 EdgeTPU simulator.")
+        out.print(f"  reported on: {ckpt.reported_machine}; EdgeTPU ms: Pixel 4 EdgeTPU simulator.")
     else:
         out.print("  no reported results (backbone checkpoint for training)")
     if manifest:
