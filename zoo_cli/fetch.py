@@ -374,7 +374,6 @@ def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limi
         _swap_into_place(result.root, target, ckpt.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"installed '{ckpt.name}' → {target}")
     return target
 
 
