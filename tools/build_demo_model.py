@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from zoo_cli.tf_import import import_tf, init_devices  # light: TensorFlow loads on first call
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / "zoo_cli" / "demo"
 
@@ -286,8 +288,8 @@ def _augment(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> 
 def train(samples: list[tuple[np.ndarray, np.ndarray]], *, steps: int = TRAIN_STEPS, seed: int = TRAIN_SEED,
           log_every: int = 100) -> dict[str, np.ndarray]:
     """Train the network on (image, label) pairs; returns the weights as numpy arrays."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    tf = import_tf()
+    init_devices()  # eager training: the device start-up noise would otherwise come with the first op
 
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
@@ -328,7 +330,7 @@ def train(samples: list[tuple[np.ndarray, np.ndarray]], *, steps: int = TRAIN_ST
 
 def predict_numpy(weights: dict[str, np.ndarray], image: np.ndarray) -> np.ndarray:
     """Single-scale prediction of one image in TF2 eager, padded like the eval graph (a check on the export)."""
-    import tensorflow as tf
+    tf = import_tf()
 
     h, w = image.shape[:2]
     padded = np.full((1, CROP, CROP, 3), 127.5, np.float32)
@@ -381,7 +383,7 @@ def checkpoint_weights(source: Path) -> dict[str, np.ndarray]:
     import tarfile
     import tempfile
 
-    import tensorflow as tf
+    tf = import_tf()
 
     source = Path(source)
     if source.name.endswith(".tar.gz"):
@@ -588,7 +590,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import logging
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TF1-API deprecation notices of the graph tools
     if args.data_only:
         write_voc(args.out / "voc", {"val": N_VAL})

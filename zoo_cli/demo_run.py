@@ -193,7 +193,7 @@ def run_demo(cache: Cache, out_dir: Path, *, progress: bool | None = None, bench
     the model is installed into ``cache`` and bench results are stored under the cache like ``zoo bench``'s.
     ``log`` receives one line per step (the CLI prints them; None = silent).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow is imported (quietly) by zoo_cli.tf_import through the model, eval and bench modules.
     with _quiet_tf_logger():
         return _run(cache, Path(out_dir), progress, bench_runs, bench_warmup, threads, log or (lambda _msg: None))
 

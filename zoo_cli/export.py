@@ -37,6 +37,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from zoo_cli.tf_import import import_tf, new_session
+
 INPUT_NAME = "ImageTensor"
 OUTPUT_NAME = "SemanticPredictions"
 PROBABILITIES_NAME = "SemanticProbabilities"
@@ -45,13 +47,6 @@ MEAN_PIXEL = 127.5
 # finds the same tensors structurally and never relies on these names).
 PADDED_IMAGE_NAME = "pad_to_crop/padded"
 LOGITS_NAME = "logits/BiasAdd"
-
-
-def _tf() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -119,7 +114,7 @@ class NetBuilder:
     variables: dict[str, Any] = field(default_factory=dict)
 
     def variable(self, name: str, shape: tuple[int, ...], **kw: Any) -> Any:
-        tf = _tf()
+        tf = import_tf()
         if name not in self.variables:
             value = self.weights.get(name, shape, **kw)
             self.variables[name] = tf.compat.v1.Variable(value, name=name, use_resource=False)
@@ -130,7 +125,7 @@ class NetBuilder:
         relu: bool = True, bias: bool = True,
     ) -> Any:
         """``kernel``x``kernel`` conv, SAME padding; ``rate > 1`` gives the SpaceToBatchND form of TF1 exports."""
-        tf = _tf()
+        tf = import_tf()
         in_ch = int(x.shape[-1])
         w = self.variable(f"{name}/weights", (kernel, kernel, in_ch, out_channels), fan_in=kernel * kernel * in_ch)
         b = self.variable(f"{name}/biases", (out_channels,), bias=True) if bias else None
@@ -147,7 +142,7 @@ class NetBuilder:
 
     def depthwise(self, x: Any, name: str, kernel: int = 3, *, stride: int = 1, rate: int = 1, relu: bool = True) -> Any:
         """Depthwise conv (MobileNet style), SAME padding; ``rate > 1`` goes through SpaceToBatchND."""
-        tf = _tf()
+        tf = import_tf()
         ch = int(x.shape[-1])
         w = self.variable(f"{name}/depthwise_weights", (kernel, kernel, ch, 1), fan_in=kernel * kernel)
         b = self.variable(f"{name}/biases", (ch,), bias=True)
@@ -163,7 +158,7 @@ class NetBuilder:
 
     def resize_to_stride(self, x: Any, stride: int, name: str = "resize") -> Any:
         """Bilinear resize (align_corners=True) to the Const size of the crop at 1/``stride``."""
-        tf = _tf()
+        tf = import_tf()
         size = [scale_dimension(self.crop[0], 1.0 / stride), scale_dimension(self.crop[1], 1.0 / stride)]
         return resize_bilinear(x, size, name=name)
 
@@ -174,7 +169,7 @@ def image_pooling(
 ) -> Any:
     """Image-level feature branch: AvgPool with the static kernel ``[1, ph, pw, 1]`` (``ph = (crop-1)//OS+1``),
     stride 1, VALID -> 1x1 conv -> ResizeBilinear(align_corners=True) to the Const size ``[ph, pw]``."""
-    tf = _tf()
+    tf = import_tf()
     ch, cw = _pair(crop)
     ph, pw = scale_dimension(ch, 1.0 / output_stride), scale_dimension(cw, 1.0 / output_stride)
     static = features.shape.as_list()[1:3]
@@ -187,7 +182,7 @@ def image_pooling(
 
 def resize_bilinear(x: Any, size: Any, name: str | None = None) -> Any:
     """``ResizeBilinear`` with align_corners=True (the TF1 op the zoo graphs contain; no deprecation noise)."""
-    tf = _tf()
+    tf = import_tf()
     if isinstance(size, (list, tuple)):
         size = tf.constant(list(size), tf.int32, name=f"{name}/size" if name else None)
     return tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True, half_pixel_centers=False, name=name)
@@ -230,7 +225,7 @@ def export_frozen_graph(
     With ``checkpoint_prefix`` (e.g. ``dir/model.ckpt``) the same weights are also saved as a TF1
     checkpoint (``.index`` + ``.data-00000-of-00001``).
     """
-    tf = _tf()
+    tf = import_tf()
     tf1 = tf.compat.v1
     crop_h, crop_w = _pair(crop)
     if not isinstance(weights, Weights):
@@ -267,7 +262,7 @@ def export_frozen_graph(
             probs = tf.slice(probs, [0, 0, 0, 0], tf.stack([1, height, width, -1]))
             tf.identity(probs, name=PROBABILITIES_NAME)
             outputs.append(PROBABILITIES_NAME)
-        with tf1.Session(graph=graph) as sess, _quiet_tf():
+        with new_session(graph=graph) as sess, _quiet_tf():
             sess.run(tf1.global_variables_initializer())
             if checkpoint_prefix is not None:
                 saver = tf1.train.Saver(net.variables, write_version=tf1.train.SaverDef.V2)
@@ -301,7 +296,7 @@ def tiny_deeplab(
     c = int(width)
 
     def body(images: Any, net: NetBuilder) -> Any:
-        tf = _tf()
+        tf = import_tf()
         x = net.conv(images, "conv1", c // 2, 3, stride=2)
         low = net.conv(x, "conv2", c, 3, stride=2)
         x = net.conv(low, "conv3", c, 3, stride=2)

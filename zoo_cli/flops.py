@@ -22,12 +22,12 @@ variance are statistics, not parameters, and are reported separately as ``bn_sta
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from zoo_cli.errors import ModelError
+from zoo_cli.tf_import import import_tf
 
 COUNTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
 _BN_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
@@ -100,13 +100,6 @@ class MaddsReport:
         if with_ops:
             d["ops"] = [o.to_json() for o in self.ops]
         return d
-
-
-def _import_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 def find_input_placeholder(graph_def: Any, input_name: str | None = None) -> Any:
@@ -190,7 +183,7 @@ def count_madds(graph_def: Any, input_size: tuple[int, int], input_name: str | N
     ``[batch, H, W, C]`` and TensorFlow's shape inference does the rest; nothing is executed.
     Raises ModelError when a counted op's shape stays unknown.
     """
-    tf = _import_tf()
+    tf = import_tf()
     h, w = int(input_size[0]), int(input_size[1])
     if h <= 0 or w <= 0:
         raise ModelError(f"input size {h}x{w} is not positive")

@@ -23,19 +23,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from zoo_cli.errors import ModelError
+from zoo_cli.tf_import import import_tf, new_session
 
 INPUT_TENSOR = "ImageTensor:0"
 PREDICTION_TENSOR = "SemanticPredictions:0"
 PROBABILITY_TENSOR = "SemanticProbabilities:0"
 _RESIZE_OPS = ("ResizeBilinear", "ResizeBicubic", "ResizeNearestNeighbor", "ResizeArea")
-
-
-def _tf():
-    """Import TensorFlow quietly (2-3 s, so only ever from inside a function)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 # ---------------------------------------------------------------------------------------------- GraphInfo
@@ -141,7 +134,7 @@ class _GraphWalker:
 
 def load_graph_def(path: Path | str):
     """Parse a frozen ``GraphDef`` file; an unreadable or non-GraphDef file is a ModelError."""
-    tf = _tf()
+    tf = import_tf()
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -161,7 +154,7 @@ def load_graph_def(path: Path | str):
 
 
 def _import(graph_def, source: str):
-    tf = _tf()
+    tf = import_tf()
     graph = tf.Graph()
     try:
         with graph.as_default():
@@ -191,7 +184,7 @@ def _stride(full: int, reduced: int) -> int | None:
 
 def _analyse(graph_def, graph, source: str | None, input_name: str | None, prediction_name: str | None,
              session=None, probe: bool = True) -> GraphInfo:
-    tf = _tf()
+    tf = import_tf()
     walker = _GraphWalker(graph_def)
     notes: list[str] = []
 
@@ -245,7 +238,7 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
         try:
             if session is not None:
                 return np.asarray(session.run(t))
-            with tf.compat.v1.Session(graph=graph) as s:
+            with new_session(graph=graph) as s:
                 return np.asarray(s.run(t))
         except tf.errors.OpError:
             return None
@@ -319,13 +312,13 @@ _PROBE_SIZE = 7
 
 def _probe_hw(graph, inp, target, session) -> tuple[int, int] | None:
     """Spatial size of ``target`` when the graph runs on a tiny grey image (None if it fails)."""
-    tf = _tf()
+    tf = import_tf()
     image = np.full((1, _PROBE_SIZE, _PROBE_SIZE, 3), 128, dtype=inp.dtype.as_numpy_dtype)
     try:
         if session is not None:
             value = session.run(target, {inp: image})
         else:
-            with tf.compat.v1.Session(graph=graph) as s:
+            with new_session(graph=graph) as s:
                 value = s.run(target, {inp: image})
     except tf.errors.OpError:
         return None
@@ -405,7 +398,7 @@ class FrozenGraphModel:
 
     def __init__(self, source: Path | str | Any, *, intra_op_threads: int = 0, inter_op_threads: int = 0,
                  input_tensor: str | None = None, prediction_tensor: str | None = None) -> None:
-        tf = _tf()
+        tf = import_tf()
         if isinstance(source, (str, os.PathLike)):
             self.path: Path | None = Path(source)
             graph_def = load_graph_def(self.path)
@@ -418,7 +411,7 @@ class FrozenGraphModel:
                                           inter_op_parallelism_threads=int(inter_op_threads))
         self.intra_op_threads = int(intra_op_threads)
         self.inter_op_threads = int(inter_op_threads)
-        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+        self.session = new_session(config, graph=self.graph)
         self.info = _analyse(graph_def, self.graph, str(self.path) if self.path else None, input_tensor,
                              prediction_tensor, session=self.session, probe=False)
         del graph_def  # the imported graph holds what it needs

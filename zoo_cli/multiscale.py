@@ -33,15 +33,9 @@ import numpy as np
 
 from zoo_cli import retarget as rt
 from zoo_cli.errors import ModelError, UsageError
+from zoo_cli.tf_import import import_tf, new_session
 
 MEAN_PIXEL = 127.5
-
-
-def _tf() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 def scale_dimension(dim: int, scale: float) -> int:
@@ -169,7 +163,7 @@ class MultiScalePredictor:
     def __init__(self, source: Any, *, scales: Iterable[float] = (1.0,), flip: bool = False,
                  crop: tuple[int, int] | None = None, strict: bool = True, threads: int = 0,
                  inter_threads: int = 0) -> None:
-        tf = _tf()
+        tf = import_tf()
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or any(s <= 0 for s in self.scales):
             raise UsageError("scales must be a non-empty list of positive numbers")
@@ -192,7 +186,7 @@ class MultiScalePredictor:
                 tf.compat.v1.import_graph_def(rt._strip_colocation(rt._copy(source)), name="")
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=int(threads),
                                               inter_op_parallelism_threads=int(inter_threads))
-            self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+            self.session = new_session(config, graph=self.graph)
             self._owns_session = True
         self.pattern = rt.analyse(self.graph_def)
         self.graph_crop = self.pattern.crop
@@ -228,7 +222,7 @@ class MultiScalePredictor:
             return net
 
     def _build(self, crop: tuple[int, int]) -> _CropNet | str:
-        tf = _tf()
+        tf = import_tf()
         p = self.pattern
         if crop == p.crop:
             prefix = ""
@@ -343,7 +337,7 @@ class MultiScalePredictor:
         return net
 
     def _call(self, fn: Any, batch: np.ndarray, crop: tuple[int, int], *more: np.ndarray) -> np.ndarray:
-        tf = _tf()
+        tf = import_tf()
         try:
             return fn(batch, *more)
         except tf.errors.OpError as exc:

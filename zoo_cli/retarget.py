@@ -17,7 +17,6 @@ does not fit the pattern is a :class:`~zoo_cli.errors.ModelError` that says what
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -25,6 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from zoo_cli.errors import ModelError
+from zoo_cli.tf_import import import_tf, new_session
 
 RESIZE_OPS = ("ResizeBilinear", "ResizeBicubic", "ResizeNearestNeighbor", "ResizeArea")
 PAD_OPS = ("Pad", "PadV2")
@@ -34,13 +34,6 @@ OUTPUT_NAME = "SemanticPredictions"
 # Float Consts at least this big are weights: replaced by Placeholders for shape-only imports and shared
 # (never copied) between the crops a multi-scale runner imports.
 WEIGHT_MIN_ELEMENTS = 16
-
-
-def _tf() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 def _node_of(ref: str) -> str:
@@ -100,7 +93,7 @@ class _Graph:
         node = self.producer(ref)
         if node is None or node.op != "Const":
             return None
-        return _tf().make_ndarray(node.attr["value"].tensor)
+        return import_tf().make_ndarray(node.attr["value"].tensor)
 
 
 @dataclass(frozen=True)
@@ -165,7 +158,7 @@ def _map_size(old_crop: int, old: int, new_crop: int) -> int:
 
 def _shape_only(graph_def: Any) -> Any:
     """Copy of ``graph_def`` with weight Consts swapped for same-shape Placeholders (fast shape import)."""
-    tf = _tf()
+    tf = import_tf()
     out = tf.compat.v1.GraphDef()
     out.versions.CopyFrom(graph_def.versions)
     for n in graph_def.node:
@@ -185,7 +178,7 @@ def _shape_only(graph_def: Any) -> Any:
 def _is_weight(node: Any) -> bool:
     if node.op != "Const":
         return False
-    tf = _tf()
+    tf = import_tf()
     if node.attr["dtype"].type not in (tf.float32.as_datatype_enum, tf.float16.as_datatype_enum,
                                        tf.float64.as_datatype_enum, tf.bfloat16.as_datatype_enum):
         return False
@@ -195,7 +188,7 @@ def _is_weight(node: Any) -> bool:
 
 def _static_shapes(graph_def: Any, feed: str, feed_shape: list[int], names: Iterable[str]) -> dict[str, list | None]:
     """Static shapes of tensors ``names`` when ``feed`` has the static shape ``feed_shape``."""
-    tf = _tf()
+    tf = import_tf()
     g = tf.Graph()
     with g.as_default():
         ph = tf.compat.v1.placeholder(tf.float32, feed_shape, name="zoo_retarget_feed")
@@ -220,12 +213,12 @@ def _hw(shape: list | None, rank4: bool = True) -> tuple[int, int] | None:
 
 
 def _run_subgraph(graph_def: Any, fetch: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    tf = _tf()
+    tf = import_tf()
     sub = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [_node_of(fetch)])
     g = tf.Graph()
     with g.as_default():
         tf.compat.v1.import_graph_def(_strip_colocation(sub), name="")
-    with tf.compat.v1.Session(graph=g) as s:
+    with new_session(graph=g) as s:
         return np.asarray(s.run(_tensor(fetch), feeds))
 
 
@@ -238,13 +231,13 @@ def _strip_colocation(graph_def: Any) -> Any:
 
 
 def _copy(graph_def: Any) -> Any:
-    out = _tf().compat.v1.GraphDef()
+    out = import_tf().compat.v1.GraphDef()
     out.CopyFrom(graph_def)
     return out
 
 
 def _set_const(graph_def: Any, name: str, value: np.ndarray) -> None:
-    tf = _tf()
+    tf = import_tf()
     for n in graph_def.node:
         if n.name == name:
             dtype = tf.dtypes.as_dtype(n.attr["dtype"].type)
@@ -258,7 +251,7 @@ def _set_const(graph_def: Any, name: str, value: np.ndarray) -> None:
 
 def analyse(graph_def: Any) -> CropPattern:
     """Find where ``graph_def`` keeps its crop; a graph without the DeepLab pattern is a ModelError."""
-    tf = _tf()
+    tf = import_tf()
     g = _Graph(graph_def)
     placeholders = [n for n in graph_def.node if n.op in PLACEHOLDER_OPS]
     inp = g.nodes.get(INPUT_NAME) or (placeholders[0] if len(placeholders) == 1 else None)
@@ -417,7 +410,7 @@ def _classify_pad_consts(graph_def: Any, g: _Graph, inp: Any, pad: Any, candidat
     and the rank of the padded image."""
     if not candidates:
         raise _refuse("no scalar Const sets the pad target (the crop)")
-    tf = _tf()
+    tf = import_tf()
     dtype = tf.dtypes.as_dtype(inp.attr["dtype"].type).as_numpy_dtype
     image = np.zeros((1, 1, 2, 3), dtype)  # 1x2 so height and width paddings differ
     feeds = {_tensor(inp.name): image}
@@ -463,7 +456,7 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
     atrous convs use paddings/crops computed for the new feature sizes; TensorFlow's static shape inference
     checks it. ``_output_shapes`` attributes (stale after the rewrite) are dropped.
     """
-    tf = _tf()
+    tf = import_tf()
     if isinstance(crop, (int, np.integer)):
         crop = (int(crop), int(crop))
     crop = (int(crop[0]), int(crop[1]))
@@ -548,7 +541,7 @@ def _apply(out: Any, nodes: dict, g: _Graph, pattern: CropPattern, targets: dict
 def _set_input_const(out: Any, nodes: dict, g: _Graph, consumer: str, index: int, value: np.ndarray) -> None:
     """Give input ``index`` of ``consumer`` the Const ``value``: in place when only it reads the Const,
     else through a fresh Const (so another reader keeps the old value)."""
-    tf = _tf()
+    tf = import_tf()
     node = nodes[consumer]
     src = _node_of(node.input[index])
     readers = {c.name for c in g.consumers.get(src, [])}
