@@ -166,6 +166,74 @@ def test_bench_table_output_says_not_comparable(zoo_home, registry_file, graph_b
     assert not (zoo_home / "results" / "bench").exists()
 
 
+def test_bench_table_is_compact_and_names_its_conditions(zoo_home, tmp_path, monkeypatch, graph_os2_bytes):
+    # An entry measured elsewhere than the seed: bench must name that machine, not the seed's.
+    path = tmp_path / "registry.yaml"
+    entry = registry_entry(NAME, "voc", 21, 255, miou=60.0).replace(
+        "    size_mb: 1\n", "    size_mb: 1\n    reported_on: my build box\n    eval_crop: [33, 33]\n")
+    path.write_text("version: 1\ncheckpoints:\n" + entry)
+    monkeypatch.setenv("ZOO_REGISTRY", str(path))
+    monkeypatch.setenv("COLUMNS", "120")
+    install(zoo_home, NAME, graph_os2_bytes)
+    result = CliRunner().invoke(cli, ["bench", NAME, "--runs", "2", "--warmup", "0", "--no-store"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 120
+    header = next(line for line in lines if line.lstrip().startswith("metric"))
+    assert header.split() == ["metric", "┃", "reported", "┃", "measured", "┃", "Δ", "┃", "note"]
+    # One header line per table: the conditions are not repeated inside the header.
+    assert sum(1 for line in lines if "┃" in line) == 2
+    reported = [line for line in lines if line.strip().startswith("reported:")]
+    measured = [line for line in lines if line.strip().startswith("measured:")]
+    assert len(reported) == len(measured) == 2
+    assert "my build box" in reported[0] and "E5-1650" not in result.output
+    assert "OS 16, scale 1, no flip, val split" in reported[0]
+    assert "OS 8, scales 0.5,0.75,1, flip, val split" in reported[1]
+    block = result.output[result.output.index("measured:"):result.output.index("metric")]
+    for part in ("OS 2 (from graph)", "scale 1, no flip", "33x33 input (registry eval_crop)",
+                 bench.cpu_model(), "all threads", "random image"):
+        assert part in " ".join(block.split()), part
+    assert "run at 17x17, 25x25, 33x33" in " ".join(result.output.split())
+    result = CliRunner().invoke(cli, ["bench", NAME, "--scales", "1", "--runs", "1", "--no-store", "--json"])
+    data = json.loads(result.output)
+    assert data["reported"]["reported_on"] == "my build box"
+    assert data["reported"]["conditions"] == "OS 16, scale 1, no flip, val, my build box"
+
+
+def test_render_result_cells():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from zoo_cli.bench_view import fmt_delta, fmt_value, render_result
+
+    setting = bench.BenchSetting((1.0,), False, (_row(16),))
+    measured = {"madds_billion": 2.7424, "tfprof_madds_billion": 2.7476, "params_million": 2.1136,
+                "latency_ms": {"runs": 3, "warmup": 1, "p50": 150.0, "p90": 160.0, "mean": 151.0, "std": 4.0,
+                               "min": 145.0, "max": 161.0},
+                "peak_rss_mb": 812.4, "gflops_per_s": 36.6, "miou": 75.3, "pixel_accuracy": None}
+    conditions = {"output_stride": 16, "scales": [1.0], "flip": False, "input_size": [513, 513],
+                  "input_size_source": "--input-size", "scaled_sizes": [[513, 513]], "cpu": "Test CPU",
+                  "threads": 2, "eval": {"images": 5, "dataset": "voc", "split": "val"}}
+    result = bench.BenchResult("m", setting, bench._reported(setting, 16, "Lab PC"), measured, conditions,
+                               bench.compare(_row(16), measured, 16))
+    buf = StringIO()
+    render_result(Console(file=buf, width=120), result)
+    text = buf.getvalue()
+    assert "reported: OS 16, scale 1, no flip, val split; Lab PC" in text
+    assert "measured: OS 16 (from graph), scale 1, no flip, 513x513 input (--input-size); Test CPU, 2 threads" in text
+    assert "mIOU on 5 voc val images" in text
+    row = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]]
+           for line in text.splitlines() if "│" in line}
+    assert row["Multiply-Adds (B)"][:3] == ["2.75", "2.742", "-0.008 B (-0.3%)"]
+    assert row["CPU runtime (ms)"][:3] == ["100", "151", "+51.00 ms (+51.0%)"]
+    assert row["mIOU (%)"][:3] == ["75.32", "75.30", "-0.02 pt"]
+    assert row["latency p50/p90 (ms)"][1] == "150/160"
+    assert fmt_value(None) == "-" and fmt_value(1234.6) == "1235" and fmt_value(0.02921) == "0.02921"
+    tiny = bench.Comparison("mIOU", "%", 90.88, 90.8799, True)
+    assert fmt_delta(tiny) == "+0.00 pt"
+
+
 def test_bench_with_data_dir_measures_miou(zoo_home, registry_file, graph_bytes, tmp_path):
     install(zoo_home, NAME, graph_bytes)
     samples = make_voc(tmp_path / "voc", n=4)

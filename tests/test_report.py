@@ -112,6 +112,25 @@ def test_report_json(stored):
     assert len(data["points"]["reported"]) == sum(1 for c in load_registry() for r in c.evals if r.madds_billion)
 
 
+def test_report_names_where_each_checkpoints_numbers_were_reported(zoo_home, tmp_path, monkeypatch):
+    from tests.support.eval_graphs import registry_entry
+
+    own = registry_entry("built_here", "voc", 4, 255).replace(
+        "    size_mb: 1\n", "    size_mb: 1\n    reported_on: zoo's build script\n")
+    path = tmp_path / "registry.yaml"
+    path.write_text("version: 1\ncheckpoints:\n" + own + registry_entry("seeded", "voc", 21, 255)
+                    + registry_entry("seeded2", "ade20k", 151, 0))
+    monkeypatch.setenv("ZOO_REGISTRY", str(path))
+    text = CliRunner().invoke(cli, ["report"]).output
+    section = text[text.index("## Reported on"):].split("\n\n")[1].splitlines()
+    assert section == ["* zoo's build script: built_here",
+                       "* Xeon E5-1650 v3 @ 3.50GHz, 32GB (tfprof): the other 2 checkpoints (the seed's numbers)"]
+    # With only the seed's machine the line says so for all of them.
+    assert report.reported_machines(load_registry()) == [
+        f"Xeon E5-1650 v3 @ 3.50GHz, 32GB (tfprof): all {sum(1 for c in load_registry() if c.evals)} checkpoints "
+        "(the seed's numbers)"]
+
+
 def test_pareto_front():
     pts = [{"madds": 1, "miou": 60}, {"madds": 2, "miou": 59}, {"madds": 3, "miou": 70}, {"madds": 3, "miou": 65},
            {"madds": 10, "miou": 70}, {"madds": 20, "miou": 80}]

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from zoo_cli.errors import ModelError, UsageError
-from zoo_cli.registry import Checkpoint, EvalRow
+from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow
 
 SCHEMA_VERSION = 1
-REPORTED_MACHINE = "Xeon E5-1650 v3 @ 3.50GHz, 32GB (tfprof)"
 # Default input sizes the seed's numbers refer to, when the registry has no eval crop for a checkpoint.
 _DATASET_SIZES = {"voc": (513, 513), "cityscapes": (1025, 2049), "ade20k": (513, 513)}
 
@@ -221,11 +220,11 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 def default_input_size(ckpt: Checkpoint | None, graph_crop: tuple[int, int] | None) -> tuple[tuple[int, int], str]:
     """The input size the reported numbers refer to, and where that choice came from."""
     if ckpt is not None and ckpt.eval_crop:
-        return tuple(ckpt.eval_crop), "registry eval_crop (the size the reported numbers refer to)"  # type: ignore[return-value]
+        return tuple(ckpt.eval_crop), "registry eval_crop"  # type: ignore[return-value]
     if ckpt is not None and ckpt.dataset in _DATASET_SIZES:
         return _DATASET_SIZES[ckpt.dataset], f"{ckpt.dataset} default"
     if graph_crop:
-        return tuple(graph_crop), "the graph's own crop"  # type: ignore[return-value]
+        return tuple(graph_crop), "graph crop"  # type: ignore[return-value]
     raise UsageError("cannot tell which input size to use; pass --input-size HxW")
 
 
@@ -279,18 +278,17 @@ def compare(row: EvalRow | None, measured: dict[str, Any], graph_os: int | None)
         return getattr(row, attr) if row is not None else None
 
     lines.append(Comparison("Multiply-Adds", "B", rep("madds_billion"), measured.get("madds_billion"), ok,
-                            note or "convs + MatMul; the seed used tfprof (2 FLOPs per multiply-add)"))
+                            note or "measured: convs + MatMul"))
     runtime = rep("runtime_s")
     lines.append(Comparison("CPU runtime", "ms", runtime * 1000.0 if runtime is not None else None,
-                            lat.get("mean"), ok, note or f"reported: tfprof on {REPORTED_MACHINE}; "
-                            "measured: mean wall time here, different CPU"))
+                            lat.get("mean"), ok, note or "measured: mean wall time per image"))
     lines.append(Comparison("mIOU", "%", rep("miou"), measured.get("miou"), ok,
                             note or ("" if measured.get("miou") is not None else "not measured (pass --data-dir)")))
     lines.append(Comparison("pixel accuracy", "%", rep("pixel_accuracy"), measured.get("pixel_accuracy"), ok, note))
-    lines.append(Comparison("params", "M", None, measured.get("params_million"), False, "not reported by the seed"))
-    lines.append(Comparison("peak RSS", "MiB", None, measured.get("peak_rss_mb"), False, "not reported by the seed"))
+    lines.append(Comparison("params", "M", None, measured.get("params_million"), False, "not reported"))
+    lines.append(Comparison("peak RSS", "MiB", None, measured.get("peak_rss_mb"), False, "not reported"))
     lines.append(Comparison("throughput", "GFLOP/s", None, measured.get("gflops_per_s"), False,
-                            "2 x Multiply-Adds / p50 latency"))
+                            "2 x Multiply-Adds / p50"))
     return lines
 
 
@@ -369,11 +367,13 @@ def _pick_row(setting: BenchSetting, graph_os: int | None) -> EvalRow | None:
     return setting.rows[0] if setting.rows else None
 
 
-def _reported(setting: BenchSetting, graph_os: int | None = None) -> dict[str, Any]:
+def _reported(setting: BenchSetting, graph_os: int | None = None,
+              reported_on: str = SEED_MACHINE) -> dict[str, Any]:
     row = _pick_row(setting, graph_os)
     if row is None:
         return {}
-    return {**row.to_json(), "conditions": f"{row.describe()}, {row.split}, {REPORTED_MACHINE}",
+    return {**row.to_json(), "reported_on": reported_on,
+            "conditions": f"{row.describe()}, {row.split}, {reported_on}",
             "other_rows": [r.to_json() for r in setting.rows if r is not row]}
 
 
@@ -478,8 +478,10 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
         "eval": eval_info, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     row = _pick_row(setting, graph_os)
-    return BenchResult(name=name, setting=setting, reported=_reported(setting, graph_os), measured=measured,
-                       conditions=conditions, comparison=compare(row, measured, graph_os), notes=notes)
+    reported_on = ckpt.reported_machine if ckpt is not None else SEED_MACHINE
+    return BenchResult(name=name, setting=setting, reported=_reported(setting, graph_os, reported_on),
+                       measured=measured, conditions=conditions,
+                       comparison=compare(row, measured, graph_os), notes=notes)
 
 
 def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoint | None, limit: int | None,
@@ -531,7 +533,9 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
             if setting.scales == (1.0,) and not setting.flip:
                 raise
             # A multi-scale setting the graph cannot be run at (no re-targeting) is reported, not fatal.
-            results.append(BenchResult(name=name, setting=setting, reported=_reported(setting), measured={},
+            reported_on = ckpt.reported_machine if ckpt is not None else SEED_MACHINE
+            results.append(BenchResult(name=name, setting=setting, reported=_reported(setting, None, reported_on),
+                                       measured={},
                                        conditions={"scales": list(setting.scales), "flip": setting.flip,
                                                    "input_size": list(input_size)},
                                        notes=[f"not measured: {exc}"]))

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from zoo_cli.registry import Checkpoint, EvalRow, Registry
+from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow, Registry
 
 DATASET_TITLES = {
     "voc": ("DeepLab models trained on PASCAL VOC 2012", "PASCAL mIOU"),
@@ -93,12 +93,34 @@ def _table(checkpoints: list[Checkpoint], best: dict[tuple[str, str], dict[str, 
     return lines
 
 
+def reported_machines(registry: Registry) -> list[str]:
+    """One line per machine the registry's reported numbers come from, naming its checkpoints.
+
+    The seed's machine is the default for every entry without ``reported_on``; when other machines appear too,
+    its line counts its checkpoints instead of listing dozens of names.
+    """
+    by_machine: dict[str, list[str]] = {}
+    for ckpt in registry:
+        if ckpt.evals:
+            by_machine.setdefault(ckpt.reported_machine, []).append(ckpt.name)
+    lines = []
+    for machine, names in sorted(by_machine.items(), key=lambda kv: (kv[0] == SEED_MACHINE, kv[0])):
+        if machine == SEED_MACHINE and len(by_machine) > 1:
+            lines.append(f"{machine}: the other {len(names)} checkpoints (the seed's numbers)")
+        elif machine == SEED_MACHINE:
+            lines.append(f"{machine}: all {len(names)} checkpoints (the seed's numbers)")
+        else:
+            lines.append(f"{machine}: {', '.join(names)}")
+    return lines
+
+
 def build_report(registry: Registry, results: Iterable[dict[str, Any]]) -> str:
     """Markdown: per dataset, the seed's results table with measured columns; then any other benched graphs."""
     results = list(results)
     best = latest_results(results)
     out = ["# DeepLab model zoo: reported vs measured", "",
-           "Reported numbers are the seed's (Multiply-Adds and runtime by tfprof on a Xeon E5-1650 v3 @ 3.50GHz). "
+           "Reported numbers are the registry's; where each checkpoint's were measured is listed under "
+           "*Reported on*. "
            "Measured: Multiply-Adds of convolutions + MatMul counted from the frozen graph at the eval input size "
            "(summed over scales and flips), mean wall-clock latency per image from `zoo bench`, mIOU from "
            f"`zoo bench --data-dir`. {NOT_COMPARABLE} = measured at another output stride than the row (the "
@@ -120,6 +142,7 @@ def build_report(registry: Registry, results: Iterable[dict[str, Any]]) -> str:
             out.append(f"{name} | {setting} | {c.get('output_stride', '-')} | {_num(m.get('madds_billion'), 'B')} | "
                        f"{_num((m.get('latency_ms') or {}).get('p50'))} | {_num(m.get('miou'), '%')}")
         out.append("")
+    out += ["## Reported on", ""] + [f"* {line}" for line in reported_machines(registry)] + [""]
     machines = {}
     for r in best.values():
         c = r.get("conditions") or {}

@@ -5,69 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from zoo_cli.cli import AppContext, pass_app
 from zoo_cli.errors import UsageError
 from zoo_cli.output import console, emit_json
-
-
-def _fmt(value: object, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if value == 0 or abs(value) >= 0.1 else f"{value:.3g}"
-    return str(value)
-
-
-def _render(out, result) -> None:
-    """One table per setting: rows = metric; columns = reported (its conditions), measured (ours), delta."""
-    c = result.conditions
-    out.print(f"[bold]{result.name}[/bold] — {result.setting.describe()}")
-    for note in result.notes:
-        out.print(f"  [yellow]{note}[/yellow]")
-    if not result.measured:
-        return
-    rep = result.reported
-    rep_head = f"reported\n{rep['conditions']}" if rep else "reported\n(no row for this setting)"
-    mach = c["machine"]
-    size = "x".join(map(str, c["input_size"]))
-    ours = (f"measured\nOS {c['output_stride'] or '?'} (from graph), {result.setting.describe()}, "
-            f"{size} input ({c['input_size_source']}),\n{mach['cpu']}, threads {c['threads']}, "
-            f"{c['image']}")
-    if c.get("eval"):
-        ev = c["eval"]
-        ours += f",\nmIOU on {ev.get('images', '?')} {ev.get('dataset', '')} {ev.get('split', '')} images" \
-            if "images" in ev else f",\nmIOU: {ev.get('skipped')}"
-    reasons = sorted({line.note for line in result.comparison if line.note.startswith("not comparable")})
-    for reason in reasons:
-        out.print(f"  [yellow]{reason}[/yellow]")
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("metric")
-    table.add_column(rep_head, justify="right")
-    table.add_column(ours, justify="right")
-    table.add_column("Δ", justify="right")
-    table.add_column("note")
-    for line in result.comparison:
-        if line.comparable and line.delta is not None:
-            delta = f"{line.delta:+.2f} {line.unit}"
-            if line.delta_pct is not None:
-                delta += f" ({line.delta_pct:+.1f}%)"
-        elif line.reported is not None and not line.comparable:
-            delta = "not comparable"
-        else:
-            delta = "-"
-        note = "" if line.note.startswith("not comparable") else line.note
-        table.add_row(f"{line.metric} ({line.unit})", _fmt(line.reported), _fmt(line.measured), delta, note)
-    lat = result.measured["latency_ms"]
-    table.add_row("latency p50 / p90 (ms)", "-", f"{lat['p50']:.2f} / {lat['p90']:.2f}", "-",
-                  f"{lat['runs']} timed runs after {lat['warmup']} warm-up; std {lat['std']:.2f}, min {lat['min']:.2f}")
-    if result.measured.get("tfprof_madds_billion") is not None:
-        table.add_row("tfprof float_ops / 2 (B)", "-", _fmt(result.measured["tfprof_madds_billion"], 3), "-",
-                      "what tfprof would report for this graph (adds elementwise ops, pooling, ArgMax)")
-    out.print(table)
-    if result.path:
-        out.print(f"  saved {result.path}")
 
 
 @click.command("bench")
@@ -95,6 +36,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             limit: int | None, threads: int, no_store: bool, as_json: bool) -> None:
     """Measure latency, Multiply-Adds, params, peak memory (and mIOU) and compare with the reported numbers."""
     from zoo_cli import bench  # light; TensorFlow is imported when a graph is loaded
+    from zoo_cli.bench_view import render_results
 
     if sweep and (name or graph_path):
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
@@ -113,8 +55,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             emit_json({"results": [r.to_json() for r in outcome.results], "failures": outcome.failures,
                        "skipped": outcome.skipped})
         else:
-            for result in outcome.results:
-                _render(out, result)
+            render_results(out, outcome.results)
             for model, why in outcome.failures.items():
                 out.print(f"[red]failed[/red] {model}: {why}")
             if not outcome.results and not outcome.failures:
@@ -135,5 +76,4 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         emit_json({**first, "graph": str(path), "settings": [r.to_json() for r in results]})
         return
     out.print(f"graph {path}")
-    for result in results:
-        _render(out, result)
+    render_results(out, results)

@@ -50,10 +50,9 @@ def command(app: AppContext, out_dir: Path | None, runs: int, threads: int, prog
 
 
 def _render_bench(out, result) -> None:
-    from zoo_cli.commands.bench import _render  # the same tables 'zoo bench' prints
+    from zoo_cli.bench_view import render_results  # the same tables 'zoo bench' prints
 
-    for bench_result in result.bench:
-        _render(out, bench_result)
+    render_results(out, result.bench)
 
 
 def _summary(out, result, tolerance: float) -> None:
