@@ -319,3 +319,36 @@ def test_download_never_imports_tensorflow(fault_server, registry, zoo_home, arc
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
     assert len(gets(fault_server)) == 1
+
+
+def test_lock_wait_names_the_holder_and_times_out_clearly(fault_server, registry, zoo_home, archive):
+    from zoo_cli.errors import DownloadError
+    from zoo_cli.fetch import install_checkpoint
+
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive)})
+    ckpt = load_registry(os.environ["ZOO_REGISTRY"]).get("m")
+    cache = Cache(zoo_home)
+    messages = []
+    with checkpoint_lock(cache, "m"):
+        with pytest.raises(DownloadError, match=rf"'m' is still locked after 1s \(held by pid {os.getpid()} on "):
+            install_checkpoint(ckpt, cache, progress=False, log=messages.append, lock_timeout=1.0)
+    assert messages and messages[0].startswith(f"waiting for 'm': held by pid {os.getpid()} on ")
+    assert fault_server.requests() == []
+    assert install_checkpoint(ckpt, cache, progress=False).status == "installed"  # free again
+
+
+def test_rm_all_forget_hash_and_prune_archives_dry_run(fault_server, registry, zoo_home, archive):
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive)},
+             {"name": "n", "url": fault_server.add("models/n.tar.gz", archive)})
+    assert run("download", "m", "n", "--keep-archive", "--quiet").exit_code == 0
+    cache = Cache(zoo_home)
+    assert sorted(p.name for p in cache.downloads_dir.iterdir()) == ["m.tar.gz", "n.tar.gz"]
+    dry = json.loads(run("cache", "prune", "--archives", "--dry-run", "--json").stdout)
+    assert sorted(Path(e["path"]).name for e in dry) == ["m.tar.gz", "n.tar.gz"]
+    assert not any(e["removed"] for e in dry) and len(list(cache.downloads_dir.iterdir())) == 2
+    assert run("rm", "n", "--forget-hash").exit_code == 0
+    assert cache.known_hash(load_registry(os.environ["ZOO_REGISTRY"]).get("n").url) is None
+    assert sorted(p.name for p in cache.downloads_dir.iterdir()) == ["m.tar.gz"]  # n's kept archive went too
+    rows = json.loads(run("rm", "--all", "--json").stdout)
+    assert [r["name"] for r in rows] == ["m"] and list(cache.models_dir.iterdir()) == []
+    assert list(cache.downloads_dir.iterdir()) == []
