@@ -182,3 +182,29 @@ def test_zoo_info_inspect(graphs, zoo_home, tmp_path, monkeypatch):
     graph = json.loads(result.stdout)["graph"]
     assert graph["num_classes"] == 21 and graph["crop_size"] == [33, 41]
     assert graph["scores_tensor"] == "ResizeBilinear_2:0"
+
+
+def _avgpool_strides(graph_def) -> list[list[int]]:
+    return [list(n.attr["strides"].list.i) for n in graph_def.node if n.op == "AvgPool"]
+
+
+@pytest.mark.parametrize("os_", [8, 16])
+def test_encoder_output_stride_from_image_pooling_with_unit_or_kernel_strides(tmp_path, os_):
+    """Exports write the image-pooling AvgPool with strides 1 (zoo_cli.export, export_model.py with a static
+    image_pooling_crop_size) or strides = kernel (slim.avg_pool2d, tests/support/refgraph.py): same eval OS."""
+    from tests.support.refgraph import reference_style_graph
+    from zoo_cli import export
+    from zoo_cli.model import inspect_graph
+
+    crop = (65, 81)
+    kernel = ((crop[0] - 1) // os_ + 1, (crop[1] - 1) // os_ + 1)  # the feature map at this OS
+    unit = export.tiny_deeplab(num_classes=5, crop=crop, output_stride=os_, width=8)
+    strided = reference_style_graph(seed=1, num_classes=5, crop=crop, output_stride=os_)
+    assert _avgpool_strides(unit) == [[1, 1, 1, 1]]
+    assert _avgpool_strides(strided) == [[1, kernel[0], kernel[1], 1]]
+    for label, graph_def in (("unit", unit), ("strided", strided)):
+        path = export.save_frozen_graph(graph_def, tmp_path / f"{label}.pb")
+        info = inspect_graph(path)
+        assert info.crop_size == crop, label
+        assert info.image_pooling_kernel == kernel, label
+        assert info.encoder_output_stride == os_, label

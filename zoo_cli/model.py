@@ -273,16 +273,24 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
         logits_size = crop
     output_stride = _stride(crop[0], logits_size[0]) if crop and logits_size else None
 
+    # Image pooling: an AvgPool whose kernel is the whole encoder feature map, (crop - 1) / OS + 1 per side, so
+    # the kernel gives the encoder's output stride ("eval OS"). Exports write its strides either as 1
+    # (export_model.py with a static image_pooling_crop_size) or equal to the kernel (slim.avg_pool2d's
+    # default); with a VALID whole-map kernel both pool to 1x1 and mean the same.
     pool_kernel = None
     encoder_os = None
     for node in walker.of_type("AvgPool"):
         ksize = list(node.attr["ksize"].list.i)
         strides = list(node.attr["strides"].list.i)
         fmt = node.attr["data_format"].s.decode() if "data_format" in node.attr else "NHWC"
-        hw = (ksize[2], ksize[3]) if fmt == "NCHW" else (ksize[1], ksize[2])
+        spatial = (2, 3) if fmt == "NCHW" else (1, 2)
+        hw = (ksize[spatial[0]], ksize[spatial[1]])
+        step = (strides[spatial[0]], strides[spatial[1]]) if len(strides) == 4 else None
         if min(hw) > 1 and (pool_kernel is None or hw[0] * hw[1] > pool_kernel[0] * pool_kernel[1]):
             pool_kernel = (int(hw[0]), int(hw[1]))
-            if crop and all(s == 1 for s in strides):
+            encoder_os = None
+            # A kernel-strided pool that leaves more than 1x1 is a backbone pooling, not image pooling.
+            if crop and (step == (1, 1) or step == hw and _pools_to_one(tensor(f"{node.name}:0"), fmt)):
                 encoder_os = _stride(crop[0], pool_kernel[0])
 
     return GraphInfo(
@@ -305,6 +313,15 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
         argmax_node=argmax.name if argmax is not None else None,
         notes=tuple(notes),
     )
+
+
+def _pools_to_one(pooled, fmt: str) -> bool:
+    """False only when the pooled tensor's static size shows it is not a whole-map (1x1) pooling."""
+    if pooled is None or pooled.shape.rank != 4:
+        return True
+    dims = pooled.shape.as_list()
+    h, w = (dims[2], dims[3]) if fmt == "NCHW" else (dims[1], dims[2])
+    return (h in (None, 1)) and (w in (None, 1))
 
 
 _PROBE_SIZE = 7
