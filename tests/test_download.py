@@ -293,6 +293,14 @@ def test_html_page_instead_of_archive_is_rejected_and_not_retried(fault_server, 
     assert list(Cache(zoo_home).downloads_dir.iterdir()) == []  # the page is not kept as a "partial"
 
 
+def test_gzip_encoded_html_page_is_rejected_by_its_content_type(fault_server, zoo_home, archive):
+    ckpt = make_ckpt(fault_server, archive, Fault(html=True, html_gzip=True))
+    with pytest.raises(DownloadError, match="an HTML page .*Content-Encoding gzip instead of a gzip archive"):
+        install(ckpt, zoo_home)
+    assert len(gets(fault_server)) == 1
+    assert_not_installed(zoo_home)
+
+
 def test_advertised_length_too_long_fails_cleanly(fault_server, zoo_home, archive):
     ckpt = make_ckpt(fault_server, archive, Fault(length_delta=+100))
     with pytest.raises(DownloadError, match="giving up"):

@@ -205,6 +205,11 @@ def describe_non_archive(head: bytes, content_type: str | None) -> str | None:
     return None
 
 
+def _is_page_type(content_type: str | None) -> bool:
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    return ctype in ("text/html", "application/xhtml+xml", "application/json")
+
+
 def _html_error(url: str, what: str, head: bytes) -> ContentError:
     snippet = re.sub(rb"\s+", b" ", head[:80]).decode("ascii", "replace").strip()
     return ContentError(
@@ -492,11 +497,16 @@ class _Transfer:
                 for chunk in resp.raw.stream(self.policy.chunk_size, decode_content=False):
                     if first:
                         first = False
+                        ctype = resp.headers.get("Content-Type")
                         if self.magic and not chunk.startswith(self.magic):
-                            ctype = resp.headers.get("Content-Type")
                             what = describe_non_archive(chunk, ctype) or \
                                 f"data that is not gzip (Content-Type {ctype or 'unset'})"
                             raise _html_error(self.url, what, chunk)
+                        if self.magic and _is_page_type(ctype):
+                            # A gzip-*encoded* web page also starts with the gzip magic bytes.
+                            encoding = resp.headers.get("Content-Encoding", "none")
+                            raise _html_error(self.url, describe_non_archive(b"", ctype) +
+                                              f" sent with Content-Encoding {encoding}", chunk)
                     try:
                         out.write(chunk)
                     except OSError as exc:

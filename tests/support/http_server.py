@@ -17,6 +17,7 @@ daemons.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import mmap
 import socket
@@ -44,7 +45,8 @@ class Fault:
     rate: int | None = None             # body bytes per second (slow server)
     change_after: int | None = None     # from this request number on, serve ``alt`` (new ETag/date)
     alt: bytes | None = None
-    html: bool = False                  # answer 200 text/html with a login page
+    html: bool = False                  # answer 200 text/html with a login page ...
+    html_gzip: bool = False             # ... sent with Content-Encoding: gzip (so it starts like a gzip file)
     length_delta: int = 0               # advertise Content-Length + delta (a wrong length)
     stall_after: int | None = None      # send this many body bytes, then go silent ...
     stall_times: int = 1                # ... on the first this-many requests
@@ -204,6 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"Retry-After": f.retry_after} if f.retry_after is not None else {}
             return self._simple(record, f.fail_status, b"try again later\n", "text/plain", extra)
         if f.html:
+            if f.html_gzip:
+                return self._simple(record, 200, gzip.compress(HTML_PAGE), "text/html; charset=utf-8",
+                                    {"Content-Encoding": "gzip"})
             return self._simple(record, 200, HTML_PAGE, "text/html; charset=utf-8")
         etag = _etag(data)
         last_modified = formatdate(1_600_000_000 + version * 86_400, usegmt=True)
