@@ -300,8 +300,7 @@ def fetch_file(
                     # clients does not hammer a server that has just failed.
                     floor = policy.backoff_factor * (0.5 + random.random() / 2)
                     delay, why = max(retry.get_backoff_time(), floor), ""
-                log(f"{exc}; retrying in {delay:.1f}s{why} (attempt {state.attempts + 1} of "
-                    f"{policy.retries + 1})")
+                log(f"{exc}; retrying in {delay:.1f}s{why} (retry {len(retry.history)} of {policy.retries})")
                 sleep(delay)
     except ContentError:
         keep = False
