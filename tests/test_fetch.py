@@ -352,3 +352,14 @@ def test_rm_all_forget_hash_and_prune_archives_dry_run(fault_server, registry, z
     rows = json.loads(run("rm", "--all", "--json").stdout)
     assert [r["name"] for r in rows] == ["m"] and list(cache.models_dir.iterdir()) == []
     assert list(cache.downloads_dir.iterdir()) == []
+
+
+def test_offline_hand_fetched_error_page_is_refused(fault_server, registry, zoo_home):
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", b"unused")})
+    target = zoo_home / "downloads" / "m.tar.gz"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"<html>")  # what a browser behind a login portal saves
+    result = run("download", "m", env={"ZOO_OFFLINE": "1"})
+    assert result.exit_code == 4 and "m.tar.gz is an HTML page" in result.stderr
+    assert not target.exists() and not Cache(zoo_home).model_dir("m").exists()
+    assert fault_server.requests() == []

@@ -65,6 +65,8 @@ def check_gzip_file(path: Path) -> None:
 def gzip_isize(path: Path) -> int:
     """Uncompressed size from the gzip trailer (modulo 2**32); used only to estimate disk space."""
     with open(path, "rb") as fh:
+        if fh.seek(0, os.SEEK_END) < 18:  # smaller than an empty gzip member: not gzip at all
+            return 0
         fh.seek(-4, os.SEEK_END)
         return struct.unpack("<I", fh.read(4))[0]
 

@@ -35,7 +35,7 @@ from zoo_cli import __version__
 from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
 from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache, write_json_atomic
 from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, sha256_file
-from zoo_cli.errors import ArchiveError, ChecksumError, ConfigError, DownloadError
+from zoo_cli.errors import ArchiveError, CacheError, ChecksumError, ConfigError, DownloadError
 from zoo_cli.registry import Checkpoint, Registry
 
 LogCallback = Callable[[str], None]
@@ -274,11 +274,21 @@ def install_checkpoint(
     """
     log = log or (lambda _msg: None)
     url = mirror_url(ckpt.url, mirror)
-    started = time.monotonic()
     if not force and not quick_check(ckpt, cache):
         return _present(ckpt, cache, url)
     if offline and not cache.archive_path(ckpt).is_file():
         raise _offline_error(ckpt, url, cache)
+    try:
+        return _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy,
+                        limits, session, lock_timeout)
+    except PermissionError as exc:
+        raise CacheError(f"cannot write {exc.filename or cache.home}: permission denied; make ZOO_HOME "
+                         f"({cache.home}) writable or point it at another directory") from None
+
+
+def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy, limits, session,
+             lock_timeout) -> InstallResult:
+    started = time.monotonic()
     with checkpoint_lock(cache, ckpt.name, log=log, timeout=lock_timeout):
         if not force and not quick_check(ckpt, cache):
             log(f"'{ckpt.name}' was installed by another process meanwhile")
