@@ -25,9 +25,11 @@ MTIME = 1_538_352_000  # 2018-10-01, like the zoo's archives
 @functools.lru_cache(maxsize=1)
 def frozen_graph_bytes(num_classes: int = 21) -> bytes:
     """A serialized frozen GraphDef with the zoo's input/output tensors (TensorFlow imported here only)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
-    import tensorflow as tf
+
+    from zoo_cli.tf_import import import_tf  # the project's quiet, single TensorFlow import point
+
+    tf = import_tf()
 
     graph = tf.Graph()
     with graph.as_default():
