@@ -93,6 +93,31 @@ def make_predictor(model: Any, **options: Any) -> Predictor:
     return MultiScalePredictor(model, scales=scales, flip=flip, crop=crop, strict=bool(options.get("strict")))
 
 
+# ------------------------------------------------------------------------------------------- classes
+
+
+def checkpoint_classes(ckpt: Any | None, dataset: str | None) -> int | None:
+    """Classes to score on ``dataset``: the registry's ``num_classes`` when the checkpoint was trained on that
+    dataset's layout (the demo: 4 classes in the VOC layout), else the dataset's own count."""
+    from zoo_cli.datasets import NUM_CLASSES
+
+    if ckpt is not None and getattr(ckpt, "num_classes", None) and getattr(ckpt, "dataset", None) == dataset:
+        return int(ckpt.num_classes)
+    return NUM_CLASSES.get(dataset) if dataset else None
+
+
+def class_palette(dataset: str | None, ckpt: Any | None = None, num_classes: int | None = None) -> Palette:
+    """Colours of the dataset (or guessed from ``num_classes``) with the checkpoint's ``class_names`` when the
+    registry sets them (e.g. the demo's background/circle/square/triangle), else the dataset's names."""
+    from zoo_cli.palettes import get_palette, palette_for_classes
+
+    base = get_palette(dataset) if dataset else palette_for_classes(num_classes or 21)
+    names = getattr(ckpt, "class_names", None) if ckpt is not None else None
+    if not names or (dataset and getattr(ckpt, "dataset", None) != dataset):
+        return base
+    return Palette(base.dataset, tuple(names), base.colors, base.ignore_label)
+
+
 # ------------------------------------------------------------------------------------------- images
 
 
@@ -293,16 +318,18 @@ def select(samples: Sequence[Sample], *, limit: int | None = None,
 
 def evaluate_dataset(dataset: Dataset, predictor: Predictor, *, limit: int | None = None,
                      shard: tuple[int, int] | None = None, jobs: int = 1, progress: bool | None = None,
-                     on_image: Callable[[int, ConfusionMatrix], None] | None = None) -> tuple[ConfusionMatrix, int, float]:
+                     on_image: Callable[[int, ConfusionMatrix], None] | None = None,
+                     num_classes: int | None = None) -> tuple[ConfusionMatrix, int, float]:
     """Run ``predictor`` over a split and accumulate the confusion matrix.
 
     Returns (matrix, images evaluated, seconds). Decoding runs ahead in a loader thread; ``jobs`` > 1 runs
-    that many predictions concurrently (Session.run is thread-safe and releases the GIL).
+    that many predictions concurrently (Session.run is thread-safe and releases the GIL). ``num_classes``
+    sizes the matrix when the checkpoint uses fewer classes than the dataset layout (default: the dataset's).
     """
     from tqdm import tqdm
 
     samples = select(dataset.samples, limit=limit, shard=shard)
-    matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_label)
+    matrix = ConfusionMatrix(num_classes or dataset.num_classes, dataset.ignore_label)
     jobs = max(1, int(jobs))
     start = time.perf_counter()
     bar = tqdm(total=len(samples), unit="img", disable=_disable(progress), desc=f"eval {dataset.kind}",

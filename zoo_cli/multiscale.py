@@ -380,10 +380,20 @@ class EvalSettings:
     row: Any | None
     graph_output_stride: int | None
     notes: list[str]
+    source: str = ""  # where the settings come from, e.g. "eval row 2" or "the graph as exported"
+
+    def describe(self) -> str:
+        """One line, e.g. ``scale 1, no flip, crop 513x513 (the graph as exported)``."""
+        text = (f"{'scales' if len(self.scales) > 1 else 'scale'} {','.join(f'{s:g}' for s in self.scales)}, "
+                f"{'flip' if self.flip else 'no flip'}")
+        if self.crop:
+            text += f", crop {self.crop[0]}x{self.crop[1]}"
+        return f"{text} ({self.source})" if self.source else text
 
     def to_json(self) -> dict[str, Any]:
         return {
             "scales": list(self.scales), "flip": self.flip, "eval_crop": list(self.crop) if self.crop else None,
+            "source": self.source,
             "row": self.row_index, "row_conditions": self.row.describe() if self.row is not None else None,
             "row_output_stride": self.row.output_stride if self.row is not None else None,
             "graph_output_stride": self.graph_output_stride,
@@ -395,9 +405,14 @@ class EvalSettings:
 
 def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_crop: tuple[int, int] | None,
                     scales: Sequence[float] | None = None, flip: bool | None = None,
-                    crop: tuple[int, int] | None = None, row: int | None = None) -> EvalSettings:
+                    crop: tuple[int, int] | None = None, row: int | None = None,
+                    as_exported: bool = False) -> EvalSettings:
     """Defaults from the checkpoint's eval row the graph can reproduce (its output stride), overridden by
-    explicit ``scales`` / ``flip`` / ``crop``; ``row`` (1-based) picks another row."""
+    explicit ``scales`` / ``flip`` / ``crop``; ``row`` (1-based) picks another row.
+
+    ``as_exported`` (``zoo eval --images``): unless ``row`` is given, the defaults are the graph as exported
+    (scale 1, no flip, the graph's own crop; what the reference vis.py runs), not an eval row's.
+    """
     rows = tuple(getattr(ckpt, "evals", ()) or ())
     notes: list[str] = []
     chosen = None
@@ -409,7 +424,7 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
             listing = "; ".join(f"{i}: {r.describe()}" for i, r in enumerate(rows, 1))
             raise UsageError(f"--row {row} does not exist; the checkpoint's rows are {listing}")
         index, chosen = row, rows[row - 1]
-    elif rows:
+    elif rows and not as_exported:
         for i, r in enumerate(rows, 1):
             if graph_output_stride is not None and r.output_stride == graph_output_stride:
                 index, chosen = i, r
@@ -422,5 +437,15 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
                      f"{graph_output_stride}: the measured and reported numbers are not comparable")
     use_scales = tuple(scales) if scales else (tuple(chosen.scales) if chosen is not None else (1.0,))
     use_flip = bool(flip) if flip is not None else (bool(chosen.flip) if chosen is not None else False)
-    use_crop = tuple(crop) if crop else (tuple(ckpt.eval_crop) if getattr(ckpt, "eval_crop", None) else graph_crop)
-    return EvalSettings(use_scales, use_flip, use_crop, index, chosen, graph_output_stride, notes)
+    registry_crop = getattr(ckpt, "eval_crop", None) if (chosen is not None or not as_exported) else None
+    use_crop = tuple(crop) if crop else (tuple(registry_crop) if registry_crop else graph_crop)
+    if chosen is not None:
+        source = f"eval row {index}"
+    elif as_exported:
+        source = "the graph as exported"
+    else:
+        source = "no eval row at the graph's output stride" if rows else "no reported eval rows"
+    given = [opt for opt, value in (("--scales", scales), ("--flip", flip is not None), ("--crop", crop)) if value]
+    if given:
+        source += f", {'/'.join(given)} given"
+    return EvalSettings(use_scales, use_flip, use_crop, index, chosen, graph_output_stride, notes, source)

@@ -73,12 +73,16 @@ def command() -> None:
               help="Images run through the model at once (default: 2 with 2+ CPUs, 1 for crops above 600k "
                    "pixels); decoding always runs ahead.")
 @click.option("--scales", "scales_text",
-              help="Eval scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 or [0.5:0.25:1.75] (default: the eval row's).")
-@click.option("--flip/--no-flip", default=None, help="Also run left-right flipped images (default: the eval row's).")
-@click.option("--crop", "crop_text", help="Eval crop H,W the image is padded to (default: the registry's, e.g. "
-              "513,513 VOC/ADE20K, 1025,2049 Cityscapes); the graph is re-targeted to it.")
+              help="Eval scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 or [0.5:0.25:1.75] (default: --data-dir the eval "
+                   "row's; --images 1).")
+@click.option("--flip/--no-flip", default=None,
+              help="Also run left-right flipped images (default: --data-dir the eval row's; --images no flip).")
+@click.option("--crop", "crop_text", help="Eval crop H,W the image is padded to (default: --data-dir the "
+              "registry's, e.g. 513,513 VOC/ADE20K, 1025,2049 Cityscapes; --images the graph's own); the graph is "
+              "re-targeted to it.")
 @click.option("--row", type=int, help="Take scales/flip from the checkpoint's N-th eval row (1-based, see "
-              "'zoo info NAME'); default: the first row at the graph's output stride.")
+              "'zoo info NAME'); default: --data-dir the first row at the graph's output stride, --images none "
+              "(the graph as exported: scale 1, no flip).")
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Weight of the class colours in the overlay PNGs.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
@@ -127,33 +131,30 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         info = model.info
         settings = choose_settings(ckpt, graph_output_stride=info.encoder_output_stride or info.output_stride,
                                    graph_crop=model.crop_size, scales=parse_scales(scales_text), flip=flip,
-                                   crop=parse_crop(crop_text), row=row)
+                                   crop=parse_crop(crop_text), row=row, as_exported=bool(images))
         predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
         predictor.settings = settings  # type: ignore[attr-defined]
         if images:
-            _run_images(model, predictor, kind, images, out_dir, alpha, progress, as_json)  # type: ignore[arg-type]
+            _run_images(model, predictor, ckpt, kind, images, out_dir, alpha, progress, as_json)  # type: ignore[arg-type]
         else:
             _run_dataset(app, ckpt, graph_path, model, predictor, kind, data_dir, split, limit, shard_kn,  # type: ignore[arg-type]
                          out_dir, jobs, progress, as_json)
 
 
-def _palette(kind: str | None, model):
-    from zoo_cli.palettes import get_palette, palette_for_classes
+def _run_images(model, predictor, ckpt, kind, images, out_dir: Path, alpha, progress, as_json) -> None:
+    from zoo_cli.evaluate import class_palette, evaluate_images
 
-    if kind:
-        return get_palette(kind)
-    return palette_for_classes(model.num_classes or 21)
-
-
-def _run_images(model, predictor, kind, images, out_dir: Path, alpha, progress, as_json) -> None:
-    from zoo_cli.evaluate import evaluate_images
-
-    palette = _palette(kind, model)
+    palette = class_palette(kind, ckpt, model.num_classes)
     results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress)
+    settings = getattr(predictor, "settings", None)
     if as_json:
-        emit_json({"out": str(out_dir), "palette": palette.dataset, "images": [r.to_json() for r in results]})
+        emit_json({"out": str(out_dir), "palette": palette.dataset, "class_names": list(palette.class_names),
+                   "eval_settings": settings.to_json() if settings is not None else None,
+                   "images": [r.to_json() for r in results]})
         return
     out = console()
+    if settings is not None:
+        out.print(f"setting: {settings.describe()}")
     for r in results:
         top = ", ".join(f"{name} {count * 100 / (r.size[0] * r.size[1]):.0f}%" for name, count in list(r.classes.items())[:4])
         out.print(f"{r.image} → {r.labels_png.name}, {r.overlay_png.name}  ({top})")
@@ -167,8 +168,8 @@ def _run_images(model, predictor, kind, images, out_dir: Path, alpha, progress, 
 def _run_dataset(app: AppContext, ckpt, graph_path: Path, model, predictor, kind, data_dir: Path, split: str,
                  limit, shard, out_dir, jobs, progress, as_json) -> None:
     from zoo_cli.datasets import NUM_CLASSES, detect_layout, open_dataset
-    from zoo_cli.evaluate import EvalResult, evaluate_dataset, reported_rows, save_result
-    from zoo_cli.palettes import get_palette
+    from zoo_cli.evaluate import (EvalResult, checkpoint_classes, class_palette, evaluate_dataset, reported_rows,
+                                  save_result)
 
     kind = kind or detect_layout(data_dir)
     long_side = None
@@ -178,18 +179,24 @@ def _run_dataset(app: AppContext, ckpt, graph_path: Path, model, predictor, kind
         size = size or model.crop_size
         long_side = max(size) if size else None
     ds = open_dataset(data_dir, kind, split, long_side=long_side)
-    if model.num_classes is not None and model.num_classes != NUM_CLASSES[ds.kind]:
+    # A registry num_classes (e.g. the 4-class demo in the VOC layout) is what the checkpoint predicts.
+    num_classes = checkpoint_classes(ckpt, ds.kind) or NUM_CLASSES[ds.kind]
+    if model.num_classes is not None and model.num_classes != num_classes:
+        if ckpt is not None and ckpt.num_classes == num_classes:
+            raise UsageError(f"the graph predicts {model.num_classes} classes but the registry entry {ckpt.name} "
+                             f"says num_classes {ckpt.num_classes}; fix the registry entry or pass the right --graph")
         raise UsageError(f"the graph predicts {model.num_classes} classes but {ds.kind} has {NUM_CLASSES[ds.kind]}; "
                          "pass the --dataset the checkpoint was trained on")
-    matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs, progress=progress)
+    matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs, progress=progress,
+                                          num_classes=num_classes)
     if n == 0:
         raise DatasetError(f"no images selected from {data_dir} ({ds.kind} {split}, limit {limit}, shard {shard})")
-    palette = get_palette(ds.kind)
+    palette = class_palette(ds.kind, ckpt)
     scales = tuple(getattr(predictor, "scales", (1.0,)))
     flip = bool(getattr(predictor, "flip", False))
     result = EvalResult(
         summary=matrix.summary(palette.class_names), num_images=n, dataset=ds.kind, split=split,
-        num_classes=ds.num_classes, ignore_label=ds.ignore_label, scales=scales, flip=flip,
+        num_classes=num_classes, ignore_label=ds.ignore_label, scales=scales, flip=flip,
         checkpoint=ckpt.name if ckpt else None, graph=str(graph_path), shard=shard, seconds=seconds,
         fitted=int(getattr(predictor, "fitted", 0)), graph_info=model.info.to_json())
     info = model.info
