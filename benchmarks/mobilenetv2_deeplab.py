@@ -207,6 +207,27 @@ def madds_table() -> list[dict[str, Any]]:
     return rows
 
 
+def channel_plan(depth_multiplier: float, divisible_by: int | None = None, min_depth: int | None = None) -> str:
+    """The backbone's channels as ``first conv | in>expansion>out ...`` (for reading against the reference)."""
+    plan = layer_plan(depth_multiplier, 16, divisible_by, min_depth)
+    blocks = [f"{b['in']}>{b['expansion'] if b['expansion'] > b['in'] else '-'}>{b['out']}" for b in plan[1:]]
+    return f"{plan[0]['out']} | " + " ".join(blocks)
+
+
+def dm05_variants() -> list[dict[str, Any]]:
+    """dm 0.5 counts under the two channel-rounding rules of the reference code, at OS 16 and OS 8."""
+    from zoo_cli.flops import count_madds
+
+    rows = []
+    for label, div, mind in (("DeepLab feature_extractor (divisible_by = min_depth = 1)", 1, 1),
+                             ("slim default (divisible_by = min_depth = 8)", 8, 8)):
+        for os_, seed_b in ((16, 0.88), (8, 2.84)):
+            report = count_madds(build_mobilenetv2_deeplab(0.5, os_, divisible_by=div, min_depth=mind), (513, 513))
+            rows.append({"rule": label, "os": os_, "seed_b": seed_b, "ours_b": report.madds_billion,
+                         "tfprof_b": report.tfprof_madds_billion, "channels": channel_plan(0.5, div, mind)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the Multiply-Adds comparison (markdown) and, with --latency, the runner-overhead measurement."""
     import argparse
@@ -215,7 +236,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", action="store_true", help="also measure runner overhead vs Session.run")
     parser.add_argument("--latency-only", action="store_true", help="only the runner-overhead measurement")
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--dm05-variants", action="store_true",
+                        help="only the dm 0.5 counts under DeepLab's and slim's channel rounding")
     args = parser.parse_args(argv)
+    if args.dm05_variants:
+        print("| channel rule | OS | seed (B) | ours: convs+MatMul (B) | Δ | tfprof float_ops/2 (B) | Δ |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        rows = dm05_variants()
+        for r in rows:
+            print(f"| {r['rule']} | {r['os']} | {r['seed_b']:.2f} | {r['ours_b']:.4f} | "
+                  f"{100 * (r['ours_b'] / r['seed_b'] - 1):+.2f} % | {r['tfprof_b']:.4f} | "
+                  f"{100 * (r['tfprof_b'] / r['seed_b'] - 1):+.2f} % |")
+        for rule in dict.fromkeys(r["rule"] for r in rows):
+            print(f"\n{rule}: channels {next(r['channels'] for r in rows if r['rule'] == rule)}")
+        return
     if args.latency_only:
         runner_overhead(runs=args.runs)
         return
