@@ -482,6 +482,11 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+# Where the demo's reported numbers come from (the registry's `reported_on`): this build, not the seed's machine.
+REPORTED_ON = ("zoo's tools/build_demo_model.py (zoo eval on the shipped val set; Multiply-Adds counted by zoo; "
+               "no runtimes reported)")
+
+
 def registry_text(archive: Path, rows: dict[str, dict], *, steps: int) -> str:
     """The demo registry (``zoo_cli/demo/registry.yaml``): one checkpoint with the measured eval rows."""
     size_mb = archive.stat().st_size / 1e6
@@ -518,6 +523,8 @@ def registry_text(archive: Path, rows: dict[str, dict], *, steps: int) -> str:
         f"    eval_crop: [{CROP}, {CROP}]\n"
         f"    num_classes: {NUM_CLASSES}\n"
         f"    ignore_label: {IGNORE_LABEL}\n"
+        f"    class_names: [{', '.join(CLASS_NAMES)}]\n"
+        f"    reported_on: \"{REPORTED_ON}\"\n"
         f"    url: \"{PLACEHOLDER_URL}\"\n"
         f"    size_mb: {size_mb:.3f}\n"
         f"    sha256: {sha256_of(archive)}\n"

@@ -36,7 +36,6 @@ from zoo_cli.registry import Checkpoint, EvalRow, Registry, load_registry
 DEMO_NAME = "demo_shapes"
 # The shipped registry's URL host; replaced by the live server's address before anything is downloaded.
 PLACEHOLDER_PREFIX = "http://127.0.0.1/zoo-demo/"
-CLASS_NAMES = ("background", "circle", "square", "triangle")
 # Measured and recorded mIOU must agree to this many percentage points. The recorded value is rounded to 0.01;
 # another CPU / TensorFlow build may flip the argmax of a handful of near-tie pixels (one pixel of one class is
 # ~0.003 points on this val set), so exact equality would fail for reasons that are not regressions.
@@ -57,12 +56,11 @@ def demo_val_dir() -> Path:
     return demo_dir() / "voc"
 
 
-def demo_palette():
-    """VOC colours with the demo's class names (background, circle, square, triangle)."""
-    from zoo_cli.palettes import Palette, get_palette
+def demo_palette(ckpt: Checkpoint | None = None):
+    """VOC colours with the demo's class names from its registry entry (background, circle, square, triangle)."""
+    from zoo_cli.evaluate import class_palette
 
-    voc = get_palette("voc")
-    return Palette("voc", CLASS_NAMES, voc.colors, voc.ignore_label)
+    return class_palette("voc", ckpt or load_registry(demo_registry_path()).get(DEMO_NAME))
 
 
 # ---------------------------------------------------------------- local server
@@ -260,10 +258,11 @@ def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Pa
 def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult, progress: bool | None,
               threads: int, say: Callable[[str], None]) -> None:
     from zoo_cli.datasets import open_dataset
-    from zoo_cli.evaluate import EvalResult, evaluate_dataset, evaluate_images, save_result
+    from zoo_cli.evaluate import EvalResult, checkpoint_classes, evaluate_dataset, evaluate_images, save_result
     from zoo_cli.model import FrozenGraphModel
 
-    palette = demo_palette()
+    palette = demo_palette(ckpt)
+    num_classes = checkpoint_classes(ckpt, "voc")
     dataset = open_dataset(demo_val_dir(), "voc", "val")
     graph_path = cache.frozen_graph_path(ckpt)
     predictors: dict[tuple[tuple[float, ...], bool], Any] = {}
@@ -272,9 +271,8 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
             if (row.scales, row.flip) not in predictors:
                 predictors[(row.scales, row.flip)] = predictor_for(model, row.scales, row.flip)
             predictor = predictors[(row.scales, row.flip)]
-            matrix, n, seconds = evaluate_dataset(dataset, predictor, progress=progress)
-            names = list(palette.class_names) + [f"class {i}" for i in range(len(palette.class_names), matrix.num_classes)]
-            summary = matrix.summary(names)
+            matrix, n, seconds = evaluate_dataset(dataset, predictor, progress=progress, num_classes=num_classes)
+            summary = matrix.summary(palette.class_names)
             eval_result = EvalResult(summary=summary, num_images=n, dataset="voc", split=row.split,
                                      num_classes=matrix.num_classes,
                                      ignore_label=dataset.ignore_label, scales=row.scales, flip=row.flip,
@@ -288,7 +286,6 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
             result.evals.append({"setting": _setting(row), "scales": list(row.scales), "flip": row.flip,
                                  "miou": summary.miou, "pixel_accuracy": summary.pixel_accuracy,
                                  "recorded_miou": row.miou, "recorded_pixel_accuracy": row.pixel_accuracy,
-                                 # the demo uses 4 of VOC's 21 ids; absent classes have no IoU
                                  "per_class_iou": {k: v for k, v in summary.per_class_iou.items() if v is not None},
                                  "images": n, "seconds": round(seconds, 3),
                                  "metrics": str(eval_result.metrics_path), "ok": check.ok})
