@@ -363,3 +363,26 @@ def test_offline_hand_fetched_error_page_is_refused(fault_server, registry, zoo_
     assert result.exit_code == 4 and "m.tar.gz is an HTML page" in result.stderr
     assert not target.exists() and not Cache(zoo_home).model_dir("m").exists()
     assert fault_server.requests() == []
+
+
+def test_ctrl_c_in_the_real_cli_keeps_a_resumable_partial(fault_server, registry, zoo_home, archive, tmp_path):
+    import signal
+
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive, Fault(rate=60_000))})
+    proc = subprocess.Popen([sys.executable, "-m", "zoo_cli", "download", "m"], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while fault_server.bytes_sent() < 20_000:  # the transfer is under way
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Interrupted; partial downloads are kept and resume on the next run." in err
+    cache = Cache(zoo_home)
+    partial = zoo_home / "downloads" / "m.tar.gz.incomplete"
+    assert partial.stat().st_size >= 16_000 and not cache.is_installed("m") and not cache.model_dir("m").exists()
+    kept = partial.stat().st_size
+    fault_server.set_fault("models/m.tar.gz", None)
+    assert run("download", "m").exit_code == 0
+    assert gets(fault_server)[-1].range == f"bytes={kept}-"

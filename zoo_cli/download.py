@@ -491,9 +491,10 @@ class _Transfer:
         first = self.size == 0
         try:
             with open(self.claim.path, "ab", buffering=0) as out:
-                # decode_content=False: store the resource's bytes exactly as served, even if a server
-                # wrongly labels the .tar.gz with Content-Encoding: gzip.
-                for chunk in resp.raw.stream(self.policy.chunk_size, decode_content=False):
+                # read1: whatever has arrived (up to chunk_size), so a slow link still writes, reports
+                # progress and keeps its bytes on Ctrl-C. decode_content=False: store the bytes exactly as
+                # served, even if a server wrongly labels the .tar.gz with Content-Encoding: gzip.
+                while chunk := resp.raw.read1(self.policy.chunk_size, decode_content=False):
                     if first:
                         first = False
                         ctype = resp.headers.get("Content-Type")
