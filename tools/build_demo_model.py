@@ -355,27 +355,11 @@ def export(weights: dict[str, np.ndarray], model_dir: Path) -> Path:
     """Write the zoo-style frozen graph and ``model.ckpt.*`` of the trained weights into ``model_dir``."""
     from zoo_cli.export import export_model_dir
 
-    from zoo_cli.export import save_frozen_graph
-    from zoo_cli.model import load_graph_def
-
     # seed=None: every weight must come from training; a missing one is an error, not a random array.
+    # save_frozen_graph serialises deterministically, so the same weights give the same bytes (and sha256).
     export_model_dir(model_dir, seed=None, weights=weights, num_classes=NUM_CLASSES, crop=CROP,
                      output_stride=OUTPUT_STRIDE, decoder=DECODER, width=WIDTH)
-    # Protobuf writes map fields (node attrs) in arbitrary order; rewrite the graph deterministically so the
-    # same weights always give the same bytes (and the archive the same sha256).
-    graph_path = model_dir / "frozen_inference_graph.pb"
-    save_frozen_graph(_Deterministic(load_graph_def(graph_path)), graph_path)
     return model_dir
-
-
-class _Deterministic:
-    """A GraphDef wrapper whose ``SerializeToString`` orders map fields (what ``save_frozen_graph`` calls)."""
-
-    def __init__(self, graph_def) -> None:
-        self.graph_def = graph_def
-
-    def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's name
-        return self.graph_def.SerializeToString(deterministic=True)
 
 
 def checkpoint_weights(source: Path) -> dict[str, np.ndarray]:

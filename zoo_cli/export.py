@@ -324,13 +324,17 @@ def tiny_deeplab(
 
 
 def save_frozen_graph(graph_def: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``graph_def`` as a binary ``.pb`` atomically (temp file beside it, then ``os.replace``)."""
+    """Write ``graph_def`` as a binary ``.pb`` atomically (temp file beside it, then ``os.replace``).
+
+    Serialised deterministically: protobuf otherwise writes map fields (every node's attrs) in an order that
+    changes from process to process, so the same graph would give different bytes (and archive sha256s).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(graph_def.SerializeToString())
+            fh.write(graph_def.SerializeToString(deterministic=True))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
