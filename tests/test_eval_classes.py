@@ -94,6 +94,11 @@ def test_registry_num_classes_and_class_names_for_the_demo_model(zoo, tmp_path, 
     # the recorded single-scale number of the shipped registry (what 'zoo demo' checks too)
     assert data["scales"] == [1.0] and not data["flip"]
     assert data["miou"] == pytest.approx(90.88, abs=0.1)
+    # the demo's reported numbers come from zoo's build script, not the seed's machine, and say so
+    assert all("build_demo_model.py" in row["reported_on"] for row in data["reported"])
+    human = zoo(_registry(tmp_path), "--data-dir", VAL, "--limit", "1")
+    assert human.exit_code == 0, human.output
+    assert "(seed)" not in human.output and "reported (registry): zoo's tools/build_demo_model.py" in human.output
 
 
 def test_without_class_names_the_dataset_palette_names_are_used(zoo, tmp_path):

@@ -471,7 +471,9 @@ def merge_results(paths: Sequence[Path | str], class_names: Sequence[str] | None
 def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool) -> list[dict[str, Any]]:
     """The registry's reported results for a checkpoint, marking the rows whose scales/flip match the run."""
     rows = []
+    reported_on = getattr(ckpt, "reported_on", None)  # None: the seed's numbers
     for row in getattr(ckpt, "evals", ()):
         rows.append({**row.to_json(), "conditions": row.describe() + f", {row.split}",
-                     "matches_run": tuple(row.scales) == tuple(scales) and row.flip == flip})
+                     "matches_run": tuple(row.scales) == tuple(scales) and row.flip == flip,
+                     "reported_on": reported_on})
     return rows

@@ -249,8 +249,11 @@ def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
         flag = (f" [OS differs from the graph's {stride}]" if row.get("os_differs_from_graph") else "")
         table.add_row("reported" + mark, fmt_num(row["miou"], "%"), fmt_num(row["pixel_accuracy"], "%"),
                       row["conditions"] + (f", {_crop_text(row.get('eval_crop'))[:-2]}" if row.get("eval_crop")
-                                           else "") + " (seed)" + flag)
+                                           else "") + (" (registry)" if row.get("reported_on") else " (seed)") + flag)
     out.print(table)
+    sources = {row["reported_on"] for row in result.extra.get("reported", []) if row.get("reported_on")}
+    for source in sorted(sources):
+        out.print(f"reported (registry): {source}")
     items = list(result.summary.per_class_iou.items())
     groups = 1 if len(items) <= 25 else 4  # ADE20K's 151 classes: four class/IoU column pairs
     rows = -(-len(items) // groups)
