@@ -134,11 +134,34 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] 
 
 @dataclass
 class _CropNet:
+    """The network at one crop, imported as exported (fed at its own input): the single-scale path."""
+
     crop: tuple[int, int]
     run_logits: Any  # callable(padded float image) -> feature-resolution logits
     run_labels: Any  # callable(uint8 [1,H,W,3]) -> SemanticPredictions
-    run_probs: Any  # callable(image, logits size, crop, h, w) -> softmax of the logits resized to the crop
-    run_probs_flipped: Any  # the same for a left-right flipped input: logits flipped back first
+
+
+@dataclass
+class _Branch:
+    """One network run of a plan: its scale, whether it sees the flipped image, and its tensors."""
+
+    scale: float
+    flipped: bool
+    crop: tuple[int, int]
+    net_input: Any  # the tensor the network reads (scaled, maybe flipped, padded image)
+    logits: Any  # its feature-resolution logits
+
+
+@dataclass
+class _Plan:
+    """The whole procedure for one eval crop as one TensorFlow subgraph: uint8 HxWx3 image in, labels out."""
+
+    crop: tuple[int, int]
+    count: int  # runs averaged
+    run_labels: Any  # callable(uint8 HxWx3) -> int32 HxW
+    run_sum: Any  # callable(uint8 HxWx3) -> float32 HxWxC, the sum of the probability maps
+    branches: list[_Branch]
+    image: Any  # the uint8 image placeholder
 
 
 @dataclass(frozen=True)
@@ -157,18 +180,21 @@ class MultiScalePredictor:
     ``source`` is a loaded :class:`zoo_cli.model.FrozenGraphModel` (its graph and session are reused), a
     GraphDef, or a path to a frozen graph. ``crop`` is the eval crop (default: the graph's own). With
     ``scales=(1.0,)`` and no flip the re-targeted graph's own ``SemanticPredictions`` is returned (the
-    exported computation at the eval crop). Safe to call from several threads.
+    exported computation at the eval crop). ``window`` is how many of the network runs TensorFlow may have in
+    flight at once inside the one ``Session.run`` of an image (more overlaps idle cores, each costs one
+    network's activations and one probability map of memory). Safe to call from several threads.
     """
 
     def __init__(self, source: Any, *, scales: Iterable[float] = (1.0,), flip: bool = False,
                  crop: tuple[int, int] | None = None, strict: bool = True, threads: int = 0,
-                 inter_threads: int = 0) -> None:
+                 inter_threads: int = 0, window: int = 2) -> None:
         tf = import_tf()
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or any(s <= 0 for s in self.scales):
             raise UsageError("scales must be a non-empty list of positive numbers")
         self.flip = bool(flip)
         self.strict = strict
+        self.window = max(1, int(window))
         self.fitted = 0  # images shrunk to fit: never (the crop is re-targeted instead)
         self.enlarged = 0  # images larger than the eval crop (run at a crop grown to cover them)
         self._owns_session = False
@@ -192,78 +218,161 @@ class MultiScalePredictor:
         self.graph_crop = self.pattern.crop
         self.crop = tuple(crop) if crop else self.graph_crop
         self.num_classes = self.pattern.num_classes
+        self._graphs: dict[tuple[int, int], Any] = {}  # crop -> re-targeted GraphDef without weights, or why not
         self._nets: dict[tuple[int, int], _CropNet | str] = {}
-        self._lock = threading.Lock()
+        self._plans: dict[tuple[int, int], _Plan] = {}
+        self._lock = threading.RLock()
         self._weights = {n.name for n in self.graph_def.node if rt._is_weight(n)}
         self.skipped: list[SkippedScale] = []
         for s in self.scales:
             c = scaled_crop(self.crop, s)
-            net = self._net(c)
-            if isinstance(net, str):
-                self.skipped.append(SkippedScale(s, c, net))
+            gd = self._graph_at(c)
+            if isinstance(gd, str):
+                self.skipped.append(SkippedScale(s, c, gd))
         if self.skipped and (strict or len(self.skipped) == len(self.scales)):
             what = "; ".join(f"scale {k.scale:g} (crop {k.crop[0]}x{k.crop[1]}): {k.reason}" for k in self.skipped)
             raise ModelError(f"cannot run {len(self.skipped)} of {len(self.scales)} scales: {what}")
         self.used_scales = tuple(s for s in self.scales if s not in {k.scale for k in self.skipped})
         self.single = self.used_scales == (1.0,) and not self.flip
+        if self.single:
+            self._require(self.crop, 1.0)
+        else:
+            self._plan(self.crop)  # imported now rather than in the first call
 
     # -- graphs
 
+    def _graph_at(self, crop: tuple[int, int]) -> Any:
+        """The network re-targeted to ``crop`` up to its logits, without the weights (imports map them onto
+        the first import), or why it cannot be built (a string)."""
+        crop = (int(crop[0]), int(crop[1]))
+        with self._lock:
+            if crop not in self._graphs:
+                tf = import_tf()
+                p = self.pattern
+                gd, reason = (self.graph_def, None) if crop == p.crop else rt.retarget_or_none(self.graph_def, crop, p)
+                if gd is None:
+                    self._graphs[crop] = reason or "re-targeting failed"
+                else:
+                    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [rt._node_of(p.logits), rt.OUTPUT_NAME])
+                    keep = [n for n in gd.node if n.name not in self._weights]
+                    del gd.node[:]
+                    gd.node.extend(keep)
+                    self._graphs[crop] = rt._strip_colocation(gd)
+            return self._graphs[crop]
+
+    def _weight_map(self, graph_def: Any) -> dict[str, Any]:
+        get = self.graph.get_tensor_by_name
+        names = {rt._node_of(ref) for n in graph_def.node for ref in n.input} & self._weights
+        return {f"{name}:0": get(f"{name}:0") for name in names}
+
     def _net(self, crop: tuple[int, int]) -> _CropNet | str:
-        """The network at ``crop`` (imported once; weights shared), or why it cannot be built."""
+        """The network at ``crop`` as exported (uint8 image in, its own labels out; or fed at its padded
+        image for the logits), imported once; or why it cannot be built."""
         crop = (int(crop[0]), int(crop[1]))
         net = self._nets.get(crop)
         if net is not None:
             return net
         with self._lock:
-            if crop in self._nets:
-                return self._nets[crop]
-            self._nets[crop] = net = self._build(crop)
-            return net
+            if crop not in self._nets:
+                self._nets[crop] = self._import_net(crop)
+            return self._nets[crop]
 
-    def _build(self, crop: tuple[int, int]) -> _CropNet | str:
+    def _import_net(self, crop: tuple[int, int]) -> _CropNet | str:
         tf = import_tf()
         p = self.pattern
-        if crop == p.crop:
-            prefix = ""
-        else:
-            gd, reason = rt.retarget_or_none(self.graph_def, crop, p)
-            if gd is None:
-                return reason or "re-targeting failed"
-            outputs = [rt._node_of(p.logits), rt.OUTPUT_NAME]
-            gd = tf.compat.v1.graph_util.extract_sub_graph(gd, outputs)
-            keep = [n for n in gd.node if n.name not in self._weights]
-            input_map = {f"{n.name}:0": self.graph.get_tensor_by_name(f"{n.name}:0")
-                         for n in gd.node if n.name in self._weights}
-            del gd.node[:]
-            gd.node.extend(keep)
-            rt._strip_colocation(gd)
+        prefix = ""
+        if crop != p.crop:
+            gd = self._graph_at(crop)
+            if isinstance(gd, str):
+                return gd
             prefix = f"zoo_crop_{crop[0]}x{crop[1]}/"
             with self.graph.as_default():
-                tf.compat.v1.import_graph_def(gd, name=prefix[:-1], input_map=input_map)
+                tf.compat.v1.import_graph_def(gd, name=prefix[:-1], input_map=self._weight_map(gd))
         get = self.graph.get_tensor_by_name
         feed, logits = get(prefix + p.padded_image), get(prefix + p.logits)
         image, labels = get(prefix + p.input_tensor), get(prefix + rt.OUTPUT_NAME + ":0")
-        # Post-processing in the same run (TensorFlow's kernels are multi-threaded): flip back, resize to the
-        # logits size at max(1, s) (identity for s >= 1), resize to the eval crop, keep the image, softmax.
-        tf1 = tf.compat.v1
-        with self.graph.as_default(), tf1.name_scope(f"zoo_multiscale_{crop[0]}x{crop[1]}"):
-            sizes = tf1.placeholder(tf.int32, [2], name="logits_size")
-            box = tf1.placeholder(tf.float32, [1, 4], name="image_box")
-            keep = tf1.placeholder(tf.int32, [2], name="image_size")
-            probs = []
-            for flipped in (False, True):
-                x = tf.reverse(logits, [2]) if flipped else logits
-                x = tf.raw_ops.ResizeBilinear(images=x, size=sizes, align_corners=True)
-                # The top-left h x w of the align_corners resize to the eval crop, computed directly
-                # (CropAndResize samples box[0] + i * (box[2] - box[0]) / (h - 1) in units of (size - 1)):
-                # no crop-sized intermediate, which matters at Cityscapes size.
-                x = tf.image.crop_and_resize(x, box, [0], keep)
-                probs.append(tf.nn.softmax(x)[0])
-        feeds = [feed, sizes, box, keep]
         make = self.session.make_callable
-        return _CropNet(crop, make(logits, feed_list=[feed]), make(labels, feed_list=[image]),
-                        make(probs[0], feed_list=feeds), make(probs[1], feed_list=feeds))
+        return _CropNet(crop, make(logits, feed_list=[feed]), make(labels, feed_list=[image]))
+
+    def _plan(self, crop: tuple[int, int]) -> _Plan:
+        """The whole procedure at eval crop ``crop`` as one subgraph (built once per crop)."""
+        crop = (int(crop[0]), int(crop[1]))
+        plan = self._plans.get(crop)
+        if plan is not None:
+            return plan
+        with self._lock:
+            if crop not in self._plans:
+                self._plans[crop] = self._build_plan(crop)
+            return self._plans[crop]
+
+    def _build_plan(self, crop: tuple[int, int]) -> _Plan:
+        # Everything image-sized stays inside TensorFlow: padding, the scaled images (ResizeBilinear with
+        # align_corners=True of the padded image, as the reference), the flips (Reverse), every network run
+        # (each crop's network imported with its padded-image input mapped onto these tensors), the logits
+        # resizes, the softmax, the running sum and the argmax. One Session.run per image; TensorFlow overlaps
+        # independent runs with its inter-op threads, up to `window` at a time.
+        tf = import_tf()
+        tf1 = tf.compat.v1
+        p = self.pattern
+        ch, cw = crop
+        scope = f"zoo_multiscale_{ch}x{cw}"
+        branches: list[_Branch] = []
+        with self.graph.as_default():
+            with tf1.name_scope(scope):
+                image = tf1.placeholder(tf.uint8, [None, None, 3], name="image")
+                shape = tf.shape(image)
+                h, w = shape[0], shape[1]
+                # The reference pads x - 127.5 with zeros and adds 127.5 back: for uint8 pixels exactly the
+                # values of padding with 127.5.
+                padded = tf.pad(tf.cast(image, tf.float32), [[0, ch - h], [0, cw - w], [0, 0]],
+                                constant_values=MEAN_PIXEL)
+                padded = tf.reshape(padded, [1, ch, cw, 3])
+                # The top-left h x w of the align_corners resize of the logits to the eval crop, computed
+                # directly (CropAndResize samples box[0] + i * (box[2] - box[0]) / (h - 1) in units of
+                # (size - 1)): no crop-sized intermediate, which matters at Cityscapes size.
+                ratio = [tf.cast(tf.cast(d - 1, tf.float64) / float(max(1, c - 1)), tf.float32)
+                         for d, c in ((h, ch), (w, cw))]
+                box = tf.stack([0.0, 0.0, ratio[0], ratio[1]])[None]
+                size = tf.stack([h, w])
+            acc = None
+            sums: list[Any] = []
+            for s in self.used_scales:
+                c = scaled_crop(crop, s)
+                gd = self._graph_at(c)
+                if isinstance(gd, str):
+                    raise ModelError(f"scale {s:g} needs crop {c[0]}x{c[1]}, which cannot be built: {gd}")
+                weights = self._weight_map(gd)
+                target = p.logits_size_at(crop, max(1.0, s))
+                scaled = None
+                for flipped in (False, True) if self.flip else (False,):
+                    k = len(branches)
+                    # A run starts once the sum has taken the run `window` places before it: at most `window`
+                    # networks' activations and probability maps are alive at once, not all of them.
+                    gate = [sums[k - self.window].op] if k >= self.window else []
+                    with tf1.name_scope(f"{scope}/run{k}"), tf.control_dependencies(gate):
+                        if flipped:
+                            x = tf.reverse(scaled, [2])
+                        elif c == crop:
+                            x = scaled = tf.identity(padded)
+                        else:
+                            x = scaled = tf.raw_ops.ResizeBilinear(images=padded, size=list(c), align_corners=True)
+                    net_in = x if p.padded_rank == 4 else x[0]
+                    [logits] = tf1.import_graph_def(gd, name=f"{scope}_net{k}", return_elements=[p.logits],
+                                                    input_map={**weights, p.padded_image: net_in})
+                    with tf1.name_scope(f"{scope}/run{k}/"):
+                        y = tf.reverse(logits, [2]) if flipped else logits
+                        if y.shape[1:3].as_list() != list(target):  # s < 1: to the logits size at scale 1
+                            y = tf.raw_ops.ResizeBilinear(images=y, size=list(target), align_corners=True)
+                        y = tf.image.crop_and_resize(y, box, [0], size)
+                        prob = tf.nn.softmax(y)[0]
+                        acc = prob if acc is None else acc + prob
+                    sums.append(acc)
+                    branches.append(_Branch(s, flipped, c, net_in, logits))
+            with tf1.name_scope(f"{scope}/"):
+                labels = tf.argmax(acc, axis=2, output_type=tf.int32)
+        make = self.session.make_callable
+        return _Plan(crop, len(branches), make(labels, feed_list=[image]), make(acc, feed_list=[image]),
+                     branches, image)
 
     # -- prediction
 
@@ -276,15 +385,13 @@ class MultiScalePredictor:
         if self.single:
             net = self._require(crop, 1.0)
             return self._call(net.run_labels, image[None], crop)[0].astype(np.int32, copy=False)
-        acc, _ = self._average(image, crop)
-        return acc.argmax(axis=2).astype(np.int32)
+        return self._call(self._plan(crop).run_labels, image, crop)
 
     def predict_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities (HxWxC float32) averaged over scales and flips, at the image's size."""
         image, crop = self._check(image)
-        acc, count = self._average(image, crop)
-        acc /= count
-        return acc
+        plan = self._plan(crop)
+        return np.divide(self._call(plan.run_sum, image, crop), np.float32(plan.count), dtype=np.float32)
 
     def _check(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         image = np.asarray(image)
@@ -299,37 +406,6 @@ class MultiScalePredictor:
                 self.enlarged += 1
         return image, crop
 
-    def _average(self, image: np.ndarray, crop: tuple[int, int]) -> tuple[np.ndarray, int]:
-        """Sum of the softmax maps over scales and flips (one float32 buffer, image-sized) and their count."""
-        h, w = image.shape[:2]
-        padded = np.full((crop[0], crop[1], 3), MEAN_PIXEL, np.float32)
-        padded[:h, :w] = image
-        acc = np.zeros((h, w, self.num_classes), np.float32)
-        count = 0
-        for s in self.used_scales:
-            c = scaled_crop(crop, s)
-            net = self._require(c, s)
-            x = padded if c == crop else resize_bilinear(padded, c)
-            target = np.array(self.pattern.logits_size_at(crop, max(1.0, s)), np.int32)
-            box = np.array([[0.0, 0.0, (h - 1) / max(1, crop[0] - 1), (w - 1) / max(1, crop[1] - 1)]], np.float32)
-            sizes = (target, box, np.array((h, w), np.int32))
-            probs = self._call(net.run_probs, self._batch(x), c, *sizes)
-            np.add(acc, probs, out=acc)
-            count += 1
-            del probs
-            if self.flip:
-                x = np.ascontiguousarray(x[:, ::-1])  # the unflipped scaled image is dropped here
-                probs = self._call(net.run_probs_flipped, self._batch(x), c, *sizes)
-                np.add(acc, probs, out=acc)
-                count += 1
-                del probs
-            del x
-        return acc, count
-
-    def _batch(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        return x[None] if self.pattern.padded_rank == 4 else x
-
     def _require(self, crop: tuple[int, int], scale: float) -> _CropNet:
         net = self._net(crop)
         if isinstance(net, str):
@@ -343,7 +419,6 @@ class MultiScalePredictor:
         except tf.errors.OpError as exc:
             msg = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
             raise ModelError(f"the graph re-targeted to {crop[0]}x{crop[1]} failed: {msg}") from None
-
     # -- description
 
     def describe(self) -> dict[str, Any]:
