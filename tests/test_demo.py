@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-import yaml
 from click.testing import CliRunner
 from PIL import Image
 

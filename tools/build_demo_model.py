@@ -33,7 +33,6 @@ import argparse
 import colorsys
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -14,17 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import re
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from zoo_cli.atomic import write_json_atomic
 from zoo_cli.errors import ModelError, UsageError
 from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow
 
@@ -328,16 +327,7 @@ def save_result(result: BenchResult, directory: Path) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.name)
     path = directory / f"{safe}__{result.setting.key}__{result.conditions['machine_key']}.json"
     result.path = path
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(result.to_json(), fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_json_atomic(path, result.to_json())
 
 
 def load_results(directory: Path) -> list[dict[str, Any]]:

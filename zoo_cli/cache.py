@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from zoo_cli.atomic import write_json_atomic
 from zoo_cli.errors import CacheError
 from zoo_cli.registry import FROZEN_GRAPH, Checkpoint
 
@@ -139,21 +138,5 @@ class Cache:
                 data.pop(url, None)
             else:
                 data[url] = record
-            write_json_atomic(self.known_hashes_path, data)
+            write_json_atomic(self.known_hashes_path, data, fsync=True)
         return existed
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,9 +29,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from zoo_cli.atomic import write_text_atomic
 from zoo_cli.cache import Cache
 from zoo_cli.errors import RegistryError
 from zoo_cli.registry import Checkpoint, EvalRow, Registry, load_registry
+from zoo_cli.tf_import import quiet_tf_logger
 
 DEMO_NAME = "demo_shapes"
 # The shipped registry's URL host; replaced by the live server's address before anything is downloaded.
@@ -100,11 +102,7 @@ def local_registry(base_url: str, out_dir: Path) -> tuple[Registry, Path]:
     if PLACEHOLDER_PREFIX not in text:
         raise RegistryError(f"{source} has no '{PLACEHOLDER_PREFIX}' URL to point at the local server; "
                             "rebuild it with 'python tools/build_demo_model.py'")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "registry.yaml"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text.replace(PLACEHOLDER_PREFIX, base_url.rstrip("/") + "/"), encoding="utf-8")
-    os.replace(tmp, path)
+    path = write_text_atomic(out_dir / "registry.yaml", text.replace(PLACEHOLDER_PREFIX, base_url.rstrip("/") + "/"))
     return load_registry(path), path
 
 
@@ -192,22 +190,8 @@ def run_demo(cache: Cache, out_dir: Path, *, progress: bool | None = None, bench
     ``log`` receives one line per step (the CLI prints them; None = silent).
     """
     # TensorFlow is imported (quietly) by zoo_cli.tf_import through the model, eval and bench modules.
-    with _quiet_tf_logger():
+    with quiet_tf_logger():
         return _run(cache, Path(out_dir), progress, bench_runs, bench_warmup, threads, log or (lambda _msg: None))
-
-
-@contextlib.contextmanager
-def _quiet_tf_logger() -> Iterator[None]:
-    # TF1-style calls in the graph tools log deprecation notices that would bury the demo's own lines.
-    import logging
-
-    logger = logging.getLogger("tensorflow")
-    old = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
 
 
 def _run(cache: Cache, out_dir: Path, progress: bool | None, bench_runs: int, bench_warmup: int, threads: int,

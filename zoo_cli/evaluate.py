@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from zoo_cli.atomic import atomic_path, write_json_atomic
 from zoo_cli.datasets import Dataset, Sample, load_image
 from zoo_cli.errors import DatasetError, ModelError, UsageError
 from zoo_cli.metrics import ConfusionMatrix, LabelRangeError, MetricSummary, merge_matrices
@@ -156,13 +157,8 @@ class ImageResult:
 
 
 def _atomic_save(img, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         img.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_prediction(image: np.ndarray, labels: np.ndarray, palette: Palette, out_dir: Path, stem: str,
@@ -391,9 +387,7 @@ def save_result(result: EvalResult, matrix: ConfusionMatrix, out_dir: Path | str
     result.metrics_path = out_dir / METRICS_FILE
     data = result.to_json()
     data["metrics_file_version"] = 1
-    tmp = result.metrics_path.with_name(f".{METRICS_FILE}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, result.metrics_path)
+    write_json_atomic(result.metrics_path, data)
     return result
 
 

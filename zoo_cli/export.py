@@ -26,18 +26,16 @@ TensorFlow is imported lazily (inside functions) so importing this module is che
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from zoo_cli.tf_import import import_tf, new_session
+from zoo_cli.atomic import write_bytes_atomic
+from zoo_cli.tf_import import import_tf, new_session, quiet_tf_logger
 
 INPUT_NAME = "ImageTensor"
 OUTPUT_NAME = "SemanticPredictions"
@@ -158,7 +156,6 @@ class NetBuilder:
 
     def resize_to_stride(self, x: Any, stride: int, name: str = "resize") -> Any:
         """Bilinear resize (align_corners=True) to the Const size of the crop at 1/``stride``."""
-        tf = import_tf()
         size = [scale_dimension(self.crop[0], 1.0 / stride), scale_dimension(self.crop[1], 1.0 / stride)]
         return resize_bilinear(x, size, name=name)
 
@@ -192,18 +189,6 @@ def resize_bilinear(x: Any, size: Any, name: str | None = None) -> Any:
 
 
 NetworkFn = Callable[[Any, NetBuilder], Any]
-
-
-@contextlib.contextmanager
-def _quiet_tf() -> Iterator[None]:
-    # convert_variables_to_constants is the documented TF1 freezing API but logs deprecation warnings.
-    logger = logging.getLogger("tensorflow")
-    old = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
 
 
 def export_frozen_graph(
@@ -262,7 +247,7 @@ def export_frozen_graph(
             probs = tf.slice(probs, [0, 0, 0, 0], tf.stack([1, height, width, -1]))
             tf.identity(probs, name=PROBABILITIES_NAME)
             outputs.append(PROBABILITIES_NAME)
-        with new_session(graph=graph) as sess, _quiet_tf():
+        with new_session(graph=graph) as sess, quiet_tf_logger():
             sess.run(tf1.global_variables_initializer())
             if checkpoint_prefix is not None:
                 saver = tf1.train.Saver(net.variables, write_version=tf1.train.SaverDef.V2)
@@ -329,18 +314,7 @@ def save_frozen_graph(graph_def: Any, path: str | os.PathLike[str]) -> Path:
     Serialised deterministically: protobuf otherwise writes map fields (every node's attrs) in an order that
     changes from process to process, so the same graph would give different bytes (and archive sha256s).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(graph_def.SerializeToString(deterministic=True))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, graph_def.SerializeToString(deterministic=True))
 
 
 def export_model_dir(

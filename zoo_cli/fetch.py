@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 
 from zoo_cli import __version__
 from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
-from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache, write_json_atomic
+from zoo_cli.atomic import write_json_atomic
+from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache
 from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, sha256_file
 from zoo_cli.errors import ArchiveError, CacheError, ChecksumError, ConfigError, DownloadError
 from zoo_cli.registry import Checkpoint, Registry
@@ -379,7 +380,7 @@ def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limi
         }
         meta = result.root / META_DIR
         meta.mkdir()
-        write_json_atomic(meta / MANIFEST, manifest)
+        write_json_atomic(meta / MANIFEST, manifest, fsync=True)
         (meta / COMPLETE).write_text(manifest["downloaded_at"] + "\n", encoding="utf-8")
         _swap_into_place(result.root, target, ckpt.name)
     finally:

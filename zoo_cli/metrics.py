@@ -14,14 +14,13 @@ Numbers are reported in percent (0-100), like the registry.
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from zoo_cli.atomic import atomic_path
 from zoo_cli.errors import UsageError
 
 
@@ -118,16 +117,8 @@ class ConfusionMatrix:
     def save(self, path: Path | str) -> Path:
         """Write the matrix as ``.npy`` atomically (temp file beside it, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        buf = io.BytesIO()
-        np.save(buf, self.matrix)
-        try:
-            tmp.write_bytes(buf.getvalue())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_path(path, suffix=".npy") as tmp:
+            np.save(tmp, self.matrix)
         return path
 
     @classmethod

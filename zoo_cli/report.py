@@ -6,11 +6,10 @@ Reads only JSON files and the registry; never imports TensorFlow.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from zoo_cli.atomic import atomic_path
 from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow, Registry
 
 DATASET_TITLES = {
@@ -222,31 +221,9 @@ def pareto_plot(registry: Registry, results: Iterable[dict[str, Any]], path: Pat
     ax.set_title("DeepLab model zoo: mIOU vs Multiply-Adds")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def write_text(path: Path | str, text: str) -> Path:
-    """Write ``text`` atomically (temp file beside it, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return Path(path)

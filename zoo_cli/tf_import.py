@@ -68,6 +68,24 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def quiet_tf_logger() -> Iterator[None]:
+    """Raise the Python ``tensorflow`` logger to ERROR while the block runs.
+
+    The TF1 graph APIs zoo relies on (``convert_variables_to_constants``, ``tf.compat.v1`` layers) log
+    deprecation notices that would bury the tool's own output.
+    """
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 def import_tf() -> Any:
     """Import and return the ``tensorflow`` module with its start-up noise silenced (see the module doc)."""
     module = sys.modules.get("tensorflow")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gzip
 import io
-import os
 import tarfile
 from typing import Iterable
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from zoo_cli.atomic import write_text_atomic
 from zoo_cli.cli import AppContext, pass_app
 from zoo_cli.output import emit_json
 
@@ -24,7 +25,7 @@ def command(app: AppContext, out_path: Path | None, plot_path: Path | None, as_j
     results = bench.load_results(bench.results_dir(app.cache))
     text = report.build_report(app.registry, results)
     if out_path is not None:
-        report.write_text(out_path, text)
+        write_text_atomic(out_path, text)
     if plot_path is not None:
         report.pareto_plot(app.registry, results, plot_path)
     if as_json:

@@ -1,0 +1,51 @@
+"""Atomic file writes: the data goes to a temporary name beside the target, then one rename puts it in place.
+
+A crash or Ctrl-C mid-write leaves at most a hidden ``.<name>.<pid>-<hex><suffix>`` file, never a half-written
+file at the final path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds, else delete it.
+
+    ``suffix`` lets writers that pick a format from the file name (Pillow, matplotlib) see the right one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkstemp: its 0600 mode would stick to the final file; a pid + random name is just as private.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; ``fsync`` also flushes it to disk before the rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    return Path(path)
+
+
+def write_text_atomic(path: Path | str, text: str, *, fsync: bool = False) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
+
+
+def write_json_atomic(path: Path | str, data: Any, *, fsync: bool = False) -> Path:
+    """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=2) + "\n", fsync=fsync)
