@@ -478,20 +478,17 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
               progress: bool | None, notes: list[str]) -> tuple[float | None, float | None, dict[str, Any] | None]:
     """mIOU / pixel accuracy of the setting on ``data_dir`` via the eval engine; (None, None, why) if impossible."""
     from zoo_cli import evaluate
-    from zoo_cli.datasets import open_dataset
 
     split = setting.rows[0].split if setting.rows else "val"
-    kind = ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None
-    long_side = None
-    if ckpt is not None and ckpt.dataset == "ade20k" and ckpt.eval_crop:
-        long_side = max(ckpt.eval_crop)
-    dataset = open_dataset(data_dir, kind, split, long_side=long_side)
+    dataset = evaluate.open_eval_dataset(data_dir, ckpt, split=split, graph_crop=model.crop_size)
+    num_classes = evaluate.scored_classes(dataset, ckpt, model.num_classes)
     try:
         predictor = evaluate.make_predictor(model, scales=setting.scales, flip=setting.flip)
     except UsageError as exc:
         notes.append(f"mIOU not measured for {setting.describe()}: {exc}")
         return None, None, {"skipped": str(exc)}
-    matrix, count, seconds = evaluate.evaluate_dataset(dataset, predictor, limit=limit, progress=progress)
+    matrix, count, seconds = evaluate.evaluate_dataset(dataset, predictor, limit=limit, progress=progress,
+                                                       num_classes=num_classes)
     summary = matrix.summary()
     return summary.miou, summary.pixel_accuracy, {"dataset": dataset.kind, "split": split, "images": count,
                                                   "seconds": round(seconds, 3), "data_dir": str(data_dir)}

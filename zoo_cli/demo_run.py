@@ -241,16 +241,16 @@ def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Pa
 
 def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult, progress: bool | None,
               threads: int, say: Callable[[str], None]) -> None:
-    from zoo_cli.datasets import open_dataset
-    from zoo_cli.evaluate import EvalResult, checkpoint_classes, evaluate_dataset, evaluate_images, save_result
+    from zoo_cli.evaluate import (EvalResult, evaluate_dataset, evaluate_images, open_eval_dataset, save_result,
+                                  scored_classes)
     from zoo_cli.model import FrozenGraphModel
 
     palette = demo_palette(ckpt)
-    num_classes = checkpoint_classes(ckpt, "voc")
-    dataset = open_dataset(demo_val_dir(), "voc", "val")
+    dataset = open_eval_dataset(demo_val_dir(), ckpt)
     graph_path = cache.frozen_graph_path(ckpt)
     predictors: dict[tuple[tuple[float, ...], bool], Any] = {}
     with FrozenGraphModel(graph_path, intra_op_threads=threads) as model:
+        num_classes = scored_classes(dataset, ckpt, model.num_classes)
         for row in ckpt.evals:
             if (row.scales, row.flip) not in predictors:
                 predictors[(row.scales, row.flip)] = predictor_for(model, row.scales, row.flip)

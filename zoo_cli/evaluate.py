@@ -107,6 +107,40 @@ def checkpoint_classes(ckpt: Any | None, dataset: str | None) -> int | None:
     return NUM_CLASSES.get(dataset) if dataset else None
 
 
+def open_eval_dataset(data_dir: Path | str, ckpt: Any | None = None, *, kind: str | None = None,
+                      split: str = "val", graph_crop: tuple[int, int] | None = None) -> Dataset:
+    """The ``split`` of ``data_dir`` prepared the way the reference evaluates ``ckpt``.
+
+    The layout is ``kind``, else the checkpoint's dataset, else detected. ADE20K images are resized so their
+    longer side is the model's input size (registry ``input_size``, else ``eval_crop``, else ``graph_crop``).
+    Opening lists and checks every file, so a bad ``--data-dir`` fails before a model is loaded.
+    """
+    from zoo_cli.datasets import open_dataset
+
+    if kind is None and ckpt is not None and ckpt.dataset != "imagenet":
+        kind = ckpt.dataset
+    dataset = open_dataset(data_dir, kind, split)
+    if dataset.kind == "ade20k":
+        size = (ckpt.input_size or ckpt.eval_crop) if ckpt is not None else None
+        size = size or graph_crop
+        dataset.long_side = max(size) if size else None
+    return dataset
+
+
+def scored_classes(dataset: Dataset, ckpt: Any | None, graph_classes: int | None) -> int:
+    """Size of the confusion matrix for ``ckpt`` on ``dataset``; UsageError when the graph cannot fit it."""
+    from zoo_cli.datasets import NUM_CLASSES
+
+    num_classes = checkpoint_classes(ckpt, dataset.kind) or NUM_CLASSES[dataset.kind]
+    if graph_classes is not None and graph_classes != num_classes:
+        if ckpt is not None and ckpt.num_classes == num_classes:
+            raise UsageError(f"the graph predicts {graph_classes} classes but the registry entry {ckpt.name} "
+                             f"says num_classes {ckpt.num_classes}; fix the registry entry or pass the right --graph")
+        raise UsageError(f"the graph predicts {graph_classes} classes but {dataset.kind} has "
+                         f"{NUM_CLASSES[dataset.kind]}; pass the --dataset the checkpoint was trained on")
+    return num_classes
+
+
 def class_palette(dataset: str | None, ckpt: Any | None = None, num_classes: int | None = None) -> Palette:
     """Colours of the dataset (or guessed from ``num_classes``) with the checkpoint's ``class_names`` when the
     registry sets them (e.g. the demo's background/circle/square/triangle), else the dataset's names."""

@@ -119,11 +119,16 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
     if progress is None and as_json:
         progress = False
 
-    from zoo_cli.evaluate import make_predictor, plan_parallelism
+    from zoo_cli.evaluate import make_predictor, open_eval_dataset, plan_parallelism
+
+    ds = None
+    if data_dir is not None:
+        # Before the model: a wrong --data-dir fails at once, not after TensorFlow has loaded.
+        ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
+        jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
+
     from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
 
-    if data_dir is not None:
-        jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
         from zoo_cli.multiscale import choose_settings, parse_crop, parse_scales
@@ -137,8 +142,8 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         if images:
             _run_images(model, predictor, ckpt, kind, images, out_dir, alpha, progress, as_json)  # type: ignore[arg-type]
         else:
-            _run_dataset(app, ckpt, graph_path, model, predictor, kind, data_dir, split, limit, shard_kn,  # type: ignore[arg-type]
-                         out_dir, jobs, progress, as_json)
+            _run_dataset(app, ckpt, graph_path, model, predictor, ds, limit, shard_kn, out_dir, jobs, progress,
+                         as_json)
 
 
 def _run_images(model, predictor, ckpt, kind, images, out_dir: Path, alpha, progress, as_json) -> None:
@@ -165,28 +170,15 @@ def _run_images(model, predictor, ckpt, kind, images, out_dir: Path, alpha, prog
     out.print(f"{len(results)} image(s) → {out_dir} ({palette.dataset} palette)")
 
 
-def _run_dataset(app: AppContext, ckpt, graph_path: Path, model, predictor, kind, data_dir: Path, split: str,
-                 limit, shard, out_dir, jobs, progress, as_json) -> None:
-    from zoo_cli.datasets import NUM_CLASSES, detect_layout, open_dataset
-    from zoo_cli.evaluate import (EvalResult, checkpoint_classes, class_palette, evaluate_dataset, reported_rows,
-                                  save_result)
+def _run_dataset(app: AppContext, ckpt, graph_path: Path, model, predictor, ds, limit, shard, out_dir, jobs,
+                 progress, as_json) -> None:
+    from zoo_cli.evaluate import EvalResult, class_palette, evaluate_dataset, reported_rows, save_result, scored_classes
 
-    kind = kind or detect_layout(data_dir)
-    long_side = None
-    if kind == "ade20k":
-        # The reference resizes ADE20K so the longer side is the model's input size (257 or 513).
-        size = (ckpt.input_size or ckpt.eval_crop) if ckpt is not None else None
-        size = size or model.crop_size
-        long_side = max(size) if size else None
-    ds = open_dataset(data_dir, kind, split, long_side=long_side)
-    # A registry num_classes (e.g. the 4-class demo in the VOC layout) is what the checkpoint predicts.
-    num_classes = checkpoint_classes(ckpt, ds.kind) or NUM_CLASSES[ds.kind]
-    if model.num_classes is not None and model.num_classes != num_classes:
-        if ckpt is not None and ckpt.num_classes == num_classes:
-            raise UsageError(f"the graph predicts {model.num_classes} classes but the registry entry {ckpt.name} "
-                             f"says num_classes {ckpt.num_classes}; fix the registry entry or pass the right --graph")
-        raise UsageError(f"the graph predicts {model.num_classes} classes but {ds.kind} has {NUM_CLASSES[ds.kind]}; "
-                         "pass the --dataset the checkpoint was trained on")
+    if ds.kind == "ade20k" and ds.long_side is None:
+        ds.long_side = max(model.crop_size) if model.crop_size else None  # --graph alone: the graph's own crop
+    long_side = ds.long_side
+    split, data_dir = ds.split, ds.root
+    num_classes = scored_classes(ds, ckpt, model.num_classes)
     matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs, progress=progress,
                                           num_classes=num_classes)
     if n == 0:
