@@ -483,7 +483,9 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
     dataset = evaluate.open_eval_dataset(data_dir, ckpt, split=split, graph_crop=model.crop_size)
     num_classes = evaluate.scored_classes(dataset, ckpt, model.num_classes)
     try:
-        predictor = evaluate.make_predictor(model, scales=setting.scales, flip=setting.flip)
+        # The registry's eval crop, as 'zoo eval --data-dir' uses, so both commands measure the same mIOU.
+        predictor = evaluate.make_predictor(model, scales=setting.scales, flip=setting.flip,
+                                            crop=ckpt.eval_crop if ckpt is not None else None)
     except UsageError as exc:
         notes.append(f"mIOU not measured for {setting.describe()}: {exc}")
         return None, None, {"skipped": str(exc)}
