@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.errors import ModelError, UsageError
-from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow
+from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow, describe_scales
 
 SCHEMA_VERSION = 1
 # Default input sizes the seed's numbers refer to, when the registry has no eval crop for a checkpoint.
@@ -161,11 +161,7 @@ class BenchSetting:
         return f"s{sc}{'-flip' if self.flip else ''}"
 
     def describe(self) -> str:
-        if len(self.scales) == 1:
-            sc = f"scale {self.scales[0]:g}"
-        else:
-            sc = f"scales {self.scales[0]:g}-{self.scales[-1]:g} ({len(self.scales)})"
-        return f"{sc}, {'flip' if self.flip else 'no flip'}"
+        return describe_scales(self.scales, self.flip)
 
 
 def bench_settings(ckpt: Checkpoint | None, scales: Sequence[float] | None = None,

@@ -28,6 +28,15 @@ SORT_FIELDS = ("name", "dataset", "backbone", "miou", "madds", "size")
 SEED_MACHINE = "Xeon E5-1650 v3 @ 3.50GHz, 32GB (tfprof)"
 
 
+def describe_scales(scales: tuple[float, ...], flip: bool) -> str:
+    """``scale 1, no flip`` or ``scales 0.5-1.75 (6), flip``: an eval setting in a few words."""
+    if len(scales) == 1:
+        text = f"scale {scales[0]:g}"
+    else:
+        text = f"scales {scales[0]:g}-{scales[-1]:g} ({len(scales)})"
+    return f"{text}, {'flip' if flip else 'no flip'}"
+
+
 @dataclass(frozen=True)
 class EvalRow:
     """One line of the seed's results table: an eval setting and what was reported for it."""
@@ -48,11 +57,7 @@ class EvalRow:
 
     def describe(self) -> str:
         """Short human description of the setting, e.g. ``OS 8, scales 0.5-1.75 (6), flip``."""
-        if len(self.scales) == 1:
-            sc = f"scale {self.scales[0]:g}"
-        else:
-            sc = f"scales {self.scales[0]:g}-{self.scales[-1]:g} ({len(self.scales)})"
-        return f"OS {self.output_stride}, {sc}, {'flip' if self.flip else 'no flip'}"
+        return f"OS {self.output_stride}, {describe_scales(self.scales, self.flip)}"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
