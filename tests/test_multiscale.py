@@ -197,6 +197,53 @@ def test_concurrent_calls_give_the_same_answer(graph65):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("window", [1, 3, 12])
+def test_any_number_of_runs_in_flight_gives_the_reference_answer(graph65, window):
+    # The whole procedure is one Session.run; `window` only bounds how many network runs overlap.
+    scales = (0.5, 1.0, 1.5)
+    pred = MultiScalePredictor(graph65, scales=scales, flip=True, crop=(97, 97), window=window)
+    image = random_image(90, 71, seed=12)
+    want = NativeReference(seed=1, crop=(97, 97), logits_stride=8).probabilities(image, scales, flip=True)
+    np.testing.assert_allclose(pred.predict_probabilities(image), want, atol=2e-5)
+    _assert_same_labels(pred(image), want)
+
+
+def test_multiscale_on_an_image_larger_than_the_eval_crop(graph65):
+    pred = MultiScalePredictor(graph65, scales=(0.75, 1.25), flip=True, crop=(65, 65))
+    image = random_image(70, 90, seed=13)
+    want = NativeReference(seed=1, crop=(70, 90), logits_stride=8).probabilities(image, (0.75, 1.25), flip=True)
+    np.testing.assert_allclose(pred.predict_probabilities(image), want, atol=2e-5)
+    assert pred.enlarged == 1
+
+
+class ReferenceStyleNative(NativeReference):
+    """NativeReference on the reference-wired export (3-D preprocessing, then ExpandDims)."""
+
+    def logits(self, x):
+        from tests.support.refgraph import reference_style_graph
+        from zoo_cli.retarget import analyse
+
+        c = x.shape[:2]
+        if c not in self.runners:
+            gd = reference_style_graph(seed=self.seed, num_classes=CLASSES, crop=c)
+            self.runners[c] = (GraphRunner(gd), analyse(gd))
+        runner, pattern = self.runners[c]
+        feed = x[None] if pattern.padded_rank == 4 else x
+        return runner.run(pattern.logits, {pattern.padded_image: feed})[0]
+
+
+def test_multiscale_flip_on_a_reference_wired_export():
+    from tests.support.refgraph import reference_style_graph
+
+    scales = (0.75, 1.25)
+    pred = MultiScalePredictor(reference_style_graph(seed=5, num_classes=CLASSES, crop=65), scales=scales,
+                               flip=True, crop=(81, 81))
+    image = random_image(77, 60, seed=14)
+    want = ReferenceStyleNative(seed=5, crop=(81, 81), logits_stride=8).probabilities(image, scales, flip=True)
+    np.testing.assert_allclose(pred.predict_probabilities(image), want, atol=2e-5)
+    _assert_same_labels(pred(image), want)
+
+
 def test_numpy_resize_matches_tensorflow_align_corners():
     t = tf()
     rng = np.random.default_rng(0)
