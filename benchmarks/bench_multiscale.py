@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = all cores)")
-    ap.add_argument("--windows", default="1,2",
+    ap.add_argument("--windows", default="1,2,4",
                     help="in-graph variants to time: runs TensorFlow may have in flight at once (comma list)")
     ap.add_argument("--before", default=BEFORE_REV, help="git revision of the per-run implementation ('' = skip)")
     ap.add_argument("--small", action="store_true", help="depth multiplier 0.5 instead of 1.0 (quicker)")
