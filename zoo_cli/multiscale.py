@@ -13,11 +13,15 @@ The procedure is research/deeplab ``predict_labels_multi_scale`` (which the seed
 4. softmax, averaged over all scales and flips (accumulated in place in one float32 buffer that covers only
    the image, not the padding), argmax.
 
-Steps 3-4 up to the softmax run inside TensorFlow in the same ``Session.run`` as the network (its kernels are
-multi-threaded), each run returning one image-sized probability map that is added to the buffer in place.
+All four steps run inside TensorFlow in ONE ``Session.run`` per image: per eval crop the predictor builds one
+subgraph (uint8 image in; Pad; per scale a ``ResizeBilinear`` with align_corners=True of the padded image,
+the flip as ``Reverse``; every run's network imported with its padded-image input mapped onto that tensor;
+logits resizes, softmax, a running sum, ``ArgMax``), so only the labels cross back to Python. Independent
+runs overlap on TensorFlow's inter-op threads, at most ``window`` at a time (control dependencies on the
+running sum), which bounds the memory to that many networks' activations and probability maps.
 
-Every crop the scales need is imported once, into one ``tf.Graph`` and one reused ``Session``; the weights
-are imported once and shared by all crops. A scale whose crop cannot be built is reported in ``skipped``
+Every run's network is imported into one ``tf.Graph`` and one reused ``Session``; the weights are imported
+once and shared by all of them. A scale whose crop cannot be built is reported in ``skipped``
 (or is an error with ``strict=True``); it is never dropped silently.
 """
 
@@ -108,7 +112,8 @@ def _axis_weights(n_in: int, n_out: int, keep: int) -> tuple[np.ndarray, np.ndar
 
 def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] | None = None,
                     chunk: int = 128) -> np.ndarray:
-    """Bilinear resize with align_corners=True of an HxWxC float32 array to ``size`` = (H', W');
+    """Bilinear resize with align_corners=True of an HxWxC float32 array to ``size`` = (H', W') (numpy, the
+    same values as TensorFlow's; the predictor resizes in-graph, the benchmark prepares its inputs with this);
     with ``keep`` = (h, w) only the top-left h x w of the result is computed. Works in blocks of ``chunk``
     output rows, so the only large allocation is the result (a 2049x4097x3 image is 100 MB)."""
     x = np.asarray(x, np.float32)
