@@ -5,13 +5,13 @@ The procedure is research/deeplab ``predict_labels_multi_scale`` (which the seed
 1. pad the image (bottom/right) to the eval crop with the mean pixel 127.5;
 2. for each scale ``s``: resize the *padded* image bilinearly (align_corners=True) to
    ``int((crop - 1) * s + 1)`` per side and run the network at that crop: the frozen graph is re-targeted
-   to it (:mod:`zoo_cli.retarget`), fed at its float padded-image tensor, and the feature-resolution logits
+   to it (:mod:`zoo_cli.retarget`), its float padded-image tensor is the scaled image, and the feature-resolution logits
    (the input of the final resize feeding ArgMax) are read;
 3. like the reference's ``multi_scale_logits``, the logits are first resized to the logits size of the crop
    at ``max(1, s)`` (this only matters for s < 1), then to the crop; with flips the padded, scaled image is
    also run flipped left-right and its logits flipped back;
-4. softmax, averaged over all scales and flips (accumulated in place in one float32 buffer that covers only
-   the image, not the padding), argmax.
+4. softmax, averaged over all scales and flips (a running sum that covers only the image, not the padding),
+   argmax.
 
 All four steps run inside TensorFlow in ONE ``Session.run`` per image: per eval crop the predictor builds one
 subgraph (uint8 image in; Pad; per scale a ``ResizeBilinear`` with align_corners=True of the padded image,
