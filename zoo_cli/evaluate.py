@@ -505,3 +505,159 @@ def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool) -> list[dict[s
                      "matches_run": tuple(row.scales) == tuple(scales) and row.flip == flip,
                      "reported_on": reported_on})
     return rows
+
+
+# ------------------------------------------------------------------------------------------- one call per job
+# What ``zoo eval`` does, as functions: the command only parses options and prints what these return.
+
+
+def _env_cache(cache: Any | None) -> Any:
+    """``cache``, else the cache ZOO_HOME names (what ``zoo`` itself would use)."""
+    if cache is not None:
+        return cache
+    from zoo_cli.cache import Cache
+    from zoo_cli.config import Settings
+
+    return Cache(Settings.from_env().home)
+
+
+def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path | str | None = None) -> Path:
+    """The frozen graph to run: ``graph_path`` when given (it must exist), else ``ckpt``'s installed one.
+
+    ``cache`` defaults to the one ZOO_HOME names. UsageError when neither is given or the file is missing;
+    CacheError (with the fixing command) when ``ckpt`` is not installed.
+    """
+    if graph_path is None:
+        if ckpt is None:
+            raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
+        return _env_cache(cache).frozen_graph_path(ckpt)
+    if not Path(graph_path).is_file():
+        raise UsageError(f"--graph {graph_path} does not exist")
+    return Path(graph_path)
+
+
+def default_results_dir(results_root: Path | str, ckpt: Any | None, graph_path: Path | str, dataset: str,
+                        split: str, shard: tuple[int, int] | None = None) -> Path:
+    """Where a dataset evaluation is saved when no directory is given:
+    ``<results_root>/<checkpoint or graph's folder>/<dataset>-<split>[-shardKofN]``."""
+    graph_path = Path(graph_path)
+    label = ckpt.name if ckpt else graph_path.parent.name or graph_path.stem
+    suffix = f"-shard{shard[0]}of{shard[1]}" if shard else ""
+    return Path(results_root) / label / f"{dataset}-{split}{suffix}"
+
+
+def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[float] | None,
+                            flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
+                            as_exported: bool) -> tuple[Any, Predictor]:
+    from zoo_cli.multiscale import choose_settings, parse_crop, parse_scales
+
+    info = model.info
+    settings = choose_settings(ckpt, graph_output_stride=info.encoder_output_stride or info.output_stride,
+                               graph_crop=model.crop_size, scales=parse_scales(scales), flip=flip,
+                               crop=parse_crop(crop), row=row, as_exported=as_exported)
+    predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
+    return settings, predictor
+
+
+@dataclass
+class ImagePredictions:
+    """What :func:`predict_checkpoint_images` wrote: one :class:`ImageResult` per image, and how it ran."""
+
+    out_dir: Path
+    palette: Palette
+    settings: Any  # zoo_cli.multiscale.EvalSettings
+    graph_crop: tuple[int, int] | None  # the crop of the graph as exported (images above it are shrunk)
+    images: list[ImageResult] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"out": str(self.out_dir), "palette": self.palette.dataset,
+                "class_names": list(self.palette.class_names),
+                "eval_settings": self.settings.to_json() if self.settings is not None else None,
+                "images": [r.to_json() for r in self.images]}
+
+
+def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], out_dir: Path | str, *,
+                              graph_path: Path | str | None = None, cache: Any | None = None,
+                              dataset: str | None = None, threads: int = 0, inter_threads: int = 0,
+                              scales: str | Sequence[float] | None = None, flip: bool | None = None,
+                              crop: str | Sequence[int] | None = None, row: int | None = None,
+                              alpha: float = 0.5, progress: bool | None = None) -> ImagePredictions:
+    """``zoo eval NAME --images ...``: label PNGs and overlays of ``images`` (files or directories) in ``out_dir``.
+
+    Runs ``graph_path`` if given, else ``ckpt``'s installed graph (``cache`` defaults to ZOO_HOME's). The
+    defaults are the graph as exported (scale 1, no flip, its own crop); ``row`` (1-based) takes scales/flip
+    from the checkpoint's eval row, and ``scales`` / ``flip`` / ``crop`` override (text as on the command line
+    or numbers). ``dataset`` picks the palette (default: the checkpoint's). Imports TensorFlow.
+    """
+    graph_path = resolve_graph(ckpt, cache, graph_path)
+    from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
+
+    with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
+        kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
+        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=True)
+        palette = class_palette(kind, ckpt, model.num_classes)
+        results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress)
+        return ImagePredictions(Path(out_dir), palette, settings, model.crop_size, results)
+
+
+def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,
+                        cache: Any | None = None, dataset: str | None = None, split: str = "val",
+                        limit: int | None = None, shard: tuple[int, int] | str | None = None,
+                        out_dir: Path | str | None = None, save: bool = True, threads: int = 0,
+                        inter_threads: int = 0, jobs: int | None = None,
+                        scales: str | Sequence[float] | None = None, flip: bool | None = None,
+                        crop: str | Sequence[int] | None = None, row: int | None = None,
+                        progress: bool | None = None) -> EvalResult:
+    """``zoo eval NAME --data-dir DIR``: mIOU / pixel accuracy of a checkpoint on a dataset split.
+
+    Runs ``graph_path`` if given, else ``ckpt``'s installed graph (``cache`` defaults to ZOO_HOME's). The
+    dataset is opened (and checked) before the model loads. Scales/flip/crop default to the checkpoint's
+    first eval row at the graph's output stride (``row``, 1-based, picks another; ``scales`` / ``flip`` /
+    ``crop`` override, as text or numbers); ``jobs=None`` / ``threads=0`` are chosen by
+    :func:`plan_parallelism`. ``shard`` is (K, N) or ``"K/N"``. The result carries the registry's reported
+    rows (``extra["reported"]``, with ``matches_run`` and ``os_differs_from_graph``) and the settings used;
+    with ``save`` it is written to ``out_dir`` (default :func:`default_results_dir` under the cache's
+    ``results/``). Imports TensorFlow.
+    """
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    graph_path = resolve_graph(ckpt, cache, graph_path)
+    # Before the model: a wrong data_dir fails at once, not after TensorFlow has loaded.
+    ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
+    jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
+    from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
+
+    with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
+        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False)
+        if ds.kind == "ade20k" and ds.long_side is None:
+            ds.long_side = max(model.crop_size) if model.crop_size else None  # a bare graph: its own crop
+        num_classes = scored_classes(ds, ckpt, model.num_classes)
+        matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs,
+                                              progress=progress, num_classes=num_classes)
+        if n == 0:
+            raise DatasetError(f"no images selected from {ds.root} ({ds.kind} {ds.split}, limit {limit}, "
+                               f"shard {shard})")
+        palette = class_palette(ds.kind, ckpt)
+        scales_run = tuple(getattr(predictor, "scales", (1.0,)))
+        flip_run = bool(getattr(predictor, "flip", False))
+        info = model.info
+        result = EvalResult(
+            summary=matrix.summary(palette.class_names), num_images=n, dataset=ds.kind, split=ds.split,
+            num_classes=num_classes, ignore_label=ds.ignore_label, scales=scales_run, flip=flip_run,
+            checkpoint=ckpt.name if ckpt else None, graph=str(graph_path), shard=shard, seconds=seconds,
+            fitted=int(getattr(predictor, "fitted", 0)), graph_info=info.to_json())
+        result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
+        result.extra["long_side"] = ds.long_side
+        result.extra["reported"] = reported_rows(ckpt, scales_run, flip_run) if ckpt else []
+        result.extra["eval_settings"] = settings.to_json()
+        for rep_row in result.extra["reported"]:
+            rep_row["eval_crop"] = list(ckpt.eval_crop) if ckpt is not None and ckpt.eval_crop else None
+            rep_row["os_differs_from_graph"] = (settings.graph_output_stride is not None
+                                                and rep_row["output_stride"] != settings.graph_output_stride)
+        if hasattr(predictor, "describe"):
+            result.extra["multiscale"] = predictor.describe()
+    if save:
+        if out_dir is None:
+            out_dir = default_results_dir(_env_cache(cache).results_dir, ckpt, graph_path, ds.kind, ds.split, shard)
+        save_result(result, matrix, out_dir)
+    return result

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from zoo_cli.cli import AppContext, pass_app
-from zoo_cli.errors import DatasetError, UsageError
+from zoo_cli.errors import UsageError
 from zoo_cli.output import console, emit_json, fmt_num
 
 
@@ -104,122 +104,50 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         raise UsageError("--images needs --out DIR, the directory for the label and overlay PNGs")
     if images and (shard or limit):
         raise UsageError("--shard and --limit apply to --data-dir evaluations only")
-    shard_kn = None
-    if shard is not None:
-        from zoo_cli.evaluate import parse_shard
+    from zoo_cli import evaluate  # light; TensorFlow is imported when the model loads
 
-        shard_kn = parse_shard(shard)
+    shard_kn = evaluate.parse_shard(shard)
     ckpt = app.registry.get(name) if name else None
-    if graph_path is None:
-        if ckpt is None:
-            raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
-        graph_path = app.cache.frozen_graph_path(ckpt)
-    elif not graph_path.is_file():
-        raise UsageError(f"--graph {graph_path} does not exist")
     if progress is None and as_json:
         progress = False
-
-    from zoo_cli.evaluate import make_predictor, open_eval_dataset, plan_parallelism
-
-    ds = None
-    if data_dir is not None:
-        # Before the model: a wrong --data-dir fails at once, not after TensorFlow has loaded.
-        ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
-        jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
-
-    from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
-
-    with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
-        kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
-        from zoo_cli.multiscale import choose_settings, parse_crop, parse_scales
-
-        info = model.info
-        settings = choose_settings(ckpt, graph_output_stride=info.encoder_output_stride or info.output_stride,
-                                   graph_crop=model.crop_size, scales=parse_scales(scales_text), flip=flip,
-                                   crop=parse_crop(crop_text), row=row, as_exported=bool(images))
-        predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
-        predictor.settings = settings  # type: ignore[attr-defined]
-        if images:
-            _run_images(model, predictor, ckpt, kind, images, out_dir, alpha, progress, as_json)  # type: ignore[arg-type]
+    common = dict(graph_path=graph_path, cache=app.cache, dataset=dataset, threads=threads,
+                  inter_threads=inter_threads, scales=scales_text, flip=flip, crop=crop_text, row=row,
+                  progress=progress)
+    if images:
+        predictions = evaluate.predict_checkpoint_images(ckpt, images, out_dir, alpha=alpha, **common)
+        if as_json:
+            emit_json(predictions.to_json())
         else:
-            _run_dataset(app, ckpt, graph_path, model, predictor, ds, limit, shard_kn, out_dir, jobs, progress,
-                         as_json)
-
-
-def _run_images(model, predictor, ckpt, kind, images, out_dir: Path, alpha, progress, as_json) -> None:
-    from zoo_cli.evaluate import class_palette, evaluate_images
-
-    palette = class_palette(kind, ckpt, model.num_classes)
-    results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress)
-    settings = getattr(predictor, "settings", None)
-    if as_json:
-        emit_json({"out": str(out_dir), "palette": palette.dataset, "class_names": list(palette.class_names),
-                   "eval_settings": settings.to_json() if settings is not None else None,
-                   "images": [r.to_json() for r in results]})
+            _print_predictions(predictions)
         return
-    out = console()
-    if settings is not None:
-        out.print(f"setting: {settings.describe()}")
-    for r in results:
-        top = ", ".join(f"{name} {count * 100 / (r.size[0] * r.size[1]):.0f}%" for name, count in list(r.classes.items())[:4])
-        out.print(f"{r.image} → {r.labels_png.name}, {r.overlay_png.name}  ({top})")
-        if r.fitted:
-            crop = model.crop_size
-            out.print(f"  note: {r.size[1]}x{r.size[0]} is larger than the graph's crop {crop[1]}x{crop[0]}; "
-                      "it was shrunk to fit and the labels scaled back")
-    out.print(f"{len(results)} image(s) → {out_dir} ({palette.dataset} palette)")
-
-
-def _run_dataset(app: AppContext, ckpt, graph_path: Path, model, predictor, ds, limit, shard, out_dir, jobs,
-                 progress, as_json) -> None:
-    from zoo_cli.evaluate import EvalResult, class_palette, evaluate_dataset, reported_rows, save_result, scored_classes
-
-    if ds.kind == "ade20k" and ds.long_side is None:
-        ds.long_side = max(model.crop_size) if model.crop_size else None  # --graph alone: the graph's own crop
-    long_side = ds.long_side
-    split, data_dir = ds.split, ds.root
-    num_classes = scored_classes(ds, ckpt, model.num_classes)
-    matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs, progress=progress,
-                                          num_classes=num_classes)
-    if n == 0:
-        raise DatasetError(f"no images selected from {data_dir} ({ds.kind} {split}, limit {limit}, shard {shard})")
-    palette = class_palette(ds.kind, ckpt)
-    scales = tuple(getattr(predictor, "scales", (1.0,)))
-    flip = bool(getattr(predictor, "flip", False))
-    result = EvalResult(
-        summary=matrix.summary(palette.class_names), num_images=n, dataset=ds.kind, split=split,
-        num_classes=num_classes, ignore_label=ds.ignore_label, scales=scales, flip=flip,
-        checkpoint=ckpt.name if ckpt else None, graph=str(graph_path), shard=shard, seconds=seconds,
-        fitted=int(getattr(predictor, "fitted", 0)), graph_info=model.info.to_json())
-    info = model.info
-    result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
-    result.extra["long_side"] = long_side
-    result.extra["reported"] = reported_rows(ckpt, scales, flip) if ckpt else []
-    settings = getattr(predictor, "settings", None)
-    if settings is not None:
-        result.extra["eval_settings"] = settings.to_json()
-        for rep_row in result.extra["reported"]:
-            rep_row["eval_crop"] = list(ckpt.eval_crop) if ckpt is not None and ckpt.eval_crop else None
-            rep_row["os_differs_from_graph"] = (settings.graph_output_stride is not None
-                                                and rep_row["output_stride"] != settings.graph_output_stride)
-    if hasattr(predictor, "describe"):
-        result.extra["multiscale"] = predictor.describe()
-    if out_dir is None:
-        label = ckpt.name if ckpt else graph_path.parent.name or graph_path.stem
-        suffix = f"-shard{shard[0]}of{shard[1]}" if shard else ""
-        out_dir = app.cache.results_dir / label / f"{ds.kind}-{split}{suffix}"
-    save_result(result, matrix, out_dir)
+    result = evaluate.evaluate_checkpoint(ckpt, data_dir, split=split, limit=limit, shard=shard_kn,
+                                          out_dir=out_dir, jobs=jobs, **common)
     if as_json:
         emit_json(result.to_json())
         return
-    _print_result(result, info)
+    _print_result(result)
+
+
+def _print_predictions(predictions) -> None:
+    out = console()
+    settings = predictions.settings
+    if settings is not None:
+        out.print(f"setting: {settings.describe()}")
+    for r in predictions.images:
+        top = ", ".join(f"{name} {count * 100 / (r.size[0] * r.size[1]):.0f}%" for name, count in list(r.classes.items())[:4])
+        out.print(f"{r.image} → {r.labels_png.name}, {r.overlay_png.name}  ({top})")
+        if r.fitted:
+            crop = predictions.graph_crop
+            out.print(f"  note: {r.size[1]}x{r.size[0]} is larger than the graph's crop {crop[1]}x{crop[0]}; "
+                      "it was shrunk to fit and the labels scaled back")
+    out.print(f"{len(predictions.images)} image(s) → {predictions.out_dir} ({predictions.palette.dataset} palette)")
 
 
 def _crop_text(crop) -> str:
     return f"crop {crop[0]}x{crop[1]}, " if crop else ""
 
 
-def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
+def _print_result(result, warnings: list[str] | None = None) -> None:
     from rich.table import Table
 
     out = console()
@@ -267,7 +195,7 @@ def _print_result(result, info=None, warnings: list[str] | None = None) -> None:
     if result.seconds:
         out.print(f"{result.num_images} images in {result.seconds:.1f} s ({result.images_per_second:.2f} images/s)")
     if result.fitted:
-        crop = info.crop_size if info else None
+        crop = (result.graph_info or {}).get("crop_size")
         where = f" {crop[1]}x{crop[0]}" if crop else ""
         out.print(f"note: {result.fitted} image(s) were larger than the graph's crop{where}; they were shrunk to "
                   "fit and their labels scaled back (the reference would fail on them)")
@@ -301,4 +229,4 @@ def merge(files: tuple[Path, ...], out_dir: Path | None, as_json: bool) -> None:
     if as_json:
         emit_json({**result.to_json(), "warnings": warnings})
         return
-    _print_result(result, None, warnings)
+    _print_result(result, warnings)
