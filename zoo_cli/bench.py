@@ -531,6 +531,43 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
     return results
 
 
+@dataclass
+class GraphBench:
+    """Result of :func:`bench_checkpoint`: the graph file benched and one result per setting."""
+
+    graph: Path
+    results: list[BenchResult] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The first setting's result at the top level (as ``zoo bench --json`` prints it), plus every setting."""
+        return {**self.results[0].to_json(), "graph": str(self.graph), "settings": [r.to_json() for r in self.results]}
+
+
+def bench_checkpoint(ckpt: Checkpoint | None, cache: Any | None = None, *, graph_path: Path | str | None = None,
+                     **options: Any) -> GraphBench:
+    """``zoo bench NAME`` / ``--graph PATH``: bench ``graph_path`` if given, else ``ckpt``'s installed graph.
+
+    With both, the graph is compared with ``ckpt``'s reported numbers. ``cache`` (for the installed graph)
+    defaults to the one ZOO_HOME names; ``options`` are :func:`bench_graph`'s.
+    """
+    from zoo_cli.model import load_graph_def
+
+    if graph_path is None:
+        if ckpt is None:
+            raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
+        if cache is None:
+            from zoo_cli.cache import Cache
+            from zoo_cli.config import Settings
+
+            cache = Cache(Settings.from_env().home)
+        path = cache.frozen_graph_path(ckpt)
+    else:
+        path = graph_path
+    graph_def = load_graph_def(path)
+    label = ckpt.name if ckpt else Path(path).stem
+    return GraphBench(Path(path), bench_graph(graph_def, name=label, ckpt=ckpt, **options))
+
+
 def _graph_crop(graph_def: Any) -> tuple[int, int] | None:
     from zoo_cli.model import FrozenGraphModel
 
@@ -545,6 +582,9 @@ class SweepOutcome:
     results: list[BenchResult] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"results": [r.to_json() for r in self.results], "failures": self.failures, "skipped": self.skipped}
 
 
 def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[[str], None] | None = None,

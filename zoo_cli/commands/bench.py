@@ -52,8 +52,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         outcome = bench.bench_all(app.registry, app.cache, on_model=None if as_json else
                                   (lambda n: console(stderr=True).print(f"benching {n} ...")), **options)
         if as_json:
-            emit_json({"results": [r.to_json() for r in outcome.results], "failures": outcome.failures,
-                       "skipped": outcome.skipped})
+            emit_json(outcome.to_json())
         else:
             render_results(out, outcome.results)
             for model, why in outcome.failures.items():
@@ -64,16 +63,10 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             raise SystemExit(1)
         return
 
-    from zoo_cli.model import load_graph_def
-
     ckpt = app.registry.get(name) if name else None
-    path = graph_path if graph_path else app.cache.frozen_graph_path(ckpt)
-    graph_def = load_graph_def(path)
-    label = ckpt.name if ckpt else Path(path).stem
-    results = bench.bench_graph(graph_def, name=label, ckpt=ckpt, **options)
+    run = bench.bench_checkpoint(ckpt, app.cache, graph_path=graph_path, **options)
     if as_json:
-        first = results[0].to_json()
-        emit_json({**first, "graph": str(path), "settings": [r.to_json() for r in results]})
+        emit_json(run.to_json())
         return
-    out.print(f"graph {path}")
-    render_results(out, results)
+    out.print(f"graph {run.graph}")
+    render_results(out, run.results)
