@@ -28,15 +28,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from zoo_cli import __version__
 from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache
-from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, sha256_file
-from zoo_cli.errors import ArchiveError, CacheError, ChecksumError, ConfigError, DownloadError
+from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, make_session, sha256_file
+from zoo_cli.errors import ArchiveError, CacheError, ChecksumError, ConfigError, DownloadError, ZooError
 from zoo_cli.registry import Checkpoint, Registry
 
 LogCallback = Callable[[str], None]
@@ -287,6 +287,63 @@ def install_checkpoint(
                          f"({cache.home}) writable or point it at another directory") from None
 
 
+@dataclass
+class BatchInstall:
+    """Outcome of :func:`install_checkpoints`: one JSON row per checkpoint, in order, failures included."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    results: list[InstallResult] = field(default_factory=list)
+    failures: list[tuple[str, ZooError]] = field(default_factory=list)
+
+    @property
+    def first_error(self) -> ZooError | None:
+        return self.failures[0][1] if self.failures else None
+
+
+def install_checkpoints(
+    ckpts: list[Checkpoint],
+    cache: Cache,
+    *,
+    mirror: str | None = None,
+    offline: bool = False,
+    force: bool = False,
+    keep_archive: bool = False,
+    progress: bool | None = None,
+    log: LogCallback | None = None,
+    stop_on_error: bool = False,
+    on_installed: Callable[[InstallResult], None] | None = None,
+    on_failed: Callable[[str, ZooError], None] | None = None,
+) -> BatchInstall:
+    """``zoo download``: :func:`install_checkpoint` each of ``ckpts`` over one HTTP session.
+
+    A failing checkpoint is recorded (row ``{"name", "status": "failed", "error"}``, ``on_failed`` called)
+    and the others carry on, unless ``stop_on_error``, which raises the first error. ``on_installed`` gets
+    each success as it happens. Other options are :func:`install_checkpoint`'s.
+    """
+    outcome = BatchInstall()
+    session = make_session()
+    try:
+        for ckpt in ckpts:
+            try:
+                result = install_checkpoint(ckpt, cache, mirror=mirror, offline=offline, force=force,
+                                            keep_archive=keep_archive, progress=progress, log=log, session=session)
+            except ZooError as exc:
+                if stop_on_error:
+                    raise
+                if on_failed is not None:
+                    on_failed(ckpt.name, exc)
+                outcome.rows.append({"name": ckpt.name, "status": "failed", "error": str(exc)})
+                outcome.failures.append((ckpt.name, exc))
+                continue
+            outcome.rows.append(result.to_json())
+            outcome.results.append(result)
+            if on_installed is not None:
+                on_installed(result)
+    finally:
+        session.close()
+    return outcome
+
+
 def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy, limits, session,
              lock_timeout) -> InstallResult:
     started = time.monotonic()
@@ -463,6 +520,17 @@ def verify_checkpoint(ckpt: Checkpoint, cache: Cache) -> VerifyReport:
     return report
 
 
+def verify_checkpoints(registry: Registry, cache: Cache, names: Iterable[str] = ()) -> list[VerifyReport]:
+    """``zoo verify``: :func:`verify_checkpoint` for ``names`` (names or wildcards), by default for every
+    registry checkpoint with a model directory in the cache."""
+    names = tuple(names)
+    if names:
+        ckpts = registry.resolve(names)
+    else:
+        ckpts = [c for c in registry if cache.model_dir(c.name).exists()]
+    return [verify_checkpoint(c, cache) for c in ckpts]
+
+
 def remove_checkpoint(name: str, cache: Cache, *, archive_filename: str | None = None,
                       forget_url: str | None = None, lock_timeout: float = 60.0) -> dict[str, Any]:
     """Remove the install of ``name`` (and its partial/kept archive when ``archive_filename`` is given).
@@ -488,6 +556,33 @@ def remove_checkpoint(name: str, cache: Cache, *, archive_filename: str | None =
                     removed.append(str(path))
     forgot = cache.forget_hash(forget_url) if forget_url else False
     return {"name": name, "removed": removed, "bytes_freed": freed, "forgot_hash": forgot}
+
+
+def remove_checkpoints(registry: Registry, cache: Cache, names: Iterable[str] = (), *, everything: bool = False,
+                       forget_hash: bool = False) -> list[dict[str, Any]]:
+    """``zoo rm``: :func:`remove_checkpoint` for each of ``names``, or with ``everything`` for every model
+    directory in the cache; returns one row per model (``removed`` empty when nothing was installed).
+
+    Registry checkpoints also lose their partial or kept archive, and with ``forget_hash`` the sha256
+    recorded on first download. A name not in ``registry`` but present in the cache (installed from another
+    registry) is removed by name; any other unknown name raises UnknownCheckpointError.
+    """
+    targets: list[tuple[str, str | None, str | None]] = []  # name, archive filename, registry URL
+    if everything:
+        if cache.models_dir.is_dir():
+            for d in sorted(cache.models_dir.iterdir()):
+                if d.is_dir() and not d.name.startswith("."):
+                    c = registry.get(d.name) if d.name in registry else None
+                    targets.append((d.name, c.archive_filename if c else None, c.url if c else None))
+    else:
+        for name in names:
+            if name not in registry and cache.model_dir(name).exists():
+                targets.append((name, None, None))  # installed from another registry: remove by name
+                continue
+            c = registry.get(name)
+            targets.append((c.name, c.archive_filename, c.url))
+    return [remove_checkpoint(name, cache, archive_filename=archive, forget_url=url if forget_hash else None)
+            for name, archive, url in targets]
 
 
 def _tree_size(path: Path) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from zoo_cli.cli import AppContext, pass_app
-from zoo_cli.errors import UsageError, ZooError
+from zoo_cli.errors import UsageError
 from zoo_cli.output import emit_json
 
 _CHECK_TEXT = {
@@ -33,8 +33,7 @@ def command(app: AppContext, names: tuple[str, ...], all_: bool, force: bool, mi
     Transfers resume after an interruption; nothing is installed unless the archive verifies.
     Env: ZOO_HOME, ZOO_MIRROR, ZOO_OFFLINE=1, HTTPS_PROXY, REQUESTS_CA_BUNDLE.
     """
-    from zoo_cli.download import make_session
-    from zoo_cli.fetch import install_checkpoint
+    from zoo_cli.fetch import install_checkpoints
 
     if all_ and names:
         raise UsageError("give checkpoint names or --all, not both")
@@ -42,33 +41,17 @@ def command(app: AppContext, names: tuple[str, ...], all_: bool, force: bool, mi
         raise UsageError("name at least one checkpoint (or use --all); run 'zoo list' to see the names")
     ckpts = list(app.registry) if all_ else app.registry.resolve(names)
     silent = quiet or as_json
-    log = None if silent else (lambda msg: click.echo(msg, err=True))
-    session = make_session()
-    rows: list[dict] = []
-    first_error: ZooError | None = None
-    try:
-        for ckpt in ckpts:
-            try:
-                result = install_checkpoint(
-                    ckpt, app.cache, mirror=mirror or app.settings.mirror, offline=app.settings.offline,
-                    force=force, keep_archive=keep_archive, progress=False if silent else None, log=log,
-                    session=session)
-            except ZooError as exc:
-                if len(ckpts) == 1 and not as_json:
-                    raise
-                click.echo(f"Error: {ckpt.name}: {exc}", err=True)
-                rows.append({"name": ckpt.name, "status": "failed", "error": str(exc)})
-                first_error = first_error or exc
-                continue
-            rows.append(result.to_json())
-            if not as_json:
-                click.echo(_describe(result))
-    finally:
-        session.close()
+    outcome = install_checkpoints(
+        ckpts, app.cache, mirror=mirror or app.settings.mirror, offline=app.settings.offline, force=force,
+        keep_archive=keep_archive, progress=False if silent else None,
+        log=None if silent else (lambda msg: click.echo(msg, err=True)),
+        stop_on_error=len(ckpts) == 1 and not as_json,
+        on_installed=None if as_json else (lambda result: click.echo(_describe(result))),
+        on_failed=lambda name, exc: click.echo(f"Error: {name}: {exc}", err=True))
     if as_json:
-        emit_json(rows)
-    if first_error is not None:
-        click.get_current_context().exit(first_error.exit_code)
+        emit_json(outcome.rows)
+    if outcome.first_error is not None:
+        click.get_current_context().exit(outcome.first_error.exit_code)
 
 
 def _describe(r) -> str:

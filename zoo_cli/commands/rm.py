@@ -18,29 +18,13 @@ from zoo_cli.output import emit_json
 @pass_app
 def command(app: AppContext, names: tuple[str, ...], all_: bool, forget_hash: bool, as_json: bool) -> None:
     """Remove the installed checkpoints NAME... from the cache."""
-    from zoo_cli.fetch import remove_checkpoint
+    from zoo_cli.fetch import remove_checkpoints
 
-    cache = app.cache
     if all_ and names:
         raise UsageError("give checkpoint names or --all, not both")
     if not all_ and not names:
         raise UsageError("name at least one checkpoint to remove (or use --all); see 'zoo cache'")
-    targets: list[tuple[str, str | None, str | None]] = []  # name, archive filename, registry URL
-    if all_:
-        if cache.models_dir.is_dir():
-            for d in sorted(cache.models_dir.iterdir()):
-                if d.is_dir() and not d.name.startswith("."):
-                    c = app.registry.get(d.name) if d.name in app.registry else None
-                    targets.append((d.name, c.archive_filename if c else None, c.url if c else None))
-    else:
-        for name in names:
-            if name not in app.registry and cache.model_dir(name).exists():
-                targets.append((name, None, None))  # installed from another registry: remove by name
-                continue
-            c = app.registry.get(name)
-            targets.append((c.name, c.archive_filename, c.url))
-    results = [remove_checkpoint(name, cache, archive_filename=archive, forget_url=url if forget_hash else None)
-               for name, archive, url in targets]
+    results = remove_checkpoints(app.registry, app.cache, names, everything=all_, forget_hash=forget_hash)
     if as_json:
         emit_json(results)
     else:

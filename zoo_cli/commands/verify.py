@@ -19,14 +19,10 @@ def command(app: AppContext, names: tuple[str, ...], as_json: bool) -> None:
     Re-hashes every unpacked file (and a kept archive), compares the archive hash with the registry pin or
     the hash recorded on first download, and exits non-zero when any model fails.
     """
-    from zoo_cli.fetch import verify_checkpoint
+    from zoo_cli.fetch import verify_checkpoints
 
     cache = app.cache
-    if names:
-        ckpts = app.registry.resolve(names)
-    else:
-        ckpts = [c for c in app.registry if cache.model_dir(c.name).exists()]
-    reports = [verify_checkpoint(c, cache) for c in ckpts]
+    reports = verify_checkpoints(app.registry, cache, names)
     failed = [r for r in reports if not r.ok]
     if as_json:
         emit_json([r.to_json() for r in reports])
