@@ -181,17 +181,19 @@ def _setting(row: EvalRow) -> str:
 # ---------------------------------------------------------------- the demo
 
 
-def run_demo(cache: Cache, out_dir: Path, *, progress: bool | None = None, bench_runs: int = 5,
+def run_demo(cache: Cache, out_dir: Path | None = None, *, progress: bool | None = None, bench_runs: int = 5,
              bench_warmup: int = 1, threads: int = 0, log: Callable[[str], None] | None = None) -> DemoResult:
     """Serve, download, evaluate and bench the shipped demo model; see the module docstring.
 
-    ``out_dir`` receives the registry copy, eval metrics (``eval/<setting>/``) and overlays (``overlays/``);
+    ``out_dir`` (default ``<cache>/results/demo``) receives the registry copy, eval metrics
+    (``eval/<setting>/``) and overlays (``overlays/``);
     the model is installed into ``cache`` and bench results are stored under the cache like ``zoo bench``'s.
     ``log`` receives one line per step (the CLI prints them; None = silent).
     """
     # TensorFlow is imported (quietly) by zoo_cli.tf_import through the model, eval and bench modules.
     with quiet_tf_logger():
-        return _run(cache, Path(out_dir), progress, bench_runs, bench_warmup, threads, log or (lambda _msg: None))
+        out_dir = Path(out_dir) if out_dir is not None else cache.results_dir / "demo"
+        return _run(cache, out_dir, progress, bench_runs, bench_warmup, threads, log or (lambda _msg: None))
 
 
 def _run(cache: Cache, out_dir: Path, progress: bool | None, bench_runs: int, bench_warmup: int, threads: int,

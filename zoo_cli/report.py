@@ -6,10 +6,11 @@ Reads only JSON files and the registry; never imports TensorFlow.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from zoo_cli.atomic import atomic_path
+from zoo_cli.atomic import atomic_path, write_text_atomic
 from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow, Registry
 
 DATASET_TITLES = {
@@ -227,3 +228,39 @@ def pareto_plot(registry: Registry, results: Iterable[dict[str, Any]], path: Pat
     finally:
         plt.close(fig)
     return Path(path)
+
+
+@dataclass
+class ReportRun:
+    """What :func:`make_report` built: the markdown, the stored bench results it used, and the files written."""
+
+    registry: Registry
+    results: list[dict[str, Any]]
+    markdown: str
+    out_path: Path | None = None
+    plot_path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``zoo report --json`` prints: paths, counts, the markdown when not written, the plot points."""
+        reported, measured = plot_points(self.registry, self.results)
+        return {"results": len(self.results), "models": sorted({r["name"] for r in self.results}),
+                "report": str(self.out_path) if self.out_path else None,
+                "plot": str(self.plot_path) if self.plot_path else None,
+                "markdown": None if self.out_path else self.markdown,
+                "points": {"reported": reported, "measured": measured}}
+
+
+def make_report(registry: Registry, cache: Any, *, out_path: Path | str | None = None,
+                plot_path: Path | str | None = None) -> ReportRun:
+    """``zoo report``: :func:`build_report` from the bench results stored in ``cache``; with ``out_path`` the
+    markdown is written there (atomically), with ``plot_path`` the :func:`pareto_plot` PNG."""
+    from zoo_cli import bench
+
+    results = bench.load_results(bench.results_dir(cache))
+    text = build_report(registry, results)
+    if out_path is not None:
+        write_text_atomic(out_path, text)
+    if plot_path is not None:
+        pareto_plot(registry, results, plot_path)
+    return ReportRun(registry, results, text, Path(out_path) if out_path is not None else None,
+                     Path(plot_path) if plot_path is not None else None)

@@ -29,13 +29,11 @@ def command(app: AppContext, out_dir: Path | None, runs: int, threads: int, prog
     """
     from zoo_cli.demo_run import MIOU_TOLERANCE, run_demo  # imports TensorFlow when it runs
 
-    cache = app.cache
-    out_dir = out_dir or cache.results_dir / "demo"
     out = console()
     log = None if as_json else out.print
     if as_json and progress is None:
         progress = False
-    result = run_demo(cache, out_dir, progress=progress, bench_runs=runs, threads=threads, log=log)
+    result = run_demo(app.cache, out_dir, progress=progress, bench_runs=runs, threads=threads, log=log)
     if as_json:
         emit_json(result.to_json())
     else:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from zoo_cli.atomic import write_text_atomic
 from zoo_cli.cli import AppContext, pass_app
 from zoo_cli.output import emit_json
 
@@ -20,24 +19,15 @@ from zoo_cli.output import emit_json
 @pass_app
 def command(app: AppContext, out_path: Path | None, plot_path: Path | None, as_json: bool) -> None:
     """Regenerate the model-zoo tables with measured columns beside the reported ones."""
-    from zoo_cli import bench, report
+    from zoo_cli.report import make_report
 
-    results = bench.load_results(bench.results_dir(app.cache))
-    text = report.build_report(app.registry, results)
-    if out_path is not None:
-        write_text_atomic(out_path, text)
-    if plot_path is not None:
-        report.pareto_plot(app.registry, results, plot_path)
+    run = make_report(app.registry, app.cache, out_path=out_path, plot_path=plot_path)
     if as_json:
-        reported, measured = report.plot_points(app.registry, results)
-        emit_json({"results": len(results), "models": sorted({r["name"] for r in results}),
-                   "report": str(out_path) if out_path else None, "plot": str(plot_path) if plot_path else None,
-                   "markdown": None if out_path else text,
-                   "points": {"reported": reported, "measured": measured}})
+        emit_json(run.to_json())
         return
     if out_path is None:
-        click.echo(text)
+        click.echo(run.markdown)
     else:
-        click.echo(f"wrote {out_path} ({len(results)} stored results)")
+        click.echo(f"wrote {out_path} ({len(run.results)} stored results)")
     if plot_path is not None:
         click.echo(f"wrote {plot_path}")
