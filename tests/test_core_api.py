@@ -74,7 +74,8 @@ def test_evaluate_checkpoint_matches_independent_metrics_and_the_cli(tiny, tmp_p
     # Saved where 'zoo eval' saves by default, with the reported rows marked as the command shows them.
     out = zoo_home / "results" / "tiny_voc" / "voc-val"
     assert result.confusion_path == out / "confusion.npy" and result.metrics_path.is_file()
-    assert [(r["miou"], r["matches_run"]) for r in result.extra["reported"]][0] == (61.5, True)
+    first_row = result.extra["reported"][0]
+    assert (first_row["miou"], first_row["matches_run"]) == (61.5, True)
     assert result.extra["eval_settings"]["scales"] == list(result.scales) == [1.0]
     # The command prints exactly this result.
     cli = _cli_json("eval", "tiny_voc", "--data-dir", tmp_path / "VOC2012")
@@ -82,7 +83,6 @@ def test_evaluate_checkpoint_matches_independent_metrics_and_the_cli(tiny, tmp_p
 
 
 def test_evaluate_checkpoint_options_shard_text_no_save_and_bare_graph(tiny, tmp_path, voc_graph, zoo_home):
-    registry, cache = tiny
     samples = make_voc(tmp_path / "voc", n=4)
     graph = tmp_path / "g.pb"
     graph.write_bytes(voc_graph)
@@ -131,7 +131,7 @@ def test_bench_checkpoint_is_what_zoo_bench_prints(tiny, tmp_path):
     registry, cache = tiny
     run = bench.bench_checkpoint(registry.get("tiny_voc"), cache, runs=1, warmup=0, input_size=(40, 40))
     assert run.graph == cache.frozen_graph_path(registry.get("tiny_voc"))
-    assert [r.setting.scales for r in run.results][0] == (1.0,)
+    assert run.results[0].setting.scales == (1.0,)
     data = run.to_json()
     assert data["graph"] == str(run.graph) and len(data["settings"]) == len(run.results)
     # Multiply-Adds do not depend on timing: the command reports the same count for the same setting.
