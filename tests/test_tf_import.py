@@ -47,10 +47,10 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _eval_images(demo_graph: Path, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+def _eval_images(demo_graph: Path, tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
     image = sorted((DEMO / "voc" / "JPEGImages").glob("*.jpg"))[0]
     cmd = [sys.executable, "-m", "zoo_cli", "eval", "--graph", str(demo_graph), "--images", str(image),
-           "--out", str(tmp_path / "preds"), "--no-progress"]
+           "--out", str(tmp_path / "preds"), "--no-progress", *args]
     return subprocess.run(cmd, env=_env(tmp_path, **extra), cwd=tmp_path, capture_output=True, text=True,
                           timeout=180)
 
@@ -62,6 +62,14 @@ def test_eval_in_a_fresh_process_prints_no_tensorflow_startup_noise(demo_graph, 
     assert list((tmp_path / "preds").glob("*.png"))
     found = [line for line in NOISE if line in proc.stderr]
     assert not found, proc.stderr
+
+
+def test_multiscale_eval_prints_no_tensorflow_deprecation_warnings(demo_graph, tmp_path):
+    """Re-targeting and the in-graph multi-scale procedure use TF1 graph APIs that log deprecations."""
+    proc = _eval_images(demo_graph, tmp_path, "--scales", "0.75,1.25", "--flip")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "setting: scales 0.75,1.25, flip" in proc.stdout
+    assert "WARNING:tensorflow" not in proc.stderr and "deprecated" not in proc.stderr, proc.stderr
 
 
 def test_zoo_debug_keeps_the_noise(demo_graph, tmp_path):

@@ -96,6 +96,10 @@ def import_tf() -> Any:
     with _lock:
         with quiet_stderr():
             import tensorflow as tf
+        if not _debug():
+            # zoo drives frozen graphs through TF1 APIs (graph_util, tf.compat.v1); their deprecation notices
+            # concern zoo's code, not the user's work, so only errors are shown (ZOO_DEBUG=1 shows all).
+            tf.get_logger().setLevel("ERROR")
     return tf
 
 
