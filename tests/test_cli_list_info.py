@@ -127,3 +127,31 @@ def test_light_commands_never_import_tensorflow(tmp_path):
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "zoo_cli", "--help"], capture_output=True, text=True, check=True)
     assert "list" in out.stdout and "info" in out.stdout
+
+
+def test_filesystem_errors_are_one_line_with_the_fix(monkeypatch, tmp_path):
+    import errno as _errno
+
+    import zoo_cli.commands.list_ as list_module
+
+    for code, fix in [(_errno.ENOSPC, "free some space"), (_errno.EROFS, "a directory you can write to")]:
+        def broken(*args, _code=code, **kwargs):
+            raise OSError(_code, os.strerror(_code), str(tmp_path / "x"))
+
+        monkeypatch.setattr(list_module, "sort_checkpoints", broken)
+        result = CliRunner().invoke(cli, ["list", "--sort", "name"])
+        assert result.exit_code == 8
+        assert result.output.startswith(f"Error: {os.strerror(code)}: {tmp_path / 'x'}; ")
+        assert fix in result.output and result.output.count("\n") == 1
+
+
+def test_interrupt_message_fits_the_command(monkeypatch):
+    import zoo_cli.commands.list_ as list_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(list_module, "sort_checkpoints", interrupted)
+    result = CliRunner().invoke(cli, ["list", "--sort", "name"])
+    assert result.exit_code == 130
+    assert result.output == "Interrupted; no result was written for the unfinished work.\n"

@@ -17,7 +17,7 @@ import click
 from zoo_cli import __version__
 from zoo_cli.cache import Cache
 from zoo_cli.config import Settings
-from zoo_cli.errors import ZooError
+from zoo_cli.errors import FileSystemError, ZooError, describe_os_error
 from zoo_cli.registry import Registry, load_registry
 
 
@@ -65,14 +65,20 @@ class ZooGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except ZooError as exc:
+        except (ZooError, OSError) as exc:
             app = ctx.find_object(AppContext)
             if app is not None and app.settings.debug:
                 raise
+            if isinstance(exc, OSError):
+                # A write that failed outside the paths that report their own errors: still one line, no
+                # traceback, and the fix (every final path is written atomically, so nothing half-written stays).
+                exc = FileSystemError(describe_os_error(exc))
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("Interrupted; partial downloads are kept and resume on the next run.", err=True)
+            downloads = ctx.invoked_subcommand in ("download", "demo")
+            click.echo("Interrupted; partial downloads are kept and resume on the next run." if downloads
+                       else "Interrupted; no result was written for the unfinished work.", err=True)
             ctx.exit(130)
 
 

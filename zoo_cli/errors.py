@@ -5,6 +5,8 @@ The CLI turns any ``ZooError`` into ``Error: <message>`` on one line and exits w
 
 from __future__ import annotations
 
+import errno
+
 
 class ZooError(Exception):
     """Base of every error the tool reports to the user (no traceback unless ZOO_DEBUG=1)."""
@@ -68,3 +70,24 @@ class DatasetError(ZooError):
     """A dataset directory, image or label file is missing, unreadable, or mismatched."""
 
     exit_code = 7
+
+
+class FileSystemError(ZooError):
+    """A file or directory could not be read or written (read-only disk, disk full, permissions)."""
+
+    exit_code = 8
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A one-line message for an OSError: what failed, on which path, and what fixes it."""
+    path = exc.filename if exc.filename is not None else "a file"
+    what = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        fix = "free some space, or point ZOO_HOME (or --out) at a larger disk"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "point ZOO_HOME (or --out) at a directory you can write to"
+    elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        fix = "check that the path exists"
+    else:
+        fix = "check the path and the disk"
+    return f"{what}: {path}; {fix}"
