@@ -42,8 +42,19 @@ def test_time_runs_warms_up_then_times():
 
 
 def test_parse_scales_and_size():
-    assert bench.parse_scales("0.5:0.25:1.75") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    from zoo_cli import multiscale
+
+    assert bench.parse_scales("[0.5:0.25:1.75]") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     assert bench.parse_scales("1.25, 0.75,1") == (0.75, 1.0, 1.25)
+    # The same parser as zoo eval's: every form it accepts, bench accepts (sorted for matching the rows).
+    for text in ("0.5,0.75", "[0.5:0.25:1.75]", "0.5:0.25:1.75", "[1.0]"):
+        try:
+            expected = multiscale.parse_scales(text)
+        except bench.UsageError:
+            with pytest.raises(bench.UsageError):
+                bench.parse_scales(text)
+            continue
+        assert bench.parse_scales(text) == tuple(sorted(set(expected)))
     assert bench.parse_size("1025x2049") == (1025, 2049)
     assert bench.parse_size("257") == (257, 257)
     for bad in ("0.5:0:1", "a,b", "-1"):
@@ -245,6 +256,24 @@ def test_bench_with_data_dir_measures_miou(zoo_home, registry_file, graph_bytes,
     assert data["measured"]["miou"] == pytest.approx(miou * 100, abs=1e-3)
     assert data["measured"]["pixel_accuracy"] == pytest.approx(acc * 100, abs=1e-3)
     assert data["conditions"]["eval"]["images"] == 4
+
+
+def test_bench_checks_limit_and_data_dir_before_loading_the_graph(zoo_home, registry_file, tmp_path, monkeypatch):
+    from zoo_cli import model
+
+    install(zoo_home, NAME, b"this is not a graph")  # loading it would fail: the option errors must come first
+    loads = []
+    monkeypatch.setattr(model, "load_graph_def", lambda *a, **k: loads.append(a))
+    result = CliRunner().invoke(cli, ["bench", NAME, "--limit", "3"])
+    assert result.exit_code == 2 and "Error: --limit only limits the --data-dir evaluation" in result.output
+    with pytest.raises(bench.UsageError):
+        bench.bench_checkpoint(load_registry(registry_file).get(NAME), limit=3)
+    result = CliRunner().invoke(cli, ["bench", NAME, "--data-dir", str(tmp_path / "nowhere"), "--runs", "1"])
+    assert result.exit_code != 0 and result.output.startswith("Error: ") and "nowhere" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["bench", "--all", "--limit", "3"])
+    assert result.exit_code == 2 and "--data-dir" in result.output
+    assert loads == []
 
 
 def test_bench_all_records_failures_and_carries_on(zoo_home, registry_file, graph_bytes):

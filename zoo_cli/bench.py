@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import platform
 import re
 import socket
@@ -180,25 +179,13 @@ def bench_settings(ckpt: Checkpoint | None, scales: Sequence[float] | None = Non
     return [BenchSetting(sc, fl, tuple(r for r in rows if (r.scales, r.flip) == (sc, fl))) for sc, fl in wanted]
 
 
-def parse_scales(text: str | None) -> tuple[float, ...] | None:
-    """``"0.5,0.75,1"`` or the seed's ``"0.5:0.25:1.75"`` (inclusive) -> a tuple of scales."""
-    if text is None:
-        return None
-    text = text.strip().strip("[]")
-    try:
-        if ":" in text:
-            start, step, end = (float(x) for x in text.split(":"))
-            if step <= 0:
-                raise ValueError
-            n = int(math.floor((end - start) / step + 1e-9)) + 1
-            values = [round(start + i * step, 6) for i in range(n)]
-        else:
-            values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--scales '{text}' is not a list like 0.5,1.0,1.5 or a range like 0.5:0.25:1.75") from None
-    if not values or any(v <= 0 for v in values):
-        raise UsageError(f"--scales '{text}' must hold positive numbers")
-    return tuple(sorted(set(values)))
+def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
+    """``--scales`` as ``zoo eval`` reads it (:func:`zoo_cli.multiscale.parse_scales`), sorted and deduplicated so
+    it matches the registry rows' scales."""
+    from zoo_cli.multiscale import parse_scales as parse  # the one parser eval and bench share
+
+    values = parse(text)
+    return None if values is None else tuple(sorted(set(values)))
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -386,7 +373,7 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
                     input_size_source: str, runs: int = 10, warmup: int = 2, threads: int = 0,
                     graph_for_size: GraphForSize | None = None, data_dir: Path | None = None,
                     limit: int | None = None, ckpt: Checkpoint | None = None, seed: int = 0,
-                    progress: bool | None = False) -> BenchResult:
+                    progress: bool | None = False, datasets: dict[str, Any] | None = None) -> BenchResult:
     """Measure one setting of a graph: MAdds/params (static), latency, peak RSS, and mIOU with ``data_dir``."""
     import numpy as np
 
@@ -432,7 +419,8 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
         miou = pixel_accuracy = None
         eval_info: dict[str, Any] | None = None
         if data_dir is not None:
-            miou, pixel_accuracy, eval_info = _evaluate(main, setting, data_dir, ckpt, limit, progress, notes)
+            miou, pixel_accuracy, eval_info = _evaluate(main, setting, data_dir, ckpt, limit, progress, notes,
+                                                                datasets)
     finally:
         for model in {id(m): m for m in models.values()}.values():
             if model is not main:
@@ -470,13 +458,40 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
                        comparison=compare(row, measured, graph_os), notes=notes)
 
 
+def _split(setting: BenchSetting) -> str:
+    return setting.rows[0].split if setting.rows else "val"
+
+
+def open_bench_datasets(data_dir: Path | str, ckpt: Checkpoint | None,
+                        settings: Sequence[BenchSetting]) -> dict[str, Any]:
+    """Open (list and check) the split of ``data_dir`` each setting is evaluated on, keyed by split.
+
+    Done before a graph is loaded, so a wrong ``--data-dir`` fails in a second, as ``zoo eval``'s does.
+    """
+    from zoo_cli import evaluate
+
+    return {split: evaluate.open_eval_dataset(data_dir, ckpt, split=split)
+            for split in dict.fromkeys(_split(s) for s in settings)}
+
+
+def check_options(data_dir: Path | str | None, limit: int | None) -> None:
+    """Options that only make sense together; raises UsageError before anything is loaded."""
+    if limit is not None and data_dir is None:
+        raise UsageError("--limit only limits the --data-dir evaluation; add --data-dir DIR or drop --limit")
+
+
 def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoint | None, limit: int | None,
-              progress: bool | None, notes: list[str]) -> tuple[float | None, float | None, dict[str, Any] | None]:
+              progress: bool | None, notes: list[str],
+              datasets: dict[str, Any] | None = None) -> tuple[float | None, float | None, dict[str, Any] | None]:
     """mIOU / pixel accuracy of the setting on ``data_dir`` via the eval engine; (None, None, why) if impossible."""
     from zoo_cli import evaluate
 
-    split = setting.rows[0].split if setting.rows else "val"
-    dataset = evaluate.open_eval_dataset(data_dir, ckpt, split=split, graph_crop=model.crop_size)
+    split = _split(setting)
+    dataset = (datasets or {}).get(split)
+    if dataset is None:
+        dataset = evaluate.open_eval_dataset(data_dir, ckpt, split=split, graph_crop=model.crop_size)
+    elif dataset.kind == "ade20k" and dataset.long_side is None and model.crop_size:
+        dataset.long_side = max(model.crop_size)  # opened before the graph was loaded: its crop is known now
     num_classes = evaluate.scored_classes(dataset, ckpt, model.num_classes)
     try:
         # The registry's eval crop, as 'zoo eval --data-dir' uses, so both commands measure the same mIOU.
@@ -497,11 +512,17 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
                 flip: bool | None = None, runs: int = 10, warmup: int = 2, threads: int = 0,
                 graph_for_size: GraphForSize | None = None, data_dir: Path | None = None,
                 limit: int | None = None, store: Path | None = None,
-                progress: bool | None = False) -> list[BenchResult]:
-    """Measure every setting of a graph (see :func:`bench_settings`); stores each result under ``store``."""
+                progress: bool | None = False, datasets: dict[str, Any] | None = None) -> list[BenchResult]:
+    """Measure every setting of a graph (see :func:`bench_settings`); stores each result under ``store``.
+
+    ``datasets`` are the eval splits :func:`open_bench_datasets` opened for ``data_dir`` (opened here if not given).
+    """
     from zoo_cli.model import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
 
+    check_options(data_dir, limit)
     settings = bench_settings(ckpt, scales, flip)
+    if data_dir is not None and datasets is None:
+        datasets = open_bench_datasets(data_dir, ckpt, settings)
     if input_size is None:
         crop = _graph_crop(graph_def)
         input_size, source = default_input_size(ckpt, crop)
@@ -513,7 +534,7 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
             result = measure_setting(graph_def, setting, name=name, input_size=tuple(input_size),
                                      input_size_source=source, runs=runs, warmup=warmup, threads=threads,
                                      graph_for_size=graph_for_size, data_dir=data_dir, limit=limit, ckpt=ckpt,
-                                     progress=progress)
+                                     progress=progress, datasets=datasets)
         except ModelError as exc:
             if setting.scales == (1.0,) and not setting.flip:
                 raise
@@ -563,9 +584,19 @@ def bench_checkpoint(ckpt: Checkpoint | None, cache: Any | None = None, *, graph
         path = cache.frozen_graph_path(ckpt)
     else:
         path = graph_path
+    _open_datasets_first(ckpt, options)
     graph_def = load_graph_def(path)
     label = ckpt.name if ckpt else Path(path).stem
     return GraphBench(Path(path), bench_graph(graph_def, name=label, ckpt=ckpt, **options))
+
+
+def _open_datasets_first(ckpt: Checkpoint | None, options: dict[str, Any]) -> None:
+    """Check the options and open ``options['data_dir']``'s splits into ``options['datasets']`` before any graph
+    is loaded, so a bad ``--limit``/``--data-dir`` fails before the slow part."""
+    check_options(options.get("data_dir"), options.get("limit"))
+    if options.get("data_dir") is not None and options.get("datasets") is None:
+        settings = bench_settings(ckpt, options.get("scales"), options.get("flip"))
+        options["datasets"] = open_bench_datasets(options["data_dir"], ckpt, settings)
 
 
 def _graph_crop(graph_def: Any) -> tuple[int, int] | None:
@@ -593,6 +624,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[
     from zoo_cli.errors import ZooError
     from zoo_cli.model import load_graph_def
 
+    check_options(options.get("data_dir"), options.get("limit"))
     outcome = SweepOutcome()
     for ckpt in registry:
         if not ckpt.has_frozen_graph:
@@ -603,8 +635,10 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[
         if on_model is not None:
             on_model(ckpt.name)
         try:
+            per_model = dict(options)
+            _open_datasets_first(ckpt, per_model)
             graph_def = load_graph_def(cache.frozen_graph_path(ckpt))
-            outcome.results.extend(bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, **options))
+            outcome.results.extend(bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, **per_model))
         except (ZooError, ValueError, RuntimeError, OSError, MemoryError) as exc:
             outcome.failures[ckpt.name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; one bad model must not stop the sweep

@@ -21,11 +21,11 @@ from zoo_cli.output import console, emit_json
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Untimed warm-up runs.")
 @click.option("--input-size", "input_size", metavar="HxW",
               help="Input size (default: the size the reported numbers refer to, e.g. 513x513).")
-@click.option("--scales", metavar="LIST", help="Measure only this setting: 0.5,1.0,1.5 or 0.5:0.25:1.75.")
+@click.option("--scales", metavar="LIST", help="Measure only this setting: 0.5,0.75,1.0 or [0.5:0.25:1.75] (as zoo eval).")
 @click.option("--flip/--no-flip", default=None, help="Add left-right flipped runs (with --scales).")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Dataset root: also measure mIOU / pixel accuracy with each setting.")
-@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of the split.")
+@click.option("--limit", type=click.IntRange(min=1), help="With --data-dir: evaluate only the first N images of the split.")
 @click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
               help="TensorFlow intra-op threads (0 = all cores).")
 @click.option("--no-store", is_flag=True, help="Do not save results under the cache.")
@@ -42,6 +42,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
     if not sweep and not name and not graph_path:
         raise UsageError("name a checkpoint (see 'zoo list'), pass --graph PATH, or use --all")
+    bench.check_options(data_dir, limit)
     options = dict(
         input_size=bench.parse_size(input_size), scales=bench.parse_scales(scales), flip=flip, runs=runs,
         warmup=warmup, threads=threads, data_dir=data_dir, limit=limit,
