@@ -155,3 +155,21 @@ def test_interrupt_message_fits_the_command(monkeypatch):
     result = CliRunner().invoke(cli, ["list", "--sort", "name"])
     assert result.exit_code == 130
     assert result.output == "Interrupted; no result was written for the unfinished work.\n"
+
+
+def test_list_never_cuts_names_on_a_narrow_terminal():
+    for columns in ("80", "120"):
+        out = CliRunner().invoke(cli, ["list"], env={"COLUMNS": columns}).output
+        for name in ("mobilenetv2_coco_voc_trainaug", "mobilenetv2_coco_voc_trainval",
+                     "mobilenetv3_large_cityscapes_trainfine"):
+            assert f"{name} " in out, (columns, out)
+        assert max(len(line) for line in out.splitlines()[:-2]) <= int(columns)
+
+
+def test_info_numbers_rows_as_eval_row_takes_them_and_shows_edgetpu_only_when_reported():
+    out = run("info", "mobilenetv2_coco_voc_trainaug").output
+    lines = [line for line in out.splitlines() if "│" in line]
+    assert lines[0].split("│")[0].strip() == "1" and "75.32%" in lines[0]
+    assert lines[1].split("│")[0].strip() == "2" and "77.33%" in lines[1]
+    assert "EdgeTPU" not in out
+    assert "EdgeTPU ms" in run("info", "EdgeTPU-DeepLab").output

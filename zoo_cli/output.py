@@ -38,3 +38,10 @@ def fmt_num(value: float | None, suffix: str = "", digits: int = 2) -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
+
+
+def fmt_madds(value: float | None) -> str:
+    """Multiply-Adds in billions as the seed prints them (2 decimals), 3 significant digits below 1 B."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value >= 1 else f"{value:.3g}"

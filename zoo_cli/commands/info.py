@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from zoo_cli.cli import AppContext, pass_app
-from zoo_cli.output import console, emit_json, fmt_num
+from zoo_cli.output import console, emit_json, fmt_madds, fmt_num
 
 
 @click.command("info")
@@ -53,16 +53,21 @@ def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
         for flag, value in ckpt.model_flags.items():
             out.print(f"    --{flag}={value}")
     if ckpt.evals:
-        table = Table(title="reported results (seed)", show_edge=False, header_style="bold")
-        for col in ("#", "OS", "scales", "flip", "MAdds (B)", "CPU s", "EdgeTPU ms", "mIOU", "pixel acc", "split"):
-            table.add_column(col, justify="right")
-        for i, row in enumerate(ckpt.evals):
+        source = "seed" if ckpt.reported_on is None else "registry"
+        table = Table(title=f"reported results ({source}); # is what 'zoo eval --row' takes", show_edge=False,
+                      header_style="bold")
+        edgetpu = any(row.latency_ms is not None for row in ckpt.evals)
+        columns = ["#", "OS", "scales", "flip", "MAdds (B)", "CPU s"] + (["EdgeTPU ms"] if edgetpu else [])
+        for col in columns + ["mIOU", "pixel acc", "split"]:
+            table.add_column(col, justify="right", no_wrap=col == "scales")
+        for i, row in enumerate(ckpt.evals, start=1):
+            latency = [fmt_num(row.latency_ms, digits=1)] if edgetpu else []
             table.add_row(str(i), str(row.output_stride), ",".join(f"{s:g}" for s in row.scales),
-                          "yes" if row.flip else "no", fmt_num(row.madds_billion), fmt_num(row.runtime_s),
-                          fmt_num(row.latency_ms, digits=1), fmt_num(row.miou, "%"), fmt_num(row.pixel_accuracy, "%"),
-                          row.split)
+                          "yes" if row.flip else "no", fmt_madds(row.madds_billion), fmt_num(row.runtime_s),
+                          *latency, fmt_num(row.miou, "%"), fmt_num(row.pixel_accuracy, "%"), row.split)
         out.print(table)
-        out.print(f"  reported on: {ckpt.reported_machine}; EdgeTPU ms: Pixel 4 EdgeTPU simulator.")
+        out.print(f"  reported on: {ckpt.reported_machine}"
+                  + ("; EdgeTPU ms: Pixel 4 EdgeTPU simulator." if edgetpu else ""))
     else:
         out.print("  no reported results (backbone checkpoint for training)")
     if manifest:
@@ -72,5 +77,13 @@ def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
         out.print(f"  downloaded        no (run 'zoo download {ckpt.name}')")
     if graph_info:
         out.print("  graph")
+        width = max(len(_GRAPH_LABELS.get(key, key)) for key in graph_info)
         for key, value in graph_info.items():
-            out.print(f"    {key:<20} {value}")
+            out.print(f"    {_GRAPH_LABELS.get(key, key):<{width}} {value}")
+
+
+# The graph's two strides mean different things; say which is which ('output_stride' alone misled users).
+_GRAPH_LABELS = {
+    "output_stride": "logits stride",          # crop / logits size: 4 for a decoder model
+    "encoder_output_stride": "output stride",  # the encoder's, the seed tables' "Eval OS"
+}

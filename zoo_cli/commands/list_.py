@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from zoo_cli.cli import AppContext, pass_app
-from zoo_cli.output import console, emit_json, fmt_num
+from zoo_cli.output import console, emit_json, fmt_madds, fmt_num
 from zoo_cli.registry import DATASETS, SORT_FIELDS, sort_checkpoints
 
 
@@ -34,18 +34,27 @@ def command(app: AppContext, patterns: tuple[str, ...], dataset: str | None, bac
     if as_json:
         emit_json([{**c.to_json(), "downloaded": cache.is_installed(c.name)} for c in rows])
         return
-    table = Table(show_edge=False, header_style="bold")
-    for col, justify in [("name", "left"), ("dataset", "left"), ("backbone", "left"), ("best mIOU", "right"),
-                         ("MAdds (B)", "right"), ("size", "right"), ("downloaded", "center")]:
-        table.add_column(col, justify=justify)
+    out = console()
+    name_width = max((len(c.name) for c in rows), default=4)
+    # Names are what users copy into the next command: never cut them. A narrow terminal drops the
+    # descriptive columns instead (all of it stays in --json and 'zoo info').
+    wide = out.width >= name_width + 75
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    table.add_column("name", no_wrap=True, min_width=name_width)
+    if wide:
+        table.add_column("dataset", no_wrap=True)
+        table.add_column("backbone", overflow="fold")
+    for col in ("mIOU", "MAdds B", "size MB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("local", justify="center", no_wrap=True)
     n_installed = 0
     for c in rows:
         installed = cache.is_installed(c.name)
         n_installed += installed
-        table.add_row(c.name, c.dataset, c.backbone + (f" (dm {c.depth_multiplier:g})" if c.depth_multiplier
-                      and c.depth_multiplier != 1.0 else ""), fmt_num(c.best_miou, "%"), fmt_num(c.min_madds),
-                      fmt_num(c.size_mb, " MB", 1), "✓" if installed else "")
-    out = console()
+        described = [c.dataset, c.backbone + (f" (dm {c.depth_multiplier:g})" if c.depth_multiplier
+                                              and c.depth_multiplier != 1.0 else "")] if wide else []
+        table.add_row(c.name, *described, fmt_num(c.best_miou, "%"), fmt_madds(c.min_madds), fmt_num(c.size_mb, "", 1),
+                      "✓" if installed else "")
     if rows:
         out.print(table)
     out.print(f"{len(rows)} of {len(app.registry)} checkpoints shown, {n_installed} downloaded "
