@@ -386,3 +386,100 @@ def test_ctrl_c_in_the_real_cli_keeps_a_resumable_partial(fault_server, registry
     fault_server.set_fault("models/m.tar.gz", None)
     assert run("download", "m").exit_code == 0
     assert gets(fault_server)[-1].range == f"bytes={kept}-"
+
+
+# ---------------------------------------------------------------- a full or read-only disk
+
+
+def test_disk_filling_up_mid_download_is_one_line_and_the_next_run_resumes(fault_server, registry, zoo_home,
+                                                                           archive, monkeypatch):
+    import errno
+
+    from zoo_cli import download
+
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive, Fault(rate=400_000))})
+    room = 50_000  # bytes the "disk" takes before it is full
+    written = {"n": 0}
+    real_write_all, real_write_text = download._write_all, download.write_text_atomic
+
+    def filling_write(out, data):
+        if written["n"] + len(data) > room:
+            # Like the kernel: what fits is written, then the disk is full.
+            real_write_all(out, data[: room - written["n"]])
+            written["n"] = room
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written["n"] += len(data)
+        real_write_all(out, data)
+
+    def full_disk_text(path, text, **kw):
+        if written["n"] >= room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(path, text, **kw)
+
+    monkeypatch.setattr(download, "_write_all", filling_write)
+    monkeypatch.setattr(download, "write_text_atomic", full_disk_text)
+    failed = run("download", "m")
+    partial = zoo_home / "downloads" / "m.tar.gz.incomplete"
+    assert failed.exit_code == 3
+    assert failed.stderr == (f"Error: no space left on device while writing {partial}; free some space or point "
+                             "ZOO_HOME at a larger disk\n")
+    # The bytes are given back under the shared name (not this process's private one), with their sidecar.
+    assert sorted(p.name for p in partial.parent.iterdir()) == [partial.name, partial.name + ".json"]
+    assert partial.read_bytes() == archive[:room]
+    listing = run("cache").stdout
+    assert "partial downloads (resume with 'zoo download')" in listing and partial.name in listing
+
+    monkeypatch.setattr(download, "_write_all", real_write_all)
+    monkeypatch.setattr(download, "write_text_atomic", real_write_text)
+    again = run("download", "m", "--quiet")
+    assert again.exit_code == 0, again.output
+    assert gets(fault_server)[-1].range == f"bytes={room}-"
+    assert Cache(zoo_home).is_installed("m") and list(partial.parent.iterdir()) == []
+
+
+def test_read_only_cache_names_zoo_home_and_the_fix(fault_server, registry, zoo_home, archive, monkeypatch):
+    import errno
+
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive)})
+    real_mkdir = os.mkdir
+
+    def read_only_mkdir(path, *args, **kwargs):
+        if str(path).startswith(str(zoo_home)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only_mkdir)
+    result = run("download", "m")
+    assert result.exit_code == 5
+    assert result.stderr.startswith(f"Error: ZOO_HOME {zoo_home} is not writable (Read-only file system: "
+                                    f"{zoo_home / 'locks'}); point ZOO_HOME at a writable directory")
+    assert result.stderr.count("\n") == 1 and not gets(fault_server)
+
+
+def test_cache_home_under_a_file_is_a_one_line_error(fault_server, registry, tmp_path, archive, monkeypatch):
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive)})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("ZOO_HOME", str(blocker / "zoo"))
+    result = run("download", "m")
+    assert result.exit_code == 5 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: cannot write {blocker / 'zoo' / 'locks'}: Not a directory; check that "
+                                    "ZOO_HOME is a writable directory")
+
+
+def test_cache_lists_a_partial_claimed_by_a_dead_process_as_a_leftover(registry, zoo_home):
+    registry({"name": "m", "url": "http://127.0.0.1:9/models/m.tar.gz"})
+    downloads = zoo_home / "downloads"
+    downloads.mkdir(parents=True)
+    orphan = downloads / "m.tar.gz.incomplete.999999999-abcdef01"  # its process is gone
+    orphan.write_bytes(b"\x1f\x8b" + b"x" * 998)
+    mine = downloads / f"m.tar.gz.incomplete.{os.getpid()}-abcdef02"  # a process downloading right now
+    mine.write_bytes(b"\x1f\x8b" + b"y" * 98)
+    usage = json.loads(run("cache", "--json").stdout)
+    assert [e["file"] for e in usage["partials"]] == [mine.name] and usage["partials"][0]["in_progress"]
+    assert [Path(e["path"]).name for e in usage["leftovers"]] == [orphan.name]
+    text = run("cache").stdout
+    assert "being downloaded now" in text
+    assert text.index("leftovers ('zoo cache prune' removes them)") < text.index(orphan.name)
+    pruned = json.loads(run("cache", "prune", "--json").stdout)
+    assert [Path(e["path"]).name for e in pruned] == [orphan.name] and mine.exists()

@@ -18,6 +18,7 @@ every byte has arrived, renames it to ``downloads/<file>``. Rules it keeps:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -35,7 +36,8 @@ from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from zoo_cli import __version__
-from zoo_cli.errors import DownloadError
+from zoo_cli.atomic import write_text_atomic
+from zoo_cli.errors import CacheError, DownloadError, ZooError
 
 GZIP_MAGIC = b"\x1f\x8b"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -148,9 +150,10 @@ class _Claim:
         return self.path.stat().st_size
 
     def save_meta(self) -> None:
-        tmp = _sidecar(self.path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.meta), encoding="utf-8")
-        os.replace(tmp, _sidecar(self.path))
+        try:
+            write_text_atomic(_sidecar(self.path), json.dumps(self.meta))
+        except OSError as exc:
+            raise write_error(exc, _sidecar(self.path)) from None
 
     def release(self) -> None:
         """Give the bytes back under the shared partial name so the next run resumes from them."""
@@ -159,9 +162,19 @@ class _Claim:
         if self.size == 0:
             self.discard()
             return
-        self.save_meta()
+        try:
+            self.save_meta()
+        except ZooError:
+            # A full disk cannot take the sidecar either; the copy written when the body started holds
+            # the same validators, so the bytes stay resumable without it (without any, the next run
+            # starts over, which is still better than leaving them under this process's private name).
+            pass
+        # Renames need no free space, so this works on a full disk too.
         os.replace(self.path, self.partial)
-        os.replace(_sidecar(self.path), _sidecar(self.partial))
+        if _sidecar(self.path).exists():
+            os.replace(_sidecar(self.path), _sidecar(self.partial))
+        else:
+            _sidecar(self.partial).unlink(missing_ok=True)
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -257,7 +270,10 @@ def fetch_file(
     session = session or make_session()
     log = log or (lambda _msg: None)
     started = time.monotonic()
-    claim = _Claim.take(partial)
+    try:
+        claim = _Claim.take(partial)
+    except OSError as exc:
+        raise write_error(exc, partial) from None
     state = _Transfer(url, claim, session, policy, log, on_progress, check_space, can_resume_without_validator,
                       dict(meta or {}))
     high_water = claim.size
@@ -305,18 +321,28 @@ def fetch_file(
     except ContentError:
         keep = False
         raise
+    except OSError as exc:
+        if isinstance(exc, requests.RequestException):
+            raise
+        # Opening, truncating or renaming in downloads/ failed (full or read-only disk, a file in the way).
+        raise write_error(exc, claim.partial) from None
     finally:
         if bar is not None:
             bar.close()
         if own_session:
             session.close()
-        if keep and claim.path.exists():
-            if state.done:
-                claim.finish(final)
+        try:
+            if keep and claim.path.exists():
+                if state.done:
+                    claim.finish(final)
+                else:
+                    claim.release()
             else:
-                claim.release()
-        else:
-            claim.discard()
+                claim.discard()
+        except OSError as exc:
+            if state.done:
+                raise write_error(exc, final) from None
+            # Already failing: that error is the one to report, not this clean-up's.
     return FetchResult(path=final, url=url, size=state.size, sha256=state.hasher.hexdigest(),
                        etag=claim.meta.get("etag"), last_modified=claim.meta.get("last_modified"),
                        bytes_transferred=state.transferred, resumed_from=state.resumed_from or 0,
@@ -508,10 +534,9 @@ class _Transfer:
                             raise _html_error(self.url, describe_non_archive(b"", ctype) +
                                               f" sent with Content-Encoding {encoding}", chunk)
                     try:
-                        out.write(chunk)
+                        _write_all(out, chunk)
                     except OSError as exc:
-                        raise DownloadError(f"cannot write {self.claim.path}: {exc.strerror}; free some disk "
-                                            "space or point ZOO_HOME at a larger disk") from None
+                        raise write_error(exc, self.claim.partial) from None
                     self.hasher.update(chunk)
                     self.size += len(chunk)
                     self.transferred += len(chunk)
@@ -525,6 +550,28 @@ class _Transfer:
         if total is not None and self.size != total:
             raise _Retryable(f"server announced {total} bytes but the body ended after {self.size}")
         self.done = True
+
+
+def _write_all(out: Any, data: bytes) -> None:
+    # An unbuffered write may store only part of ``data`` (a disk filling up) and return the count.
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        if not n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
+def write_error(exc: OSError, path: Path | str) -> ZooError:
+    """The user-facing error for an OSError raised while writing ``path`` in the cache (full, read-only...)."""
+    where = exc.filename or path
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        return DownloadError(f"{what} while writing {where}; free some space or point ZOO_HOME at a larger disk")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return CacheError(f"{where} is not writable ({exc.strerror}); point ZOO_HOME at a writable directory")
+    return CacheError(f"cannot write {where}: {exc.strerror or exc}; check that ZOO_HOME is a writable directory "
+                      "with free space, or point ZOO_HOME elsewhere")
 
 
 def _short(exc: BaseException) -> str:
@@ -541,4 +588,4 @@ def _short(exc: BaseException) -> str:
 
 
 __all__ = ["TransferPolicy", "FetchResult", "ContentError", "fetch_file", "make_session", "sha256_file",
-           "describe_non_archive", "GZIP_MAGIC"]
+           "describe_non_archive", "write_error", "GZIP_MAGIC"]

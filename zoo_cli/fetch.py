@@ -17,6 +17,7 @@ What it guarantees:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from zoo_cli import __version__
 from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache
-from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, make_session, sha256_file
+from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, make_session, sha256_file, write_error
 from zoo_cli.errors import ArchiveError, CacheError, ChecksumError, ConfigError, DownloadError, ZooError
 from zoo_cli.registry import Checkpoint, Registry
 
@@ -279,12 +280,25 @@ def install_checkpoint(
         return _present(ckpt, cache, url)
     if offline and not cache.archive_path(ckpt).is_file():
         raise _offline_error(ckpt, url, cache)
-    try:
+    with cache_writes(cache):
         return _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy,
                         limits, session, lock_timeout)
-    except PermissionError as exc:
-        raise CacheError(f"cannot write {exc.filename or cache.home}: permission denied; make ZOO_HOME "
-                         f"({cache.home}) writable or point it at another directory") from None
+
+
+@contextmanager
+def cache_writes(cache: Cache) -> Iterator[None]:
+    """Turn an OSError from writing in the cache (disk full, read-only, a file in the way) into a one-line
+    DownloadError/CacheError that names the path and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        if type(exc).__module__.startswith(("requests", "urllib3")):
+            raise  # a network error, not the cache's
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            where = f" ({exc.strerror}: {exc.filename})" if exc.filename else f" ({exc.strerror})"
+            raise CacheError(f"ZOO_HOME {cache.home} is not writable{where}; point ZOO_HOME at a writable "
+                             "directory") from None
+        raise write_error(exc, cache.home) from None
 
 
 @dataclass
@@ -581,8 +595,9 @@ def remove_checkpoints(registry: Registry, cache: Cache, names: Iterable[str] = 
                 continue
             c = registry.get(name)
             targets.append((c.name, c.archive_filename, c.url))
-    return [remove_checkpoint(name, cache, archive_filename=archive, forget_url=url if forget_hash else None)
-            for name, archive, url in targets]
+    with cache_writes(cache):
+        return [remove_checkpoint(name, cache, archive_filename=archive, forget_url=url if forget_hash else None)
+                for name, archive, url in targets]
 
 
 def _tree_size(path: Path) -> int:
@@ -637,7 +652,15 @@ def cache_usage(cache: Cache, registry: Registry | None = None) -> dict[str, Any
             if not f.is_file() or f.name.endswith(".json") or f.name.endswith(".tmp"):
                 continue
             entry = {"file": f.name, "bytes": f.stat().st_size, "path": str(f)}
-            (partials if PARTIAL_SUFFIX in f.name else archives).append(entry)
+            if PARTIAL_SUFFIX + "." in f.name:
+                # Claimed by one process under a private name: a running one is downloading it now; one
+                # that is gone (killed) left bytes no later run resumes from, so they are leftovers.
+                if _pid_alive(f.name):
+                    partials.append({**entry, "in_progress": True})
+                else:
+                    leftovers.append(entry)
+            else:
+                (partials if PARTIAL_SUFFIX in f.name else archives).append(entry)
     total = sum(e["bytes"] for group in (models, leftovers, partials, archives) for e in group)
     probe = cache.home if cache.home.exists() else cache.home.parent
     while not probe.exists() and probe != probe.parent:
@@ -654,6 +677,11 @@ def prune(cache: Cache, registry: Registry | None = None, *, archives: bool = Fa
     one (``<file>.incomplete.<pid>-<hex>``) and a ``.tmp-/.old-/.rm-`` folder when their pid is gone.
     ``archives`` also removes complete archives kept in downloads/.
     """
+    with cache_writes(cache):
+        return _prune(cache, registry, archives, dry_run)
+
+
+def _prune(cache: Cache, registry: Registry | None, archives: bool, dry_run: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def drop(path: Path, reason: str) -> None:

@@ -39,7 +39,8 @@ def command(ctx: click.Context, as_json: bool) -> None:
         if usage[key]:
             click.echo(f"{title} ({hint}):")
             for e in usage[key]:
-                click.echo(f"  {e.get('file') or e['path']:<45} {_mb(e['bytes']):>12}")
+                note = "  [being downloaded now]" if e.get("in_progress") else ""
+                click.echo(f"  {e.get('file') or e['path']:<45} {_mb(e['bytes']):>12}{note}")
 
 
 @command.command("prune")
