@@ -47,30 +47,34 @@ def cityscapes_trainids(label_ids: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- decoding
 
 
-def _open(path: Path):
+def _open(path: Path, dataset_file: bool = True):
     from PIL import Image
 
     try:
         img = Image.open(path)
         img.load()  # decode now: a truncated file fails here, not later inside numpy
     except FileNotFoundError:
-        raise DatasetError(f"{path} does not exist; check the dataset directory") from None
+        where = "check the dataset directory" if dataset_file else "check the path"
+        raise DatasetError(f"{path} does not exist; {where}") from None
     except Image.DecompressionBombError as exc:
         raise DatasetError(f"{path}: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path} cannot be decoded ({exc}); the file is damaged or truncated, "
-                           "re-extract it from the dataset archive") from None
+        # Only a dataset's file has an archive to restore it from; a user's photo is just not an image we read.
+        fix = ("the file is damaged or truncated, re-extract it from the dataset archive" if dataset_file else
+               "it is not an image Pillow can read, or it is damaged or truncated; re-save it as PNG or JPEG")
+        raise DatasetError(f"{path} cannot be decoded ({exc}); {fix}") from None
     return img
 
 
-def load_image(path: Path | str) -> np.ndarray:
+def load_image(path: Path | str, *, dataset_file: bool = True) -> np.ndarray:
     """Decode an image file into uint8 HxWx3 RGB.
 
     Grayscale and palette images are expanded, alpha is dropped (as TensorFlow's 3-channel decode does),
     CMYK is converted, and 16-bit samples keep their 8 most significant bits (not clipped at 255).
+    ``dataset_file=False`` (a user's photo) drops the "re-extract it from the dataset archive" hint.
     """
     path = Path(path)
-    img = _open(path)
+    img = _open(path, dataset_file)
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img).astype(np.int64)

@@ -212,27 +212,91 @@ def write_prediction(image: np.ndarray, labels: np.ndarray, palette: Palette, ou
     return labels_png, overlay_png
 
 
+def output_stems(files: Sequence[Path], out_dir: Path | str) -> list[str]:
+    """The output stem of each input: ``<stem>`` for ``<stem>.png`` + ``<stem>_overlay.png`` in ``out_dir``.
+
+    Every input path counts as taken, so an output never replaces an input (``--images gray.png --out .``
+    writes ``gray-2.png``), and two inputs never share an output (``a/x.jpg``, ``b/x.jpg`` → ``x``, ``x-2``).
+    Other files already in ``out_dir`` (e.g. a previous run's outputs) are replaced.
+    """
+    out_dir = Path(out_dir)
+    taken: set[str] = set()
+    inodes: set[tuple[int, int]] = set()
+    for path in files:
+        taken.add(os.path.normcase(str(Path(path).resolve())))
+        try:
+            st = os.stat(path)
+            inodes.add((st.st_dev, st.st_ino))  # the same file under another name (hard link, case)
+        except OSError:
+            pass
+
+    def is_taken(candidate: Path) -> bool:
+        if os.path.normcase(str(candidate.resolve())) in taken:
+            return True
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in inodes
+
+    stems = []
+    for path in files:
+        stem, n = Path(path).stem, 1
+        while True:
+            names = (out_dir / f"{stem}.png", out_dir / f"{stem}_overlay.png")
+            if not any(is_taken(name) for name in names):
+                break
+            n += 1
+            stem = f"{Path(path).stem}-{n}"
+        taken.update(os.path.normcase(str(name.resolve())) for name in names)
+        stems.append(stem)
+    return stems
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """An input image that could not be decoded (and was skipped)."""
+
+    image: Path
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": str(self.image), "error": self.error}
+
+
+def _load_or_error(path: Path) -> np.ndarray | DatasetError:
+    try:
+        return load_image(path, dataset_file=False)
+    except DatasetError as exc:
+        return exc
+
+
 def evaluate_images(paths: Sequence[Path | str], predictor: Predictor, palette: Palette, out_dir: Path | str,
-                    *, alpha: float = 0.5, progress: bool | None = None) -> list[ImageResult]:
-    """Predict each image and write its label PNG and colour overlay into ``out_dir``."""
+                    *, alpha: float = 0.5, progress: bool | None = None,
+                    failures: list[ImageFailure] | None = None) -> list[ImageResult]:
+    """Predict each image and write its label PNG and colour overlay into ``out_dir`` (names: :func:`output_stems`).
+
+    An image that cannot be decoded raises its DatasetError, unless a ``failures`` list is given: then it is
+    skipped, recorded there, and the remaining images still run.
+    """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     files = collect_images(paths)
+    jobs = list(zip(files, output_stems(files, out_dir)))  # a list: the same file may be given twice
     results = []
-    used: set[str] = set()
     bar = tqdm(total=len(files), unit="img", disable=_disable(progress), desc="predict")
     try:
-        for path, image in _prefetch(files, load_image):
+        for (path, stem), image in _prefetch(jobs, lambda job: _load_or_error(job[0])):
+            if isinstance(image, DatasetError):
+                if failures is None:
+                    raise image
+                failures.append(ImageFailure(path, str(image)))
+                bar.update(1)
+                continue
             before = getattr(predictor, "fitted", 0)
             labels = np.asarray(predictor(image))
             fitted = getattr(predictor, "fitted", 0) != before
-            stem = path.stem
-            n = 1
-            while stem in used:  # two inputs with one name (different folders) must not overwrite each other
-                n += 1
-                stem = f"{path.stem}-{n}"
-            used.add(stem)
             labels_png, overlay_png = write_prediction(image, labels, palette, out_dir, stem, alpha)
             ids, counts = np.unique(labels, return_counts=True)
             order = np.argsort(-counts)
@@ -568,12 +632,22 @@ class ImagePredictions:
     settings: Any  # zoo_cli.multiscale.EvalSettings
     graph_crop: tuple[int, int] | None  # the crop of the graph as exported (images above it are shrunk)
     images: list[ImageResult] = field(default_factory=list)
+    failed: list[ImageFailure] = field(default_factory=list)  # inputs that could not be decoded (skipped)
 
     def to_json(self) -> dict[str, Any]:
         return {"out": str(self.out_dir), "palette": self.palette.dataset,
                 "class_names": list(self.palette.class_names),
                 "eval_settings": self.settings.to_json() if self.settings is not None else None,
-                "images": [r.to_json() for r in self.images]}
+                "images": [r.to_json() for r in self.images],
+                "failed": [f.to_json() for f in self.failed]}
+
+    def failure_error(self) -> DatasetError | None:
+        """The error to report when some inputs could not be decoded (None when all were written)."""
+        if not self.failed:
+            return None
+        total = len(self.failed) + len(self.images)
+        return DatasetError(f"{len(self.failed)} of {total} images failed (first: {self.failed[0].error}); "
+                            f"the other {len(self.images)} were written to {self.out_dir}")
 
 
 def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], out_dir: Path | str, *,
@@ -587,7 +661,9 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
     Runs ``graph_path`` if given, else ``ckpt``'s installed graph (``cache`` defaults to ZOO_HOME's). The
     defaults are the graph as exported (scale 1, no flip, its own crop); ``row`` (1-based) takes scales/flip
     from the checkpoint's eval row, and ``scales`` / ``flip`` / ``crop`` override (text as on the command line
-    or numbers). ``dataset`` picks the palette (default: the checkpoint's). Imports TensorFlow.
+    or numbers). ``dataset`` picks the palette (default: the checkpoint's). An image that cannot be decoded
+    is skipped and listed in ``.failed`` (the others still run; ``.failure_error()`` is what the CLI reports
+    with exit 7); an output never replaces an input (:func:`output_stems`). Imports TensorFlow.
     """
     graph_path = resolve_graph(ckpt, cache, graph_path)
     from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
@@ -596,8 +672,10 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
         settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=True)
         palette = class_palette(kind, ckpt, model.num_classes)
-        results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress)
-        return ImagePredictions(Path(out_dir), palette, settings, model.crop_size, results)
+        failed: list[ImageFailure] = []
+        results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress,
+                                  failures=failed)
+        return ImagePredictions(Path(out_dir), palette, settings, model.crop_size, results, failed)
 
 
 def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,

@@ -119,6 +119,9 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
             emit_json(predictions.to_json())
         else:
             _print_predictions(predictions)
+        failure = predictions.failure_error()
+        if failure is not None:  # after the written images are listed: exit 7 names how many failed
+            raise failure
         return
     result = evaluate.evaluate_checkpoint(ckpt, data_dir, split=split, limit=limit, shard=shard_kn,
                                           out_dir=out_dir, jobs=jobs, **common)
@@ -140,6 +143,8 @@ def _print_predictions(predictions) -> None:
             crop = predictions.graph_crop
             out.print(f"  note: {r.size[1]}x{r.size[0]} is larger than the graph's crop {crop[1]}x{crop[0]}; "
                       "it was shrunk to fit and the labels scaled back")
+    for failure in predictions.failed:
+        out.print(f"skipped: {failure.error}")
     out.print(f"{len(predictions.images)} image(s) → {predictions.out_dir} ({predictions.palette.dataset} palette)")
 
 

@@ -1,0 +1,123 @@
+"""``zoo eval --images``: outputs never replace inputs, broken inputs are skipped and counted (exit 7)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.support.eval_graphs import build_graph, install, quantize_red, registry_entry
+from zoo_cli.cli import cli
+
+
+@pytest.fixture(scope="module")
+def voc_graph():
+    return build_graph(crop=(40, 40), num_classes=21).SerializeToString()
+
+
+@pytest.fixture
+def zoo(zoo_home, tmp_path, monkeypatch, voc_graph):
+    reg = tmp_path / "registry.yaml"
+    reg.write_text("version: 1\ncheckpoints:\n" + registry_entry("tiny_voc", "voc", 21, 255))
+    monkeypatch.setenv("ZOO_REGISTRY", str(reg))
+    install(zoo_home, "tiny_voc", voc_graph)
+
+    def invoke(*args, cwd=None):
+        if cwd is None:
+            return CliRunner().invoke(cli, ["eval", *map(str, args)])
+        old = os.getcwd()
+        os.chdir(cwd)
+        try:
+            return CliRunner().invoke(cli, ["eval", *map(str, args)])
+        finally:
+            os.chdir(old)
+
+    return invoke
+
+
+def _image(path, seed, size=(20, 30)):
+    img = np.random.default_rng(seed).integers(0, 256, size=(*size, 3), dtype=np.uint8)
+    Image.fromarray(img).save(path)
+    return img
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_outputs_never_replace_an_input(zoo, tmp_path):
+    """The QA case: gray.png and gray.jpg written into their own directory; gray.png must survive."""
+    work = tmp_path / "work"
+    work.mkdir()
+    png = _image(work / "gray.png", 1)
+    Image.fromarray(png).save(work / "gray.jpg", quality=95)
+    _image(work / "gray_overlay.png", 2)  # an input named like an overlay output
+    inputs = {p.name: _digest(p) for p in work.iterdir()}
+    result = zoo("tiny_voc", "--images", "gray.png", "--images", "gray.jpg", "--images", "gray_overlay.png",
+                 "--out", ".", "--json", cwd=work)
+    assert result.exit_code == 0, result.output
+    for name, digest in inputs.items():
+        assert _digest(work / name) == digest, f"input {name} was overwritten"
+    written = [(r["labels"], r["overlay"]) for r in json.loads(result.stdout)["images"]]
+    names = [name for pair in written for name in pair]
+    assert len(set(names)) == 6 and not set(names) & set(inputs)
+    assert written[0] == ("gray-2.png", "gray-2_overlay.png")  # gray.png's own names are taken by inputs
+    # each output belongs to its input: the label PNG of gray.png holds gray.png's labels
+    assert np.array_equal(np.asarray(Image.open(work / written[0][0])), quantize_red(png, 21))
+
+
+def test_same_file_twice_and_same_stem_in_two_folders(zoo, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    a = _image(tmp_path / "a" / "x.png", 3)
+    b = _image(tmp_path / "b" / "x.png", 4)
+    result = zoo("tiny_voc", "--images", tmp_path / "a" / "x.png", "--images", tmp_path / "b" / "x.png",
+                 "--images", tmp_path / "a" / "x.png", "--out", tmp_path / "o", "--json")
+    assert result.exit_code == 0, result.output
+    labels = [r["labels"] for r in json.loads(result.stdout)["images"]]
+    assert [os.path.basename(p) for p in labels] == ["x.png", "x-2.png", "x-3.png"]
+    assert np.array_equal(np.asarray(Image.open(labels[0])), quantize_red(a, 21))
+    assert np.array_equal(np.asarray(Image.open(labels[1])), quantize_red(b, 21))
+
+
+def test_rerun_replaces_its_own_previous_outputs(zoo, tmp_path):
+    _image(tmp_path / "p.png", 5)
+    for _ in range(2):
+        result = zoo("tiny_voc", "--images", tmp_path / "p.png", "--out", tmp_path / "o")
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["p.png", "p_overlay.png"]
+
+
+def test_broken_image_is_skipped_counted_and_exits_7(zoo, tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    good = [_image(src / f"a{i}.png", 10 + i) for i in range(2)]
+    (src / "b_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    _image(src / "c.png", 12)
+    truncated = src / "d_truncated.png"
+    _image(truncated, 13, size=(30, 30))
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    result = zoo("tiny_voc", "--images", src, "--out", tmp_path / "o", "--json")
+    assert result.exit_code == 7
+    data = json.loads(result.stdout)  # stdout stays JSON; the error line goes to stderr
+    assert [os.path.basename(r["image"]) for r in data["images"]] == ["a0.png", "a1.png", "c.png"]
+    assert [os.path.basename(f["image"]) for f in data["failed"]] == ["b_broken.jpg", "d_truncated.png"]
+    assert "2 of 5 images failed" in result.stderr and "b_broken.jpg" in result.stderr
+    assert result.stderr.count("\n") == 1
+    for i, img in enumerate(good):  # the images after the broken one still ran
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / f"a{i}.png")), quantize_red(img, 21))
+    assert (tmp_path / "o" / "c.png").is_file()
+    human = zoo("tiny_voc", "--images", src, "--out", tmp_path / "o2")
+    assert human.exit_code == 7 and "skipped" in human.stdout and "2 of 5 images failed" in human.stderr
+
+
+def test_unreadable_photo_hint_is_not_about_dataset_archives(zoo, tmp_path):
+    (tmp_path / "notes.png").write_text("hello")
+    result = zoo("tiny_voc", "--images", tmp_path / "notes.png", "--out", tmp_path / "o")
+    assert result.exit_code == 7
+    assert "dataset archive" not in result.output and "re-save it as PNG or JPEG" in result.output
