@@ -221,7 +221,8 @@ def test_429_retry_after_is_honoured(fault_server, zoo_home, archive):
     start = time.monotonic()
     install(ckpt, zoo_home, log=messages.append)
     assert time.monotonic() - start >= 0.95
-    assert any("retrying in 1.0s (server's Retry-After)" in m for m in messages)
+    assert any(m.startswith("retrying in 1.0s (HTTP 429") and "as the server's Retry-After asks" in m
+               for m in messages)
 
 
 def test_408_is_retried(fault_server, zoo_home, archive):
@@ -278,6 +279,67 @@ def test_connection_refused_is_retried_then_reported(zoo_home, archive):
     with pytest.raises(DownloadError, match=r"after 3 attempts: cannot connect .*Connection refused"):
         install(ckpt, zoo_home, policy=TransferPolicy(retries=2, backoff_factor=0.01, backoff_jitter=0.0, connect_timeout=1))
     assert_not_installed(zoo_home)
+
+
+def _closed_port() -> int:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens on this port now
+    return port
+
+
+def test_a_server_that_is_down_fails_fast_not_after_the_whole_budget(zoo_home, archive):
+    url = f"http://127.0.0.1:{_closed_port()}/models/m.tar.gz"
+    ckpt = parse_registry(registry_yaml([{"name": "m", "url": url}])).get("m")
+    messages, delays = [], []
+    # The default policy: six retries with backoff up to a minute for a flaky transfer, but a refused
+    # connection only gets its two short connect retries.
+    with pytest.raises(DownloadError) as err:
+        fetch_file(url, Cache(zoo_home).partial_path(ckpt), progress=False, log=messages.append,
+                   sleep=delays.append)
+    assert str(err.value).startswith(f"giving up on {url} after 3 attempts: cannot connect to {url}: "
+                                     "[Errno 111] Connection refused; is the server up and the host name right?")
+    assert str(err.value).endswith("nothing was received")
+    assert len(delays) == 2 and sum(delays) < 2.5
+    assert [m.split(" (")[0] for m in messages] == [f"retrying in {d:.1f}s" for d in delays]
+    assert all("Connection refused" in m for m in messages)
+    assert not Cache(zoo_home).downloads_dir.exists() or list(Cache(zoo_home).downloads_dir.iterdir()) == []
+
+
+def test_an_unknown_host_fails_fast(zoo_home, monkeypatch):
+    import socket
+
+    real = socket.getaddrinfo
+
+    def no_dns(host, *args, **kwargs):
+        if host == "checkpoints.example.test":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    url = "http://checkpoints.example.test/models/m.tar.gz"
+    delays = []
+    with pytest.raises(DownloadError, match=r"after 3 attempts: .*Name or service not known; is the server up "
+                                            r"and the host name right\?.*nothing was received"):
+        fetch_file(url, zoo_home / "m.tar.gz.incomplete", progress=False, sleep=delays.append)
+    assert len(delays) == 2
+
+
+def test_a_server_gone_down_after_a_partial_says_the_bytes_are_kept(zoo_home, archive):
+    cut = 40_000
+    url = f"http://127.0.0.1:{_closed_port()}/models/m.tar.gz"
+    partial = zoo_home / "downloads" / "m.tar.gz.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(archive[:cut])  # left by an earlier run, when the server was up
+    partial.with_name(partial.name + ".json").write_text(json.dumps(
+        {"url": url, "etag": '"abc"', "last_modified": None, "total": len(archive)}))
+    with pytest.raises(DownloadError, match=rf"after 3 attempts: .*Connection refused.* — the {cut} bytes "
+                                            "received so far are kept and the download resumes"):
+        fetch_file(url, partial, progress=False, sleep=lambda _s: None)
+    assert partial.read_bytes() == archive[:cut]
 
 
 # ---------------------------------------------------------------- verification

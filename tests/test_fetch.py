@@ -483,3 +483,20 @@ def test_cache_lists_a_partial_claimed_by_a_dead_process_as_a_leftover(registry,
     assert text.index("leftovers ('zoo cache prune' removes them)") < text.index(orphan.name)
     pruned = json.loads(run("cache", "prune", "--json").stdout)
     assert [Path(e["path"]).name for e in pruned] == [orphan.name] and mine.exists()
+
+
+def test_cli_says_why_it_retries_unless_quiet(registry, zoo_home):
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    registry({"name": "m", "url": f"http://127.0.0.1:{port}/models/m.tar.gz"})
+    loud = run("download", "m")
+    lines = loud.stderr.splitlines()
+    assert loud.exit_code == 3 and len(lines) == 3
+    assert all(line.startswith("retrying in ") and "Connection refused" in line for line in lines[:2])
+    assert lines[2].startswith("Error: giving up on") and lines[2].endswith("nothing was received")
+    quiet = run("download", "m", "--quiet")
+    assert quiet.exit_code == 3 and quiet.stderr.count("\n") == 1 and quiet.stderr.startswith("Error: giving up")

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import requests
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
-from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from zoo_cli import __version__
@@ -53,6 +53,10 @@ class TransferPolicy:
     """Timeouts, retry budget and buffer size of a transfer (defaults suit a 500 MB file on a flaky link)."""
 
     retries: int = 6
+    # A refused connection or an unknown host (before any byte of this run arrived) means the server is
+    # down or the name is wrong; that does not fix itself in a minute, so it gets a short budget of its own.
+    connect_retries: int = 2
+    connect_backoff: float = 0.5     # delays ~ connect_backoff * 2**(n-1) seconds
     backoff_factor: float = 1.0      # delays ~ factor * 2**(n-1) seconds, plus jitter
     backoff_max: float = 60.0
     backoff_jitter: float = 1.0
@@ -90,10 +94,12 @@ class ContentError(DownloadError):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, response: Any = None, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, response: Any = None, retry_after: float | None = None,
+                 connect: bool = False) -> None:
         super().__init__(reason)
         self.response = response
         self.retry_after = retry_after
+        self.connect = connect      # no connection could be made (refused, unknown host, connect timeout)
 
 
 def make_session() -> requests.Session:
@@ -291,6 +297,7 @@ def fetch_file(
 
         state.log = log
     keep = True
+    connect_failures = 0
     try:
         while True:
             state.attempts += 1
@@ -302,21 +309,27 @@ def fetch_file(
                     # Bytes are arriving: this is a flaky link, not a dead server; start a fresh budget.
                     high_water = claim.size
                     retry = policy.new_retry()
+                if exc.connect and state.transferred == 0:
+                    # Nothing has come from this server in this run: it is down or the host is wrong.
+                    connect_failures += 1
+                    if connect_failures > policy.connect_retries:
+                        raise _give_up(url, state, exc) from None
+                    delay = policy.connect_backoff * 2 ** (connect_failures - 1) * (0.75 + random.random() / 2)
+                    log(f"retrying in {delay:.1f}s ({exc}; retry {connect_failures} of {policy.connect_retries})")
+                    sleep(delay)
+                    continue
                 try:
                     retry = retry.increment(method="GET", url=url, error=exc)
                 except MaxRetryError:
-                    raise DownloadError(
-                        f"giving up on {url} after {state.attempts} attempts: {exc}; check the network (or "
-                        f"HTTPS_PROXY / ZOO_MIRROR) and run the command again — the {claim.size} bytes received "
-                        "so far are kept and the download resumes") from None
+                    raise _give_up(url, state, exc) from None
                 if exc.retry_after is not None:
-                    delay, why = exc.retry_after, " (server's Retry-After)"
+                    delay, why = exc.retry_after, ", as the server's Retry-After asks"
                 else:
                     # urllib3 returns 0 for the first retry; keep a small jittered floor so a burst of
                     # clients does not hammer a server that has just failed.
                     floor = policy.backoff_factor * (0.5 + random.random() / 2)
                     delay, why = max(retry.get_backoff_time(), floor), ""
-                log(f"{exc}; retrying in {delay:.1f}s{why} (retry {len(retry.history)} of {policy.retries})")
+                log(f"retrying in {delay:.1f}s ({exc}{why}; retry {len(retry.history)} of {policy.retries})")
                 sleep(delay)
     except ContentError:
         keep = False
@@ -347,6 +360,28 @@ def fetch_file(
                        etag=claim.meta.get("etag"), last_modified=claim.meta.get("last_modified"),
                        bytes_transferred=state.transferred, resumed_from=state.resumed_from or 0,
                        attempts=state.attempts, seconds=time.monotonic() - started)
+
+
+def _give_up(url: str, state: "_Transfer", exc: _Retryable) -> DownloadError:
+    kept = state.claim.size
+    if kept:
+        tail = f"the {kept} bytes received so far are kept and the download resumes"
+    else:
+        tail = "nothing was received"
+    if exc.connect and state.transferred == 0:
+        fix = "is the server up and the host name right? check the network, ZOO_MIRROR / HTTPS_PROXY"
+    else:
+        fix = "check the network (or HTTPS_PROXY / ZOO_MIRROR)"
+    return DownloadError(f"giving up on {url} after {state.attempts} attempts: {exc}; {fix} and run the command "
+                         f"again — {tail}")
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """True when no connection was made at all: refused, unknown host, unreachable, connect timeout, proxy down."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.ProxyError)):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 def _progress_bar(name: str, progress: bool | None):
@@ -448,7 +483,8 @@ class _Transfer:
         try:
             resp = self.session.get(self.url, headers=headers, stream=True, timeout=timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(f"cannot connect to {self.url}: {_short(exc)}") from None
+            raise _Retryable(f"cannot connect to {self.url}: {_short(exc)}", connect=_is_connect_failure(exc)) \
+                from None
         except requests.RequestException as exc:
             raise DownloadError(f"request to {self.url} failed: {_short(exc)}; check the URL and ZOO_MIRROR") \
                 from None
