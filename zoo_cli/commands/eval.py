@@ -36,8 +36,48 @@ class _EvalGroup(click.Group):
                 formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
 
 
+class _RunContext(click.Context):
+    """``run`` is hidden: its usage and error lines name ``zoo eval``, the command the user typed."""
+
+    @property
+    def command_path(self) -> str:
+        return self.parent.command_path if self.parent is not None else super().command_path
+
+
+def spread_multi_values(args: list[str], option: str) -> list[str]:
+    """``--images A B C`` → ``--images A --images B --images C``: the non-option words after ``option`` (up to
+    the next option or ``--``) all belong to it; ``option`` itself stays repeatable."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        out.append(arg)
+        i += 1
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg == option and i < len(args):
+            out.append(args[i])  # its first value, whatever it looks like (click checks it)
+            i += 1
+        elif not arg.startswith(option + "="):
+            continue
+        while i < len(args) and not args[i].startswith("-"):
+            out += [option, args[i]]
+            i += 1
+    return out
+
+
+class _RunCommand(click.Command):
+    """``zoo eval NAME --images PATH... --out DIR``: ``--images`` takes every path up to the next option."""
+
+    context_class = _RunContext
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_multi_values(args, "--images"))
+
+
 _EXAMPLES = (
-    "zoo eval mobilenetv2_coco_voc_trainaug --images photo.jpg --out preds/",
+    "zoo eval mobilenetv2_coco_voc_trainaug --images photo.jpg more_photos/ --out preds/",
     "zoo eval mobilenetv2_coco_voc_trainaug --data-dir VOCdevkit/VOC2012 --limit 100",
     "zoo eval NAME --data-dir DIR --shard 0/4 --out s0   # ... shards 1/4, 2/4, 3/4",
     "zoo eval merge s0 s1 s2 s3",
@@ -50,12 +90,13 @@ def command() -> None:
     """Evaluate a checkpoint: predictions for images, or mIOU on a dataset split."""
 
 
-@command.command("run", hidden=True)
+@command.command("run", cls=_RunCommand, hidden=True)
 @click.argument("name", required=False)
 @click.option("--graph", "graph_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Run this frozen_inference_graph.pb instead of an installed checkpoint.")
-@click.option("--images", "images", multiple=True, type=click.Path(path_type=Path),
-              help="Image file or directory to predict (repeatable); writes label + overlay PNGs to --out.")
+@click.option("--images", "images", multiple=True, type=click.Path(path_type=Path), metavar="PATH...",
+              help="Image files or directories to predict (every path up to the next option; --images may also "
+                   "be repeated); writes label + overlay PNGs to --out.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Dataset root in its raw layout (VOC, Cityscapes or ADE20K): measure mIOU on a split.")
 @click.option("--dataset", type=click.Choice(["voc", "cityscapes", "ade20k"]),
