@@ -276,6 +276,25 @@ def test_bench_checks_limit_and_data_dir_before_loading_the_graph(zoo_home, regi
     assert loads == []
 
 
+def test_stored_results_keep_their_conditions_and_the_measured_miou(zoo_home, registry_file, graph_bytes, tmp_path):
+    """Finding 5: other input sizes / threads get their own file; a plain run never replaces a --data-dir one."""
+    install(zoo_home, NAME, graph_bytes)
+    make_voc(tmp_path / "voc", n=2)
+    base = ["bench", NAME, "--scales", "1", "--runs", "1", "--warmup", "0", "--json"]
+    runs = [["--data-dir", str(tmp_path / "voc")], [], ["--input-size", "65x65"], ["--threads", "1"]]
+    for extra in runs:
+        result = CliRunner().invoke(cli, base + extra)
+        assert result.exit_code == 0, result.output
+    stored = {p.name: json.loads(p.read_text()) for p in (zoo_home / "results" / "bench").glob("*.json")}
+    assert len(stored) == 4
+    conditions = sorted((d["conditions"]["input_size"][0], str(d["conditions"]["threads"]),
+                         d["measured"]["miou"] is not None) for d in stored.values())
+    every = "all (TensorFlow default)"
+    assert conditions == [(65, every, False), (513, "1", False), (513, every, False), (513, every, True)]
+    assert all(name.split("__")[2] == "x".join(map(str, d["conditions"]["input_size"])) for name, d in stored.items())
+    assert sum(name.endswith("__miou.json") for name in stored) == 1
+
+
 def test_bench_all_records_failures_and_carries_on(zoo_home, registry_file, graph_bytes):
     install(zoo_home, NAME, graph_bytes)
     install(zoo_home, "broken", b"this is not a graph")

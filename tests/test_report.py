@@ -14,14 +14,17 @@ from zoo_cli.registry import load_registry
 
 
 def _result(name: str, setting: str, os_: int, madds: float, mean_ms: float, miou: float | None,
-            stamp: str = "2026-01-01T00:00:00+0000", scales=(1.0,), flip=False) -> dict:
+            stamp: str = "2026-01-01T00:00:00+0000", scales=(1.0,), flip=False, size=(513, 513),
+            threads=2) -> dict:
     return {
         "schema": 1, "name": name, "setting": setting, "reported": {},
         "measured": {"madds_billion": madds, "params_million": 2.1, "miou": miou, "pixel_accuracy": None,
                      "latency_ms": {"p50": mean_ms - 1, "p90": mean_ms + 5, "mean": mean_ms, "std": 1.0,
                                     "min": mean_ms - 2, "runs": 10, "warmup": 2}, "peak_rss_mb": 900.0},
         "conditions": {"output_stride": os_, "scales": list(scales), "flip": flip, "cpu": "Test CPU",
-                       "threads": 2, "machine_key": "box-1234", "timestamp": stamp},
+                       "threads": threads, "machine_key": f"box-{threads}", "timestamp": stamp,
+                       "input_size": list(size), "graph_crop": list(size),
+                       "eval": {"images": 7, "dataset": "voc", "split": "val"} if miou is not None else None},
     }
 
 
@@ -37,8 +40,8 @@ def stored(zoo_home):
                               stamp="2025-01-01T00:00:00+0000"),
         "b.json": _result("mobilenetv2_coco_voc_trainaug", "s0.5-0.75-1-1.25-1.5-1.75-flip", 16, 48.3, 4000.0,
                           None, scales=ms, flip=True),
-        "c.json": _result("xception65_cityscapes_trainfine", "single", 16, 418.0, 9000.0, None),
-        "d.json": _result("my_graph", "single", 8, 1.5, 20.0, 33.3),
+        "c.json": _result("xception65_cityscapes_trainfine", "single", 16, 418.0, 9000.0, None, size=(1025, 2049)),
+        "d.json": _result("my_graph", "single", 8, 1.5, 20.0, 33.3, size=(65, 65)),
     }
     for fname, data in items.items():
         (d / fname).write_text(json.dumps(data))
@@ -82,6 +85,7 @@ def test_report_markdown_parses_and_has_every_stored_model(stored, tmp_path):
     # Reported and measured side by side; the multi-scale row was measured at OS 16 against an OS 8 row.
     assert cell["Multiply-Adds"] == "2.75B <br> 152.59B"
     assert cell["Multiply-Adds (measured)"] == "2.74B <br> 48.30B † (OS 16)"
+    assert "at the eval input size" not in text
     assert cell["Runtime (measured, sec)"] == "0.150 <br> 4.000 † (OS 16)"
     assert cell["PASCAL mIOU (measured)"] == "74.50% <br> -"
     assert cell["Eval scales"] == "[1] <br> [0.5:0.25:1.75]"
@@ -141,3 +145,43 @@ def test_report_does_not_import_tensorflow(stored):
     before = "tensorflow" in sys.modules
     CliRunner().invoke(cli, ["report"])
     assert ("tensorflow" in sys.modules) == before
+
+
+def test_report_uses_only_reference_size_runs_and_keeps_the_measured_miou(zoo_home):
+    """Finding 5: a run at another input size, or a later run without --data-dir, must not change the table."""
+    d = zoo_home / "results" / "bench"
+    d.mkdir(parents=True)
+    name = "mobilenetv2_coco_voc_trainaug"
+    items = {
+        # the --data-dir run (oldest), a later plain run at 513x513 on 1 thread, and the newest run at 12x12
+        "eval.json": _result(name, "single", 16, 2.7424, 150.0, 74.5, stamp="2026-01-01T00:00:00+0000"),
+        "plain.json": _result(name, "single", 16, 2.7424, 140.0, None, stamp="2026-01-02T00:00:00+0000", threads=1),
+        "small.json": _result(name, "single", 16, 0.0012, 0.5, None, stamp="2026-01-03T00:00:00+0000",
+                              size=(12, 12)),
+    }
+    for fname, data in items.items():
+        (d / fname).write_text(json.dumps(data))
+    text = CliRunner().invoke(cli, ["report"]).output
+    voc = _tables(text)[0]
+    cell = dict(zip(voc[0], next(r for r in voc if name in r[0])))
+    assert cell["Multiply-Adds (measured)"] == "2.74B <br> -"
+    assert cell["Runtime (measured, sec)"] == "0.140 <br> -"  # the newest run at 513x513, not the 12x12 one
+    assert cell["PASCAL mIOU (measured)"] == "74.50% <br> -"  # kept from the older --data-dir run
+    other = _tables(text)[-1]
+    row = dict(zip(other[0], next(r for r in other if r[0] == name)))
+    assert row["Input size"] == "12x12" and row["Multiply-Adds (measured)"] == "0.0012B"
+    measured_on = text[text.index("## Measured on"):]
+    assert (f"* {name} (single): Multiply-Adds and runtime at 513x513 input, Test CPU, 1 thread, "
+            "2026-01-02T00:00:00+0000; mIOU on 7 voc val images, 2026-01-01T00:00:00+0000") in measured_on
+    points = {(p["name"], p["setting"]): p for p in json.loads(
+        CliRunner().invoke(cli, ["report", "--json"]).output)["points"]["measured"]}
+    assert points[(name, "single")] == {"name": name, "setting": "single", "madds": 2.7424, "miou": 74.5,
+                                        "miou_source": "measured"}
+
+
+def test_multiply_adds_cells_are_formatted_alike():
+    """Finding 14: 3 significant digits below 1 B, the seed's 2 decimals above, in both columns."""
+    assert [report._madds(v) for v in (0.0292, 0.1822, 0.18, 2.7424, 152.59, None)] == [
+        "0.0292B", "0.182B", "0.18B", "2.74B", "152.59B", "-"]
+    assert report._billions({"madds": 292_160, "madds_billion": 0.0003}) == pytest.approx(0.00029216)
+    assert report._madds(report._billions({"madds": 292_160})) == "0.000292B"

@@ -304,11 +304,20 @@ def results_dir(cache: Any) -> Path:
     return Path(cache.results_dir) / "bench"
 
 
-def save_result(result: BenchResult, directory: Path) -> Path:
-    """Write ``<name>__<setting>__<machine>.json`` atomically; returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
+def result_file_name(result: BenchResult) -> str:
+    """``<name>__<setting>__<HxW>__<machine+threads>[__miou].json``: one file per set of conditions that change
+    the numbers, so a run at another input size or thread count never replaces one at the reference size, and a
+    run without ``--data-dir`` never replaces one that measured mIOU."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.name)
-    path = directory / f"{safe}__{result.setting.key}__{result.conditions['machine_key']}.json"
+    size = "x".join(str(v) for v in result.conditions["input_size"])
+    miou = "__miou" if result.measured.get("miou") is not None else ""
+    return f"{safe}__{result.setting.key}__{size}__{result.conditions['machine_key']}{miou}.json"
+
+
+def save_result(result: BenchResult, directory: Path) -> Path:
+    """Write the result as :func:`result_file_name` under ``directory`` atomically; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / result_file_name(result)
     result.path = path
     return write_json_atomic(path, result.to_json())
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from zoo_cli.atomic import atomic_path, write_text_atomic
+from zoo_cli.output import fmt_madds
 from zoo_cli.registry import SEED_MACHINE, Checkpoint, EvalRow, Registry
 
 DATASET_TITLES = {
@@ -27,17 +28,67 @@ def _setting_key(scales: Sequence[float], flip: bool) -> str:
     return "s" + "-".join(f"{s:g}" for s in scales) + ("-flip" if flip else "")
 
 
-def latest_results(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The newest stored result per (model, setting) — across machines the latest run wins."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+def _stamp(result: dict[str, Any]) -> str:
+    return (result.get("conditions") or {}).get("timestamp", "")
+
+
+def _newest(results: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    return max(results, key=_stamp, default=None)
+
+
+def reference_size(ckpt: Checkpoint | None, result: dict[str, Any]) -> tuple[int, int] | None:
+    """The input size the reported numbers refer to (as ``zoo bench`` picks it by default), None if unknown."""
+    from zoo_cli.bench import default_input_size
+    from zoo_cli.errors import UsageError
+
+    crop = (result.get("conditions") or {}).get("graph_crop")
+    try:
+        return tuple(default_input_size(ckpt, tuple(crop) if crop else None)[0])  # type: ignore[return-value]
+    except UsageError:
+        return None
+
+
+def _input_size(result: dict[str, Any]) -> tuple[int, ...] | None:
+    size = (result.get("conditions") or {}).get("input_size")
+    return tuple(size) if size else None
+
+
+@dataclass
+class Picked:
+    """The stored results one (model, setting) is reported with.
+
+    ``perf`` (Multiply-Adds, latency) is the newest run at the reference input size; ``miou`` the newest run
+    that measured mIOU (mIOU is evaluated at the eval crop whatever ``--input-size`` was, so any run counts).
+    """
+
+    perf: dict[str, Any] | None = None
+    miou: dict[str, Any] | None = None
+
+
+def pick_results(registry: Registry, results: Iterable[dict[str, Any]]
+                 ) -> tuple[dict[tuple[str, str], Picked], list[dict[str, Any]]]:
+    """Per (model, setting) the results the tables use (:class:`Picked`), and the newest run per other input
+    size (reported apart, never mixed into the tables)."""
+    known = set(registry.names)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
-        if not r.get("measured"):
-            continue
-        key = (r["name"], r.get("setting", "single"))
-        stamp = (r.get("conditions") or {}).get("timestamp", "")
-        if key not in out or stamp >= (out[key].get("conditions") or {}).get("timestamp", ""):
-            out[key] = r
-    return out
+        if r.get("measured"):
+            groups.setdefault((r["name"], r.get("setting", "single")), []).append(r)
+    picked: dict[tuple[str, str], Picked] = {}
+    others: list[dict[str, Any]] = []
+    for key, group in groups.items():
+        ckpt = registry.get(key[0]) if key[0] in known else None
+        at_ref = [r for r in group if _input_size(r) == reference_size(ckpt, r)]
+        perf = _newest(at_ref)
+        miou = _newest(r for r in group if r["measured"].get("miou") is not None)
+        if perf is not None or miou is not None:
+            picked[key] = Picked(perf, miou)
+        by_size: dict[Any, list[dict[str, Any]]] = {}
+        for r in group:
+            if r not in at_ref:
+                by_size.setdefault(_input_size(r), []).append(r)
+        others += [_newest(rs) for rs in by_size.values()]
+    return picked, sorted(others, key=lambda r: (r["name"], r.get("setting", ""), _input_size(r) or ()))
 
 
 def _scales_text(scales: Sequence[float]) -> str:
@@ -57,17 +108,33 @@ def _num(value: float | None, suffix: str = "", digits: int = 2) -> str:
     return f"{value:.{digits}f}{suffix}"
 
 
-def _measured_cells(row: EvalRow, result: dict[str, Any] | None) -> tuple[str, str, str]:
+def _madds(value: float | None) -> str:
+    """Multiply-Adds as ``zoo list`` prints them: the seed's 2 decimals, 3 significant digits below 1 B."""
+    return "-" if value is None else fmt_madds(value) + "B"
+
+
+def _billions(measured: dict[str, Any]) -> float | None:
+    """Measured Multiply-Adds in billions, from the exact count when stored (tiny graphs keep their digits)."""
+    if measured.get("madds") is not None:
+        return measured["madds"] / 1e9
+    return measured.get("madds_billion")
+
+
+def _measured_cells(row: EvalRow, picked: Picked | None) -> tuple[str, str, str]:
     """(MAdds, runtime, mIOU) measured for an eval row; a dagger marks values at another output stride."""
-    if result is None:
+    if picked is None:
         return "-", "-", "-"
-    m = result["measured"]
-    graph_os = (result.get("conditions") or {}).get("output_stride")
-    mark = f"{NOT_COMPARABLE} (OS {graph_os})" if graph_os is not None and graph_os != row.output_stride else ""
+
+    def mark(result: dict[str, Any] | None) -> str:
+        graph_os = ((result or {}).get("conditions") or {}).get("output_stride")
+        return f" {NOT_COMPARABLE} (OS {graph_os})" if graph_os is not None and graph_os != row.output_stride else ""
+
+    m = (picked.perf or {}).get("measured") or {}
     lat = (m.get("latency_ms") or {}).get("mean")
-    madds = _num(m.get("madds_billion"), "B") + (f" {mark}" if mark and m.get("madds_billion") is not None else "")
-    runtime = _num(lat / 1000.0 if lat is not None else None, digits=3) + (f" {mark}" if mark and lat is not None else "")
-    miou = _num(m.get("miou"), "%") + (f" {mark}" if mark and m.get("miou") is not None else "")
+    madds = _madds(_billions(m)) + (mark(picked.perf) if _billions(m) is not None else "")
+    runtime = _num(lat / 1000.0 if lat is not None else None, digits=3) + (mark(picked.perf) if lat is not None else "")
+    value = (picked.miou or {}).get("measured", {}).get("miou") if picked.miou else None
+    miou = _num(value, "%") + (mark(picked.miou) if value is not None else "")
     return madds, runtime, miou
 
 
@@ -75,7 +142,7 @@ HEADER = ("Checkpoint name", "Eval OS", "Eval scales", "Left-right Flip", "Multi
           "Runtime (sec)", "Runtime (measured, sec)", "{miou}", "{miou} (measured)", "File Size")
 
 
-def _table(checkpoints: list[Checkpoint], best: dict[tuple[str, str], dict[str, Any]], miou_title: str) -> list[str]:
+def _table(checkpoints: list[Checkpoint], best: dict[tuple[str, str], Picked], miou_title: str) -> list[str]:
     header = [h.format(miou=miou_title) for h in HEADER]
     lines = [" | ".join(header), " | ".join(["---"] + [":---:"] * (len(header) - 1))]
     for ckpt in checkpoints:
@@ -84,7 +151,7 @@ def _table(checkpoints: list[Checkpoint], best: dict[tuple[str, str], dict[str, 
             result = best.get((ckpt.name, _setting_key(row.scales, row.flip)))
             madds, runtime, miou = _measured_cells(row, result)
             values = [str(row.output_stride), _scales_text(row.scales), "Yes" if row.flip else "No",
-                      _num(row.madds_billion, "B"), madds, _num(row.runtime_s, digits=1), runtime,
+                      _madds(row.madds_billion), madds, _num(row.runtime_s, digits=1), runtime,
                       _num(row.miou, "%") + f" ({row.split})", miou]
             for i, v in enumerate(values):
                 cells[i].append(v)
@@ -114,48 +181,95 @@ def reported_machines(registry: Registry) -> list[str]:
     return lines
 
 
+def _threads(threads: Any) -> str:
+    if isinstance(threads, int):
+        return f"{threads} thread{'s' if threads != 1 else ''}"
+    return "all threads"
+
+
+def _size(result: dict[str, Any]) -> str:
+    size = _input_size(result)
+    return "x".join(map(str, size)) if size else "?"
+
+
+def perf_conditions(result: dict[str, Any]) -> str:
+    """Where and how a result's Multiply-Adds and latency were measured: input size, CPU, threads, when."""
+    c = result.get("conditions") or {}
+    host = (c.get("machine") or {}).get("host")
+    return (f"{_size(result)} input, {c.get('cpu', '?')}{f' ({host})' if host else ''}, "
+            f"{_threads(c.get('threads'))}, {c.get('timestamp', '?')}")
+
+
+def miou_conditions(result: dict[str, Any]) -> str:
+    """Which images a result's mIOU was measured on, and when."""
+    c = result.get("conditions") or {}
+    ev = c.get("eval") or {}
+    images = f"{ev['images']} {ev.get('dataset', '')} {ev.get('split', '')} images" if "images" in ev else "?"
+    return f"{' '.join(images.split())}, {c.get('timestamp', '?')}"
+
+
+def _measured_on(picked: dict[tuple[str, str], Picked]) -> list[str]:
+    lines = []
+    for (name, setting), p in sorted(picked.items()):
+        parts = []
+        if p.perf is not None:
+            parts.append(f"Multiply-Adds and runtime at {perf_conditions(p.perf)}")
+        if p.miou is not None:
+            parts.append(f"mIOU on {miou_conditions(p.miou)}")
+        lines.append(f"* {name} ({setting}): " + "; ".join(parts))
+    return lines
+
+
 def build_report(registry: Registry, results: Iterable[dict[str, Any]]) -> str:
-    """Markdown: per dataset, the seed's results table with measured columns; then any other benched graphs."""
+    """Markdown: per dataset, the seed's results table with measured columns; then other runs and conditions."""
     results = list(results)
-    best = latest_results(results)
+    picked, others = pick_results(registry, results)
     out = ["# DeepLab model zoo: reported vs measured", "",
            "Reported numbers are the registry's; where each checkpoint's were measured is listed under "
            "*Reported on*. "
-           "Measured: Multiply-Adds of convolutions + MatMul counted from the frozen graph at the eval input size "
-           "(summed over scales and flips), mean wall-clock latency per image from `zoo bench`, mIOU from "
-           f"`zoo bench --data-dir`. {NOT_COMPARABLE} = measured at another output stride than the row (the "
+           "Measured (by `zoo bench`): Multiply-Adds of convolutions + MatMul counted from the frozen graph and "
+           "mean wall-clock latency per image, both summed over scales and flips and taken only from runs at the "
+           "input size the reported numbers refer to (the registry's eval crop, else the dataset's usual size); "
+           "mIOU from the newest `zoo bench --data-dir` run. The input size, CPU, threads and images behind every "
+           "measured cell are listed under *Measured on*; runs at other input sizes only under "
+           f"*Other measurements*. {NOT_COMPARABLE} = measured at another output stride than the row (the "
            "frozen graph's), so not comparable.", ""]
     for dataset, (title, miou_title) in DATASET_TITLES.items():
         ckpts = [c for c in registry if c.dataset == dataset and c.evals]
         if not ckpts:
             continue
-        out += [f"## {title}", ""] + _table(ckpts, best, miou_title) + [""]
+        out += [f"## {title}", ""] + _table(ckpts, picked, miou_title) + [""]
     known = set(registry.names)
-    others = sorted({name for name, _ in best if name not in known})
-    if others:
-        out += ["## Other benched graphs", "", "Graph | Setting | Output stride | Multiply-Adds (measured) | "
-                "Latency p50 (ms) | mIOU (measured)", "--- | :---: | :---: | :---: | :---: | :---:"]
-        for (name, setting), r in sorted(best.items()):
-            if name not in others:
-                continue
+    rows = [(name, setting, p.perf or p.miou) for (name, setting), p in sorted(picked.items()) if name not in known]
+    rows += [(r["name"], r.get("setting", "single"), r) for r in others]
+    if rows:
+        out += ["## Other measurements", "",
+                "Graphs not in the registry, and runs at another input size than the reported numbers' "
+                "(not comparable with them).", "",
+                "Graph | Setting | Input size | Output stride | Multiply-Adds (measured) | Latency p50 (ms) | "
+                "mIOU (measured) | Measured on", "--- | :---: | :---: | :---: | :---: | :---: | :---: | ---"]
+        for name, setting, r in rows:
             m, c = r["measured"], r.get("conditions") or {}
-            out.append(f"{name} | {setting} | {c.get('output_stride', '-')} | {_num(m.get('madds_billion'), 'B')} | "
-                       f"{_num((m.get('latency_ms') or {}).get('p50'))} | {_num(m.get('miou'), '%')}")
+            p = picked.get((name, setting)) if name not in known else None
+            miou = (p.miou if p is not None and p.miou is not None else r)["measured"].get("miou")
+            out.append(f"{name} | {setting} | {_size(r)} | {c.get('output_stride', '-')} | "
+                       f"{_madds(_billions(m))} | {_num((m.get('latency_ms') or {}).get('p50'))} | "
+                       f"{_num(miou, '%')} | {perf_conditions(r)}")
         out.append("")
     out += ["## Reported on", ""] + [f"* {line}" for line in reported_machines(registry)] + [""]
-    machines = {}
-    for r in best.values():
-        c = r.get("conditions") or {}
-        machines[c.get("machine_key", "?")] = f"{c.get('cpu', '?')}, threads {c.get('threads', '?')}"
-    if machines:
-        out += ["## Measured on", ""] + [f"* `{k}`: {v}" for k, v in sorted(machines.items())] + [""]
-    else:
+    if picked:
+        out += ["## Measured on", ""] + _measured_on(picked) + [""]
+    elif not rows:
         out += ["No measurements stored yet: run `zoo bench NAME` (or `zoo bench --all`) first.", ""]
     return "\n".join(out)
 
 
 def plot_points(registry: Registry, results: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """(reported, measured) points of mIOU against Multiply-Adds, one per checkpoint/setting."""
+    """(reported, measured) points of mIOU against Multiply-Adds, one per checkpoint/setting.
+
+    A measured point takes its Multiply-Adds from the run at the reference input size and its mIOU from the
+    newest run that measured one (see :func:`pick_results`).
+    """
     reported = []
     for ckpt in registry:
         for row in ckpt.evals:
@@ -163,18 +277,21 @@ def plot_points(registry: Registry, results: Iterable[dict[str, Any]]) -> tuple[
                 reported.append({"name": ckpt.name, "setting": _setting_key(row.scales, row.flip),
                                  "madds": row.madds_billion, "miou": row.miou})
     rows = {(c.name, _setting_key(r.scales, r.flip)): r for c in registry for r in c.evals}
+    picked, _ = pick_results(registry, results)
     measured = []
-    for (name, setting), r in latest_results(results).items():
-        m = r["measured"]
-        miou = m.get("miou")
+    for (name, setting), p in sorted(picked.items()):
+        if p.perf is None:
+            continue
+        madds = p.perf["measured"].get("madds_billion")
+        miou = p.miou["measured"]["miou"] if p.miou is not None else None
         source = "measured"
         row = rows.get((name, setting))
-        graph_os = (r.get("conditions") or {}).get("output_stride")
+        graph_os = (p.perf.get("conditions") or {}).get("output_stride")
         # Borrow the reported mIOU only for the same output stride; otherwise the point would mix settings.
         if miou is None and row is not None and graph_os in (None, row.output_stride):
             miou, source = row.miou, "reported"
-        if m.get("madds_billion") and miou is not None:
-            measured.append({"name": name, "setting": setting, "madds": m["madds_billion"], "miou": miou,
+        if madds and miou is not None:
+            measured.append({"name": name, "setting": setting, "madds": madds, "miou": miou,
                              "miou_source": source})
     return reported, measured
 
