@@ -185,3 +185,18 @@ def test_multiply_adds_cells_are_formatted_alike():
         "0.0292B", "0.182B", "0.18B", "2.74B", "152.59B", "-"]
     assert report._billions({"madds": 292_160, "madds_billion": 0.0003}) == pytest.approx(0.00029216)
     assert report._madds(report._billions({"madds": 292_160})) == "0.000292B"
+
+
+def test_plot_is_written_in_the_format_its_suffix_names(stored, tmp_path):
+    """Finding 18: --plot x.svg writes SVG, x.jpg JPEG, x.pdf PDF; an unknown suffix is a usage error."""
+    magic = {"svg": b"<?xml", "jpg": b"\xff\xd8\xff", "pdf": b"%PDF", "png": b"\x89PNG"}
+    for fmt, head in magic.items():
+        path = tmp_path / f"pareto.{fmt}"
+        result = CliRunner().invoke(cli, ["report", "--plot", str(path), "--out", str(tmp_path / "r.md")])
+        assert result.exit_code == 0, result.output
+        assert path.read_bytes().startswith(head), fmt
+    for bad in ("pareto.txt", "pareto"):
+        out = tmp_path / f"{bad}.md"
+        result = CliRunner().invoke(cli, ["report", "--plot", str(tmp_path / bad), "--out", str(out)])
+        assert result.exit_code == 2 and result.output.startswith("Error: --plot") and ".svg" in result.output
+        assert not (tmp_path / bad).exists() and not out.exists()

@@ -306,8 +306,26 @@ def pareto_front(points: Sequence[dict]) -> list[dict]:
     return front
 
 
+# Image formats matplotlib's Agg backend writes without optional extras, by file suffix.
+PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
+
+
+def plot_format(path: Path | str) -> str:
+    """The image format ``path``'s suffix names; UsageError for a suffix matplotlib cannot write."""
+    from zoo_cli.errors import UsageError
+
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        named = f"'.{fmt}'" if fmt else "no suffix"
+        raise UsageError(f"--plot {path}: {named} is not an image format the plot can be written in; "
+                         f"end the name with one of {', '.join('.' + f for f in PLOT_FORMATS)}")
+    return fmt
+
+
 def pareto_plot(registry: Registry, results: Iterable[dict[str, Any]], path: Path | str) -> Path:
-    """Write a PNG of mIOU vs Multiply-Adds (log x), reported and measured, with the reported Pareto front."""
+    """Write mIOU vs Multiply-Adds (log x), reported and measured, with the reported Pareto front, in the image
+    format ``path``'s suffix names (see :data:`PLOT_FORMATS`)."""
+    fmt = plot_format(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -340,8 +358,8 @@ def pareto_plot(registry: Registry, results: Iterable[dict[str, Any]], path: Pat
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png")
+        with atomic_path(path, suffix=f".{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt)
     finally:
         plt.close(fig)
     return Path(path)
@@ -370,9 +388,12 @@ class ReportRun:
 def make_report(registry: Registry, cache: Any, *, out_path: Path | str | None = None,
                 plot_path: Path | str | None = None) -> ReportRun:
     """``zoo report``: :func:`build_report` from the bench results stored in ``cache``; with ``out_path`` the
-    markdown is written there (atomically), with ``plot_path`` the :func:`pareto_plot` PNG."""
+    markdown is written there (atomically), with ``plot_path`` the :func:`pareto_plot` image (format from its
+    suffix)."""
     from zoo_cli import bench
 
+    if plot_path is not None:
+        plot_format(plot_path)  # refuse a bad suffix before writing anything
     results = bench.load_results(bench.results_dir(cache))
     text = build_report(registry, results)
     if out_path is not None:

@@ -14,7 +14,8 @@ from zoo_cli.output import emit_json
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the markdown report here (default: print it).")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also write a PNG of mIOU vs Multiply-Adds (reported and measured).")
+              help="Also write a plot of mIOU vs Multiply-Adds (reported and measured); the suffix picks the format: "
+              ".png, .svg, .pdf, .jpg, ...")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only (paths, counts and the plot points).")
 @pass_app
 def command(app: AppContext, out_path: Path | None, plot_path: Path | None, as_json: bool) -> None:
