@@ -500,3 +500,31 @@ def test_cli_says_why_it_retries_unless_quiet(registry, zoo_home):
     assert lines[2].startswith("Error: giving up on") and lines[2].endswith("nothing was received")
     quiet = run("download", "m", "--quiet")
     assert quiet.exit_code == 3 and quiet.stderr.count("\n") == 1 and quiet.stderr.startswith("Error: giving up")
+
+
+# ---------------------------------------------------------------- a damaged archive
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_truncated_archive_is_deleted_and_the_message_says_so(fault_server, registry, zoo_home, archive, offline):
+    url = fault_server.add("models/m.tar.gz", archive)
+    registry({"name": "m", "url": url})
+    kept = zoo_home / "downloads" / "m.tar.gz"  # fetched by hand, or left by an earlier run, and cut short
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(archive[: len(archive) * 2 // 3])
+    env = {"ZOO_OFFLINE": "1"} if offline else None
+    result = run("download", "m", "--quiet", env=env)
+    assert result.exit_code == 4 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: m.tar.gz is corrupt or truncated (")
+    if offline:
+        assert result.stderr.endswith(f"; it was deleted — fetch {url} by hand to {kept} again, or unset "
+                                      "ZOO_OFFLINE\n")
+    else:
+        assert result.stderr.endswith("; it was deleted — run the command again to download it afresh\n")
+    assert "delete it" not in result.stderr and not kept.exists()
+    assert not gets(fault_server)  # the kept file was used, not the network
+    again = run("download", "m", "--quiet", env=env)
+    if offline:
+        assert again.exit_code == 3 and "offline mode" in again.stderr
+    else:
+        assert again.exit_code == 0 and Cache(zoo_home).is_installed("m") and len(gets(fault_server)) == 1

@@ -52,13 +52,19 @@ class ExtractResult:
     members: int = 0
 
 
-def check_gzip_file(path: Path) -> None:
-    """Fail with a clear message unless ``path`` starts like a gzip file (an HTML page says so)."""
+REDOWNLOAD = "delete it and download again"
+
+
+def check_gzip_file(path: Path, fix: str = REDOWNLOAD) -> None:
+    """Fail with a clear message unless ``path`` starts like a gzip file (an HTML page says so).
+
+    ``fix`` is what the message tells the user to do about a damaged file.
+    """
     with open(path, "rb") as fh:
         head = fh.read(512)
     if not head.startswith(GZIP_MAGIC):
         what = describe_non_archive(head, None) or "data that is not gzip"
-        raise ArchiveError(f"{path.name} is {what}, not a .tar.gz archive; delete it and download again "
+        raise ArchiveError(f"{path.name} is {what}, not a .tar.gz archive; {fix} "
                            "(if it keeps happening, a proxy or the mirror is answering with an error page)")
 
 
@@ -128,14 +134,15 @@ def _unsafe(member: tarfile.TarInfo, seen_files: set[str], symlinks: set[str]) -
 
 
 def extract_archive(archive: Path, dest: Path, contents: Iterable[str] = (),
-                    limits: ArchiveLimits | None = None) -> ExtractResult:
+                    limits: ArchiveLimits | None = None, fix: str = REDOWNLOAD) -> ExtractResult:
     """Unpack ``archive`` into the (new, empty) directory ``dest``; raise ArchiveError on anything unsafe.
 
     On error ``dest`` may hold a partial tree: the caller owns it and removes it (it is a temporary
-    directory beside the install target, never the target itself).
+    directory beside the install target, never the target itself). ``fix`` ends the message about a corrupt,
+    truncated or empty archive (a caller that deletes the file says what to do instead).
     """
     limits = limits or ArchiveLimits()
-    check_gzip_file(archive)
+    check_gzip_file(archive, fix)
     compressed = archive.stat().st_size
     budget = min(limits.max_total_bytes, int(compressed * limits.max_ratio) + limits.ratio_slack_bytes)
     dest.mkdir(parents=True, exist_ok=True)
@@ -179,7 +186,7 @@ def extract_archive(archive: Path, dest: Path, contents: Iterable[str] = (),
         raise ArchiveError(f"{archive.name}: {exc}; refusing to unpack this archive") from None
     except OSError as exc:
         if isinstance(exc, gzip.BadGzipFile) or exc.errno is None:
-            raise ArchiveError(f"{archive.name} is corrupt or truncated ({exc}); delete it and download again") \
+            raise ArchiveError(f"{archive.name} is corrupt or truncated ({exc}); {fix}") \
                 from None
         if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
             raise ArchiveError(f"{archive.name} is malformed ({exc.strerror}: {exc.filename}); refusing to unpack "
@@ -190,10 +197,10 @@ def extract_archive(archive: Path, dest: Path, contents: Iterable[str] = (),
         raise CacheError(f"cannot unpack {archive.name} into {dest}: {exc.strerror} ({exc.filename}); check the "
                          "permissions of ZOO_HOME") from None
     except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise ArchiveError(f"{archive.name} is corrupt or truncated ({exc}); delete it and download again") \
+        raise ArchiveError(f"{archive.name} is corrupt or truncated ({exc}); {fix}") \
             from None
     if members == 0:
-        raise ArchiveError(f"{archive.name} is an empty archive; delete it and download again")
+        raise ArchiveError(f"{archive.name} is an empty archive; {fix}")
 
     entries = list(dest.iterdir())
     top = entries[0].name if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() else None

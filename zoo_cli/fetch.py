@@ -402,7 +402,7 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
         except ChecksumError:
             archive.unlink(missing_ok=True)
             raise
-        path = _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log)
+        path = _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log, offline)
         if how == "recorded":
             cache.record_hash(ckpt.url, sha, size)
         if not keep_archive:
@@ -424,7 +424,7 @@ def _token() -> str:
     return f"{os.getpid()}-{os.urandom(3).hex()}"
 
 
-def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log) -> Path:
+def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log, offline=False) -> Path:
     check_free_space(cache.models_dir, max(gzip_isize(archive), size) + SPACE_MARGIN,
                      f"unpacking '{ckpt.name}'")
     cache.models_dir.mkdir(parents=True, exist_ok=True)
@@ -432,7 +432,10 @@ def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limi
     tmp = cache.models_dir / f".tmp-{ckpt.name}-{_token()}"
     try:
         try:
-            result = extract_archive(archive, tmp, ckpt.contents, limits)
+            # A damaged archive is deleted below, so the message must not tell the user to delete it.
+            fix = (f"it was deleted — fetch {url} by hand to {archive} again, or unset ZOO_OFFLINE" if offline
+                   else "it was deleted — run the command again to download it afresh")
+            result = extract_archive(archive, tmp, ckpt.contents, limits, fix=fix)
         except ArchiveError:
             archive.unlink(missing_ok=True)  # a bad archive is never worth resuming or reusing
             raise
