@@ -72,7 +72,7 @@ def test_evaluate_checkpoint_matches_independent_metrics_and_the_cli(tiny, tmp_p
         got = result.summary.per_class_iou[name]
         assert (got is None) if value is None else got == pytest.approx(value * 100, abs=1e-3)
     # Saved where 'zoo eval' saves by default, with the reported rows marked as the command shows them.
-    out = zoo_home / "results" / "tiny_voc" / "voc-val"
+    out = zoo_home / "results" / "tiny_voc" / "voc-val" / "single-scale"
     assert result.confusion_path == out / "confusion.npy" and result.metrics_path.is_file()
     first_row = result.extra["reported"][0]
     assert (first_row["miou"], first_row["matches_run"]) == (61.5, True)
@@ -95,7 +95,7 @@ def test_evaluate_checkpoint_options_shard_text_no_save_and_bare_graph(tiny, tmp
     assert result.checkpoint is None and result.extra["reported"] == []
     assert result.confusion_path is None and not (zoo_home / "results").exists()
     assert evaluate.default_results_dir(zoo_home / "results", None, graph, "voc", "val", (1, 2)) == \
-        zoo_home / "results" / tmp_path.name / "voc-val-shard1of2"
+        zoo_home / "results" / tmp_path.name / "voc-val" / "single-scale-shard1of2"
 
 
 def test_predict_checkpoint_images_writes_the_labels_the_cli_writes(tiny, tmp_path):

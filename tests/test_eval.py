@@ -72,7 +72,7 @@ def test_voc_miou_matches_independent_computation(zoo, tmp_path, zoo_home):
     check(data, expected(samples, 21, 255), get_palette("voc").class_names)
     assert data["num_images"] == 5 and data["scales"] == [1.0] and data["flip"] is False
     saved = Path(data["confusion_matrix"])
-    assert saved == zoo_home / "results" / "tiny_voc" / "voc-val" / "confusion.npy"
+    assert saved == zoo_home / "results" / "tiny_voc" / "voc-val" / "single-scale" / "confusion.npy"
     assert np.load(saved).sum() == data["pixels"]
     assert json.loads((saved.parent / "metrics.json").read_text())["miou"] == data["miou"]
     reported = {(tuple(r["scales"]), r["flip"]): r for r in data["reported"]}

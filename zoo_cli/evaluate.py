@@ -600,14 +600,28 @@ def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path |
     return Path(graph_path)
 
 
+def setting_slug(scales: Sequence[float], flip: bool, crop: Sequence[int] | None = None,
+                 reference_crop: Sequence[int] | None = None) -> str:
+    """A directory name for an eval setting: ``single-scale``, ``scales-0.75-1-1.25-flip``, ``scales-1-flip``;
+    ``-crop1000x1000`` is added when ``crop`` is not ``reference_crop`` (the registry's eval crop, else the
+    graph's), so runs at different settings never overwrite each other's results."""
+    scales = tuple(float(s) for s in scales) or (1.0,)
+    slug = "single-scale" if scales == (1.0,) and not flip else \
+        "scales-" + "-".join(f"{s:g}" for s in scales) + ("-flip" if flip else "")
+    if crop is not None and (reference_crop is None or tuple(crop) != tuple(reference_crop)):
+        slug += f"-crop{crop[0]}x{crop[1]}"
+    return slug
+
+
 def default_results_dir(results_root: Path | str, ckpt: Any | None, graph_path: Path | str, dataset: str,
-                        split: str, shard: tuple[int, int] | None = None) -> Path:
+                        split: str, shard: tuple[int, int] | None = None, setting: str = "single-scale") -> Path:
     """Where a dataset evaluation is saved when no directory is given:
-    ``<results_root>/<checkpoint or graph's folder>/<dataset>-<split>[-shardKofN]``."""
+    ``<results_root>/<checkpoint or graph's folder>/<dataset>-<split>/<setting>[-shardKofN]``
+    (``setting`` from :func:`setting_slug`)."""
     graph_path = Path(graph_path)
     label = ckpt.name if ckpt else graph_path.parent.name or graph_path.stem
     suffix = f"-shard{shard[0]}of{shard[1]}" if shard else ""
-    return Path(results_root) / label / f"{dataset}-{split}{suffix}"
+    return Path(results_root) / label / f"{dataset}-{split}" / f"{setting}{suffix}"
 
 
 def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[float] | None,
@@ -734,8 +748,12 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
                                                 and rep_row["output_stride"] != settings.graph_output_stride)
         if hasattr(predictor, "describe"):
             result.extra["multiscale"] = predictor.describe()
+        reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or model.crop_size
+        slug = setting_slug(scales_run, flip_run, settings.crop, reference_crop)
+        result.extra["setting"] = slug
     if save:
         if out_dir is None:
-            out_dir = default_results_dir(_env_cache(cache).results_dir, ckpt, graph_path, ds.kind, ds.split, shard)
+            out_dir = default_results_dir(_env_cache(cache).results_dir, ckpt, graph_path, ds.kind, ds.split, shard,
+                                          setting=slug)
         save_result(result, matrix, out_dir)
     return result

@@ -1,0 +1,63 @@
+"""Dataset results are saved per setting: runs with other scales/flip/crop never overwrite each other."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.support.datasets import make_voc
+from tests.support.eval_graphs import build_graph, install, registry_entry
+from zoo_cli.cli import cli
+from zoo_cli.evaluate import default_results_dir, setting_slug
+
+
+@pytest.fixture(scope="module")
+def voc_graph():
+    return build_graph(crop=(40, 40), num_classes=21).SerializeToString()
+
+
+@pytest.fixture
+def zoo(zoo_home, tmp_path, monkeypatch, voc_graph):
+    reg = tmp_path / "registry.yaml"
+    reg.write_text("version: 1\ncheckpoints:\n" + registry_entry("tiny_voc", "voc", 21, 255))
+    monkeypatch.setenv("ZOO_REGISTRY", str(reg))
+    install(zoo_home, "tiny_voc", voc_graph)
+
+    def run_json(*args):
+        result = CliRunner().invoke(cli, ["eval", "tiny_voc", *map(str, args), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    return run_json
+
+
+def test_slugs():
+    assert setting_slug((1.0,), False) == "single-scale"
+    assert setting_slug((0.75, 1.0, 1.25), True) == "scales-0.75-1-1.25-flip"
+    assert setting_slug((1.0,), True) == "scales-1-flip"
+    assert setting_slug((0.5, 1.0), False, (513, 513), (513, 513)) == "scales-0.5-1"
+    assert setting_slug((1.0,), False, (1000, 1000), (513, 513)) == "single-scale-crop1000x1000"
+    assert default_results_dir("/r", None, "/m/g/frozen.pb", "voc", "val", (0, 4), setting="scales-1-flip").as_posix() \
+        == "/r/g/voc-val/scales-1-flip-shard0of4"
+
+
+def test_runs_at_other_settings_keep_their_own_results(zoo, tmp_path, zoo_home):
+    make_voc(tmp_path / "voc", n=3, size=(24, 32))
+    base = zoo_home / "results" / "tiny_voc" / "voc-val"
+    runs = {
+        "single-scale": zoo("--data-dir", tmp_path / "voc"),
+        "scales-0.5-1-flip": zoo("--data-dir", tmp_path / "voc", "--scales", "0.5,1", "--flip"),
+        "single-scale-crop48x48": zoo("--data-dir", tmp_path / "voc", "--crop", "48,48"),
+    }
+    for slug, data in runs.items():
+        assert data["setting"] == slug
+        assert data["confusion_matrix"] == str(base / slug / "confusion.npy")
+        saved = json.loads((base / slug / "metrics.json").read_text())
+        assert saved["miou"] == data["miou"] and saved["scales"] == data["scales"] and saved["flip"] == data["flip"]
+        assert np.load(base / slug / "confusion.npy").sum() == data["pixels"]
+    # the single-scale result is still the single-scale one after the other runs
+    first = json.loads((base / "single-scale" / "metrics.json").read_text())
+    assert (first["scales"], first["flip"], first["eval_settings"]["eval_crop"]) == ([1.0], False, [40, 40])
