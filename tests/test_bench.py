@@ -244,6 +244,32 @@ def test_render_result_cells():
     assert fmt_delta(tiny) == "+0.00 pt"
 
 
+def test_bench_output_is_readable_at_80_columns(zoo_home, registry_file, graph_bytes, monkeypatch):
+    """Finding 18: at 80 columns nothing wraps unindented and no table cell wraps over several lines."""
+    deep = zoo_home / ("a-rather-long-directory-name-" * 3)
+    monkeypatch.setenv("ZOO_HOME", str(deep))
+    monkeypatch.setenv("COLUMNS", "80")
+    install(deep, NAME, graph_bytes)
+    result = CliRunner().invoke(cli, ["bench", NAME, "--scales", "1", "--runs", "1", "--warmup", "0", "--no-store"])
+    assert result.exit_code == 0, result.output
+    lines = [line.rstrip() for line in result.output.splitlines()]
+    assert max(map(len, lines)) <= 80
+    start = next(i for i, line in enumerate(lines) if line.startswith("graph "))
+    assert lines[start + 1].startswith("      ")  # the long path continues under itself, not at column 0
+    reason = next(i for i, line in enumerate(lines) if "not comparable: the graph runs at OS 1" in line)
+    assert lines[reason].startswith("  ") and lines[reason + 1].startswith("  ")
+    assert "OS 16; a frozen graph cannot change" in " ".join(" ".join(lines[reason:reason + 3]).split())
+    table = [line for line in lines if "│" in line]
+    assert [line.split("│")[0].strip() for line in table][:2] == ["Multiply-Adds (B)", "tfprof count (B)"]
+    assert all(line.split("│")[0].strip() for line in table), "a table row wrapped onto a continuation line"
+    # The notes follow the table, one per metric.
+    notes = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines
+             if line.startswith("  ") and ":" in line and "│" not in line and "reported" not in line
+             and "measured:" not in line and "not comparable" not in line and line.strip()[0].isalpha()}
+    assert notes["tfprof count (B)"] == "float_ops/2: + elementwise, pooling, ArgMax"
+    assert notes["throughput (GFLOP/s)"] == "2 x Multiply-Adds / p50"
+
+
 def test_bench_with_data_dir_measures_miou(zoo_home, registry_file, graph_bytes, tmp_path):
     install(zoo_home, NAME, graph_bytes)
     samples = make_voc(tmp_path / "voc", n=4)

@@ -80,11 +80,57 @@ def measured_conditions(result: BenchResult) -> str:
     return text
 
 
+def print_labelled(out: Console, label: str, text: str, style: str = "") -> None:
+    """``label text`` on one line, or wrapped with the continuation lines indented under ``text``."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold", style=style or None)
+    grid.add_row(label, text)
+    out.print(grid)
+
+
+def _rows(result: BenchResult) -> list[tuple[str, str, str, str, str]]:
+    """(metric, reported, measured, Δ, note) for every line of the comparison table."""
+    m = result.measured
+    lat = m["latency_ms"]
+    rows = []
+    for line in result.comparison:
+        note = "" if line.note.startswith("not comparable") else line.note.removeprefix("measured: ")
+        rows.append((f"{line.metric} ({line.unit})", fmt_value(line.reported, line.unit),
+                     fmt_value(line.measured, line.unit), fmt_delta(line), note))
+        if line.metric == "Multiply-Adds" and m.get("tfprof_madds_billion") is not None:
+            rows.append(("  tfprof count (B)", "-", fmt_value(m["tfprof_madds_billion"]), "-",
+                         "float_ops/2: + elementwise, pooling, ArgMax"))
+        if line.metric == "CPU runtime":
+            rows.append(("latency p50/p90 (ms)", "-", f"{lat['p50']:.4g}/{lat['p90']:.4g}", "-",
+                         f"{lat['runs']} runs after {lat['warmup']} warm-up, std {lat['std']:.2g}"))
+    return rows
+
+
+def _table(rows: list[tuple[str, ...]], with_notes: bool) -> Table:
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("reported", justify="right", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("Δ", justify="right", no_wrap=True)
+    if with_notes:
+        table.add_column("note", no_wrap=True)
+    for row in rows:
+        table.add_row(*(row if with_notes else row[:4]))
+    return table
+
+
 def render_result(out: Console, result: BenchResult) -> None:
-    """Print one bench result: title, reported/measured conditions, and the comparison table."""
+    """Print one bench result: title, reported/measured conditions, and the comparison table.
+
+    When the notes do not fit beside the table (e.g. 80 columns) they follow it, one indented line per metric,
+    instead of wrapping each cell over several lines.
+    """
+    from rich.measure import Measurement
+
     out.print(f"[bold]{result.name}[/bold] — {result.setting.describe()}")
     for note in result.notes:
-        out.print(f"  [yellow]{note}[/yellow]")
+        print_labelled(out, " ", note, "yellow")
     if not result.measured:
         return
     conditions = Table.grid(padding=(0, 1))
@@ -94,29 +140,23 @@ def render_result(out: Console, result: BenchResult) -> None:
     conditions.add_row("  measured:", measured_conditions(result))
     out.print(conditions)
     for reason in sorted({line.note for line in result.comparison if line.note.startswith("not comparable")}):
-        out.print(f"  [yellow]{reason}[/yellow]")
+        print_labelled(out, " ", reason, "yellow")
 
-    m = result.measured
-    table = Table(show_edge=False, header_style="bold", pad_edge=False)
-    table.add_column("metric", no_wrap=True)
-    table.add_column("reported", justify="right", no_wrap=True)
-    table.add_column("measured", justify="right", no_wrap=True)
-    table.add_column("Δ", justify="right", no_wrap=True)
-    table.add_column("note")
-    lat = m["latency_ms"]
-    for line in result.comparison:
-        note = "" if line.note.startswith("not comparable") else line.note.removeprefix("measured: ")
-        table.add_row(f"{line.metric} ({line.unit})", fmt_value(line.reported, line.unit),
-                      fmt_value(line.measured, line.unit), fmt_delta(line), note)
-        if line.metric == "Multiply-Adds" and m.get("tfprof_madds_billion") is not None:
-            table.add_row("  tfprof count (B)", "-", fmt_value(m["tfprof_madds_billion"]), "-",
-                          "float_ops/2: + elementwise, pooling, ArgMax")
-        if line.metric == "CPU runtime":
-            table.add_row("latency p50/p90 (ms)", "-", f"{lat['p50']:.4g}/{lat['p90']:.4g}", "-",
-                          f"{lat['runs']} runs after {lat['warmup']} warm-up, std {lat['std']:.2g}")
-    out.print(table)
+    rows = _rows(result)
+    longest = max((len(r[4]) for r in rows), default=0)
+    narrow = Measurement.get(out, out.options, _table(rows, with_notes=False)).maximum
+    inline = narrow + 3 + longest <= out.width  # 3 = the column separator and its padding
+    out.print(_table(rows, with_notes=inline))
+    if not inline:
+        notes = Table.grid(padding=(0, 1))
+        notes.add_column(no_wrap=True, style="dim")
+        notes.add_column(overflow="fold")
+        for metric, *_, note in rows:
+            if note:
+                notes.add_row(f"  {metric.strip()}:", note)
+        out.print(notes)
     if result.path:
-        out.print(f"  saved {result.path}")
+        print_labelled(out, "  saved", str(result.path))
 
 
 def render_results(out: Console, results: list[BenchResult]) -> None:

@@ -36,7 +36,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             limit: int | None, threads: int, no_store: bool, as_json: bool) -> None:
     """Measure latency, Multiply-Adds, params, peak memory (and mIOU) and compare with the reported numbers."""
     from zoo_cli import bench  # light; TensorFlow is imported when a graph is loaded
-    from zoo_cli.bench_view import render_results
+    from zoo_cli.bench_view import print_labelled, render_results
 
     if sweep and (name or graph_path):
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
@@ -69,5 +69,5 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
     if as_json:
         emit_json(run.to_json())
         return
-    out.print(f"graph {run.graph}")
+    print_labelled(out, "graph", str(run.graph))
     render_results(out, run.results)
