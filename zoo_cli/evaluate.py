@@ -127,18 +127,24 @@ def open_eval_dataset(data_dir: Path | str, ckpt: Any | None = None, *, kind: st
     return dataset
 
 
-def scored_classes(dataset: Dataset, ckpt: Any | None, graph_classes: int | None) -> int:
-    """Size of the confusion matrix for ``ckpt`` on ``dataset``; UsageError when the graph cannot fit it."""
+def check_graph_classes(kind: str, ckpt: Any | None, graph_classes: int | None) -> int:
+    """The classes ``ckpt`` must predict on dataset ``kind`` (:func:`checkpoint_classes`); UsageError when the
+    graph predicts another count. Called right after the model loads, before any graph is re-targeted."""
     from zoo_cli.datasets import NUM_CLASSES
 
-    num_classes = checkpoint_classes(ckpt, dataset.kind) or NUM_CLASSES[dataset.kind]
+    num_classes = checkpoint_classes(ckpt, kind) or NUM_CLASSES[kind]
     if graph_classes is not None and graph_classes != num_classes:
         if ckpt is not None and ckpt.num_classes == num_classes:
             raise UsageError(f"the graph predicts {graph_classes} classes but the registry entry {ckpt.name} "
                              f"says num_classes {ckpt.num_classes}; fix the registry entry or pass the right --graph")
-        raise UsageError(f"the graph predicts {graph_classes} classes but {dataset.kind} has "
-                         f"{NUM_CLASSES[dataset.kind]}; pass the --dataset the checkpoint was trained on")
+        raise UsageError(f"the graph predicts {graph_classes} classes but {kind} has "
+                         f"{NUM_CLASSES[kind]}; pass the --dataset the checkpoint was trained on")
     return num_classes
+
+
+def scored_classes(dataset: Dataset, ckpt: Any | None, graph_classes: int | None) -> int:
+    """Size of the confusion matrix for ``ckpt`` on ``dataset``; UsageError when the graph cannot fit it."""
+    return check_graph_classes(dataset.kind, ckpt, graph_classes)
 
 
 def class_palette(dataset: str | None, ckpt: Any | None = None, num_classes: int | None = None) -> Palette:
@@ -684,6 +690,8 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
 
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
+        if kind is not None:  # before the predictor: a multi-scale one re-targets the graph first
+            check_graph_classes(kind, ckpt, model.num_classes)
         settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=True)
         palette = class_palette(kind, ckpt, model.num_classes)
         failed: list[ImageFailure] = []
@@ -720,10 +728,11 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
     from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
 
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
+        # Before the predictor: a multi-scale one re-targets the graph, which a wrong graph should not reach.
+        num_classes = scored_classes(ds, ckpt, model.num_classes)
         settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False)
         if ds.kind == "ade20k" and ds.long_side is None:
             ds.long_side = max(model.crop_size) if model.crop_size else None  # a bare graph: its own crop
-        num_classes = scored_classes(ds, ckpt, model.num_classes)
         matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs,
                                               progress=progress, num_classes=num_classes)
         if n == 0:
