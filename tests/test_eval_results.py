@@ -61,3 +61,36 @@ def test_runs_at_other_settings_keep_their_own_results(zoo, tmp_path, zoo_home):
     # the single-scale result is still the single-scale one after the other runs
     first = json.loads((base / "single-scale" / "metrics.json").read_text())
     assert (first["scales"], first["flip"], first["eval_settings"]["eval_crop"]) == ([1.0], False, [40, 40])
+
+
+def test_reported_row_is_marked_only_when_the_crop_matches_too(zoo, tmp_path):
+    make_voc(tmp_path / "voc", n=2, size=(24, 32))
+    same = zoo("--data-dir", tmp_path / "voc")  # the graph's crop 40x40 (the entry has no eval_crop)
+    row = next(r for r in same["reported"] if r["scales"] == [1.0])
+    assert row["matches_run"] and not row["crop_differs"]
+    other = zoo("--data-dir", tmp_path / "voc", "--crop", "48,48")
+    row = next(r for r in other["reported"] if r["scales"] == [1.0])
+    assert not row["matches_run"] and row["crop_differs"]
+    assert not any(r["matches_run"] for r in other["reported"])
+    human = CliRunner().invoke(cli, ["eval", "tiny_voc", "--data-dir", str(tmp_path / "voc"), "--crop", "48,48",
+                                     "--out", str(tmp_path / "r")], terminal_width=200)
+    assert human.exit_code == 0, human.output
+    assert "←" not in human.output and "[crop differs]" in human.output
+    scales_reordered = zoo("--data-dir", tmp_path / "voc", "--scales", "1,0.75,0.5", "--flip")
+    assert [r["matches_run"] for r in scales_reordered["reported"]] == [False, True]
+
+
+def test_reported_rows_unit():
+    from types import SimpleNamespace
+
+    from zoo_cli.evaluate import reported_rows
+    from zoo_cli.registry import EvalRow
+
+    rows = [EvalRow(output_stride=16, scales=(1.0,), flip=False, madds_billion=None, runtime_s=None,
+                    latency_ms=None, miou=70.0, pixel_accuracy=None, split="val")]
+    ckpt = SimpleNamespace(evals=rows, reported_on=None)
+    assert reported_rows(ckpt, (1.0,), False, (513, 513), (513, 513))[0]["matches_run"]
+    got = reported_rows(ckpt, (1.0,), False, (1000, 1000), (513, 513))[0]
+    assert (got["matches_run"], got["crop_differs"]) == (False, True)
+    got = reported_rows(ckpt, (1.0,), True, (1000, 1000), (513, 513))[0]
+    assert (got["matches_run"], got["crop_differs"]) == (False, False)

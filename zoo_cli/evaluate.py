@@ -566,13 +566,19 @@ def merge_results(paths: Sequence[Path | str], class_names: Sequence[str] | None
     return result, total, warnings
 
 
-def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool) -> list[dict[str, Any]]:
-    """The registry's reported results for a checkpoint, marking the rows whose scales/flip match the run."""
+def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool, crop: Sequence[int] | None = None,
+                  reference_crop: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The registry's reported results for a checkpoint, each with ``matches_run`` (scales, flip AND eval crop
+    equal the run's) and ``crop_differs`` (scales/flip match but the run's ``crop`` is not the rows'
+    ``reference_crop``: the registry's eval crop, else the graph's). ``crop=None`` compares scales/flip only."""
     rows = []
     reported_on = getattr(ckpt, "reported_on", None)  # None: the seed's numbers
+    crop_differs = crop is not None and reference_crop is not None and tuple(crop) != tuple(reference_crop)
     for row in getattr(ckpt, "evals", ()):
+        # Order does not matter: the scales' probabilities are averaged.
+        same = sorted(row.scales) == sorted(float(s) for s in scales) and row.flip == flip
         rows.append({**row.to_json(), "conditions": row.describe() + f", {row.split}",
-                     "matches_run": tuple(row.scales) == tuple(scales) and row.flip == flip,
+                     "matches_run": same and not crop_differs, "crop_differs": same and crop_differs,
                      "reported_on": reported_on})
     return rows
 
@@ -749,7 +755,9 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
             fitted=int(getattr(predictor, "fitted", 0)), graph_info=info.to_json())
         result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
         result.extra["long_side"] = ds.long_side
-        result.extra["reported"] = reported_rows(ckpt, scales_run, flip_run) if ckpt else []
+        reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or model.crop_size
+        result.extra["reported"] = (reported_rows(ckpt, scales_run, flip_run, settings.crop, reference_crop)
+                                    if ckpt else [])
         result.extra["eval_settings"] = settings.to_json()
         for rep_row in result.extra["reported"]:
             rep_row["eval_crop"] = list(ckpt.eval_crop) if ckpt is not None and ckpt.eval_crop else None
@@ -757,7 +765,6 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
                                                 and rep_row["output_stride"] != settings.graph_output_stride)
         if hasattr(predictor, "describe"):
             result.extra["multiscale"] = predictor.describe()
-        reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or model.crop_size
         slug = setting_slug(scales_run, flip_run, settings.crop, reference_crop)
         result.extra["setting"] = slug
     if save:

@@ -194,6 +194,7 @@ def _crop_text(crop) -> str:
 
 
 def _print_result(result, warnings: list[str] | None = None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -213,9 +214,13 @@ def _print_result(result, warnings: list[str] | None = None) -> None:
     for row in result.extra.get("reported", []):
         mark = " ←" if row["matches_run"] else ""
         flag = (f" [OS differs from the graph's {stride}]" if row.get("os_differs_from_graph") else "")
+        if row.get("crop_differs"):  # same scales/flip, but measured at another crop than the run's
+            flag += " [crop differs]"
+        # escape: rich would take "[crop differs]" for a style tag and drop it
         table.add_row("reported" + mark, fmt_num(row["miou"], "%"), fmt_num(row["pixel_accuracy"], "%"),
-                      row["conditions"] + (f", {_crop_text(row.get('eval_crop'))[:-2]}" if row.get("eval_crop")
-                                           else "") + (" (registry)" if row.get("reported_on") else " (seed)") + flag)
+                      escape(row["conditions"] + (f", {_crop_text(row.get('eval_crop'))[:-2]}" if row.get("eval_crop")
+                                                  else "") + (" (registry)" if row.get("reported_on") else " (seed)")
+                             + flag))
     out.print(table)
     sources = {row["reported_on"] for row in result.extra.get("reported", []) if row.get("reported_on")}
     for source in sorted(sources):
