@@ -52,24 +52,32 @@ def scaled_crop(crop: tuple[int, int], scale: float) -> tuple[int, int]:
 
 
 def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
-    """``"0.5,0.75,1"`` or ``"[0.5:0.25:1.75]"`` (the seed's notation, end inclusive) -> a tuple of floats."""
+    """``--scales`` text -> a tuple of floats: a list ``"0.5,0.75,1"`` or a range ``"0.5:0.25:1.75"`` /
+    ``"[0.5:0.25:1.75]"`` (the seed's notation; start:step:end, end inclusive); brackets are optional for
+    both forms. The one parser ``zoo eval`` and ``zoo bench`` share."""
     if text is None:
         return None
     if not isinstance(text, str):
         values = [float(v) for v in text]
     else:
         s = text.strip()
+        if s.startswith("[") and s.endswith("]"):
+            s = s[1:-1].strip()
         try:
-            if s.startswith("[") and s.endswith("]") and ":" in s:
-                start, step, end = (float(p) for p in s[1:-1].split(":"))
-                if step <= 0:
+            if "[" in s or "]" in s:
+                raise ValueError
+            if ":" in s:
+                start, step, end = (float(p) for p in s.split(":"))
+                if step <= 0 or end < start:
                     raise ValueError
-                n = int(round((end - start) / step))
+                # floor with a tolerance: 0.5:0.25:1.75 includes 1.75 despite float rounding, never overshoots
+                n = int((end - start) / step + 1e-9)
                 values = [round(start + i * step, 6) for i in range(n + 1)]
             else:
-                values = [float(p) for p in s.strip("[]").split(",") if p.strip()]
+                values = [float(p) for p in s.split(",") if p.strip()]
         except ValueError:
-            raise UsageError(f"--scales {text!r} is not a list like 0.5,0.75,1.0 or [0.5:0.25:1.75]") from None
+            raise UsageError(f"--scales {text!r} is not a list like 0.5,0.75,1.0 or a range start:step:end like "
+                             "0.5:0.25:1.75") from None
     if not values or any(v <= 0 for v in values):
         raise UsageError(f"--scales {text!r}: scales must be positive numbers")
     return tuple(values)

@@ -114,7 +114,8 @@ def command() -> None:
               help="Images run through the model at once (default: 2 with 2+ CPUs, 1 for crops above 600k "
                    "pixels); decoding always runs ahead.")
 @click.option("--scales", "scales_text",
-              help="Eval scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 or [0.5:0.25:1.75] (default: --data-dir the eval "
+              help="Eval scales: a list 0.5,0.75,1.0 or a range 0.5:0.25:1.75 (end inclusive; '[0.5:0.25:1.75]' "
+                   "quoted also works) (default: --data-dir the eval "
                    "row's; --images 1).")
 @click.option("--flip/--no-flip", default=None,
               help="Also run left-right flipped images (default: --data-dir the eval row's; --images no flip).")
