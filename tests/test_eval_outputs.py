@@ -121,3 +121,18 @@ def test_unreadable_photo_hint_is_not_about_dataset_archives(zoo, tmp_path):
     result = zoo("tiny_voc", "--images", tmp_path / "notes.png", "--out", tmp_path / "o")
     assert result.exit_code == 7
     assert "dataset archive" not in result.output and "re-save it as PNG or JPEG" in result.output
+
+
+def test_bad_graph_hint_depends_on_where_the_file_came_from(zoo, tmp_path, zoo_home):
+    """--graph notagraph.png: 'pass a frozen_inference_graph.pb', not 'zoo download NAME --force'; a damaged
+    installed graph: re-download that checkpoint by name."""
+    _image(tmp_path / "p.png", 20)
+    (tmp_path / "notagraph.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    result = zoo("--graph", tmp_path / "notagraph.png", "--images", tmp_path / "p.png", "--out", tmp_path / "o")
+    assert result.exit_code == 6, result.output
+    assert "is not a frozen TensorFlow GraphDef (.pb)" in result.output
+    assert "pass a frozen_inference_graph.pb" in result.output and "zoo download" not in result.output
+    installed = zoo_home / "models" / "tiny_voc" / "frozen_inference_graph.pb"
+    installed.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    result = zoo("tiny_voc", "--images", tmp_path / "p.png", "--out", tmp_path / "o")
+    assert result.exit_code == 6 and "re-download it with 'zoo download tiny_voc --force'" in result.output

@@ -132,6 +132,20 @@ class _GraphWalker:
         return [node for node in self.nodes.values() if node.op == op_type]
 
 
+def _fix_hint(path: Path | str) -> str:
+    """How to replace a bad graph file: re-download it when it sits in a zoo install, else (a ``--graph`` of
+    the user's) pass a real frozen graph; 'zoo download' cannot repair a file it did not install."""
+    from zoo_cli.cache import MANIFEST, META_DIR
+
+    try:
+        for parent in list(Path(path).resolve().parents)[:3]:
+            if (parent / META_DIR / MANIFEST).is_file():
+                return f"re-download it with 'zoo download {parent.name} --force'"
+    except OSError:
+        pass
+    return "pass a frozen_inference_graph.pb (a DeepLab export_model.py frozen graph)"
+
+
 def load_graph_def(path: Path | str):
     """Parse a frozen ``GraphDef`` file; an unreadable or non-GraphDef file is a ModelError."""
     tf = import_tf()
@@ -146,10 +160,9 @@ def load_graph_def(path: Path | str):
     try:
         graph_def.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError, which is not exported under one stable name
-        raise ModelError(f"{path} is not a frozen TensorFlow GraphDef ({exc}); re-download it with "
-                         "'zoo download NAME --force'") from None
+        raise ModelError(f"{path} is not a frozen TensorFlow GraphDef (.pb) ({exc}); {_fix_hint(path)}") from None
     if not graph_def.node:
-        raise ModelError(f"{path} holds an empty graph; re-download it with 'zoo download NAME --force'")
+        raise ModelError(f"{path} holds an empty graph; {_fix_hint(path)}")
     return graph_def
 
 
@@ -161,8 +174,9 @@ def _import(graph_def, source: str):
             tf.compat.v1.import_graph_def(graph_def, name="")
     except (ValueError, tf.errors.OpError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fix = f" ({_fix_hint(source)})" if Path(source).is_file() else ""  # source may be "<GraphDef>"
         raise ModelError(f"cannot import the graph {source}: {first}; it may need a newer TensorFlow or be "
-                         "damaged (re-download it)") from None
+                         f"damaged{fix}") from None
     return graph
 
 
