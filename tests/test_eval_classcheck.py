@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.support.datasets import make_voc
-from tests.support.eval_graphs import build_graph, install, registry_entry
+from tests.support.eval_graphs import build_graph, install_tiny_voc
 from zoo_cli.cli import cli
 
 
@@ -19,11 +19,8 @@ def four_class_graph():
 
 @pytest.fixture
 def zoo(zoo_home, tmp_path, monkeypatch, four_class_graph):
-    reg = tmp_path / "registry.yaml"
-    reg.write_text("version: 1\ncheckpoints:\n" + registry_entry("tiny_voc", "voc", 21, 255))
-    monkeypatch.setenv("ZOO_REGISTRY", str(reg))
     (tmp_path / "g4.pb").write_bytes(four_class_graph)
-    install(zoo_home, "tiny_voc", four_class_graph)
+    install_tiny_voc(zoo_home, tmp_path, monkeypatch, four_class_graph)
 
     def no_predictor(*args, **kwargs):
         raise AssertionError("a predictor (re-targeted graph) was built before the class count was checked")

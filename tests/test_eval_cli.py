@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.support.eval_graphs import build_graph, install, registry_entry
+from tests.support.eval_graphs import build_graph, install_tiny_voc
 from zoo_cli.cli import cli
 from zoo_cli.commands.eval import spread_multi_values
 
@@ -22,10 +22,7 @@ def voc_graph():
 
 @pytest.fixture
 def zoo(zoo_home, tmp_path, monkeypatch, voc_graph):
-    reg = tmp_path / "registry.yaml"
-    reg.write_text("version: 1\ncheckpoints:\n" + registry_entry("tiny_voc", "voc", 21, 255))
-    monkeypatch.setenv("ZOO_REGISTRY", str(reg))
-    install(zoo_home, "tiny_voc", voc_graph)
+    install_tiny_voc(zoo_home, tmp_path, monkeypatch, voc_graph)
     return lambda *args: CliRunner().invoke(cli, ["eval", *map(str, args)], prog_name="zoo")
 
 

@@ -120,6 +120,14 @@ def install(home: Path, name: str, graph_def_bytes: bytes) -> Path:
     return path
 
 
+def install_tiny_voc(home: Path, registry_dir: Path, monkeypatch, graph_def_bytes: bytes) -> Path:
+    """Install ``graph_def_bytes`` as checkpoint 'tiny_voc' (VOC, 21 classes) and point ZOO_REGISTRY at it."""
+    reg = Path(registry_dir) / "registry.yaml"
+    reg.write_text("version: 1\ncheckpoints:\n" + registry_entry("tiny_voc", "voc", 21, 255))
+    monkeypatch.setenv("ZOO_REGISTRY", str(reg))
+    return install(home, "tiny_voc", graph_def_bytes)
+
+
 def registry_entry(name: str, dataset: str, num_classes: int, ignore: int, miou: float = 50.0,
                    input_size: tuple[int, int] | None = None) -> str:
     """One checkpoint of a test registry (YAML), with one reported single-scale row and one multi-scale row."""
