@@ -235,11 +235,14 @@ def test_render_result_cells():
     assert "mIOU on 5 voc val images" in text
     row = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]]
            for line in text.splitlines() if "│" in line}
-    assert row["Multiply-Adds (B)"][:3] == ["2.75", "2.742", "-0.008 B (-0.3%)"]
+    assert row["Multiply-Adds (B)"][:3] == ["2.75", "2.74", "-0.008 B (-0.3%)"]
+    assert row["tfprof count (B)"][1] == "2.75"
     assert row["CPU runtime (ms)"][:3] == ["100", "151", "+51.00 ms (+51.0%)"]
     assert row["mIOU (%)"][:3] == ["75.32", "75.30", "-0.02 pt"]
     assert row["latency p50/p90 (ms)"][1] == "150/160"
     assert fmt_value(None) == "-" and fmt_value(1234.6) == "1235" and fmt_value(0.02921) == "0.02921"
+    # Multiply-Adds as zoo list / info / report print them (output.fmt_madds), not 4 significant digits.
+    assert [fmt_value(v, "B") for v in (0.1822, 0.0292, 2.7424, 152.59)] == ["0.182", "0.0292", "2.74", "152.59"]
     tiny = bench.Comparison("mIOU", "%", 90.88, 90.8799, True)
     assert fmt_delta(tiny) == "+0.00 pt"
 

@@ -13,12 +13,16 @@ from rich.console import Console
 from rich.table import Table
 
 from zoo_cli.bench import BenchResult, Comparison
+from zoo_cli.output import fmt_madds
 
 
 def fmt_value(value: Any, unit: str = "") -> str:
-    """A table cell: percentages with 2 decimals, other numbers with 4 significant digits, '-' for unknown."""
+    """A table cell: percentages with 2 decimals, Multiply-Adds (unit "B") as ``zoo list`` prints them
+    (:func:`zoo_cli.output.fmt_madds`), other numbers with 4 significant digits, '-' for unknown."""
     if value is None:
         return "-"
+    if isinstance(value, (int, float)) and unit == "B":
+        return fmt_madds(float(value))
     if isinstance(value, float):
         if unit == "%":
             return f"{value:.2f}"
@@ -99,7 +103,7 @@ def _rows(result: BenchResult) -> list[tuple[str, str, str, str, str]]:
         rows.append((f"{line.metric} ({line.unit})", fmt_value(line.reported, line.unit),
                      fmt_value(line.measured, line.unit), fmt_delta(line), note))
         if line.metric == "Multiply-Adds" and m.get("tfprof_madds_billion") is not None:
-            rows.append(("  tfprof count (B)", "-", fmt_value(m["tfprof_madds_billion"]), "-",
+            rows.append(("  tfprof count (B)", "-", fmt_value(m["tfprof_madds_billion"], "B"), "-",
                          "float_ops/2: + elementwise, pooling, ArgMax"))
         if line.metric == "CPU runtime":
             rows.append(("latency p50/p90 (ms)", "-", f"{lat['p50']:.4g}/{lat['p90']:.4g}", "-",
