@@ -76,3 +76,11 @@ def test_spread_multi_values():
         ["--images=a", "--images", "b", "--", "c"]
     assert spread_multi_values(["--out", "--images"], "--images") == ["--out", "--images"]
     assert spread_multi_values(["--images", "-", "x"], "--images") == ["--images", "-", "--images", "x"]
+
+
+def test_images_without_a_path_says_so(zoo, tmp_path):
+    result = zoo("tiny_voc", "--images", "--out", tmp_path / "x")
+    assert result.exit_code == 2
+    assert "--images needs at least one PATH" in result.output and "needs --out" not in result.output
+    result = zoo("tiny_voc", "--out", tmp_path / "x", "--images")  # at the end: click's own message
+    assert result.exit_code == 2 and "'--images' requires an argument" in result.output

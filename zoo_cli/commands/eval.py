@@ -56,8 +56,13 @@ def spread_multi_values(args: list[str], option: str) -> list[str]:
         if arg == "--":
             out.extend(args[i:])
             break
-        if arg == option and i < len(args):
-            out.append(args[i])  # its first value, whatever it looks like (click checks it)
+        if arg == option:
+            if i >= len(args):
+                break  # click says "Option '--images' requires an argument"
+            # an option right after it means no path was given: say so, not "needs --out"
+            if args[i].startswith("-") and args[i] != "-":
+                raise UsageError(f"{option} needs at least one PATH (an image file or a directory of images)")
+            out.append(args[i])
             i += 1
         elif not arg.startswith(option + "="):
             continue
