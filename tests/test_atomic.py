@@ -43,3 +43,18 @@ def test_suffix_is_kept_for_format_sniffing_writers(tmp_path):
         assert tmp.suffix == ".png" and tmp.parent == tmp_path and tmp.name.startswith(".plot.png.")
         tmp.write_bytes(b"png")
     assert (tmp_path / "plot.png").read_bytes() == b"png"
+
+
+def test_errors_name_the_final_path_not_the_temporary_one(tmp_path):
+    import errno
+
+    target = tmp_path / "report.md"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
+    with pytest.raises(OSError) as info:
+        with atomic_path(target):
+            raise OSError(errno.ENOSPC, "No space left on device")  # e.g. from a library's write()
+    assert info.value.filename == str(target)
+    assert os.listdir(tmp_path) == []

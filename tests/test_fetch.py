@@ -420,7 +420,7 @@ def test_disk_filling_up_mid_download_is_one_line_and_the_next_run_resumes(fault
     monkeypatch.setattr(download, "write_text_atomic", full_disk_text)
     failed = run("download", "m")
     partial = zoo_home / "downloads" / "m.tar.gz.incomplete"
-    assert failed.exit_code == 3
+    assert failed.exit_code == 8
     assert failed.stderr == (f"Error: no space left on device while writing {partial}; free some space or point "
                              "ZOO_HOME at a larger disk\n")
     # The bytes are given back under the shared name (not this process's private one), with their sidecar.
@@ -450,7 +450,7 @@ def test_read_only_cache_names_zoo_home_and_the_fix(fault_server, registry, zoo_
 
     monkeypatch.setattr(os, "mkdir", read_only_mkdir)
     result = run("download", "m")
-    assert result.exit_code == 5
+    assert result.exit_code == 8
     assert result.stderr.startswith(f"Error: ZOO_HOME {zoo_home} is not writable (Read-only file system: "
                                     f"{zoo_home / 'locks'}); point ZOO_HOME at a writable directory")
     assert result.stderr.count("\n") == 1 and not gets(fault_server)
@@ -462,7 +462,7 @@ def test_cache_home_under_a_file_is_a_one_line_error(fault_server, registry, tmp
     blocker.write_text("not a directory")
     monkeypatch.setenv("ZOO_HOME", str(blocker / "zoo"))
     result = run("download", "m")
-    assert result.exit_code == 5 and result.stderr.count("\n") == 1
+    assert result.exit_code == 8 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"Error: cannot write {blocker / 'zoo' / 'locks'}: Not a directory; check that "
                                     "ZOO_HOME is a writable directory")
 

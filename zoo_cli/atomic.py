@@ -26,8 +26,14 @@ def atomic_path(path: Path | str, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None or os.fspath(exc.filename) == os.fspath(tmp):
+            # Name the file the user asked for, not our hidden temporary one.
+            raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from exc
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> Path:

@@ -37,7 +37,7 @@ from urllib3.util.retry import Retry
 
 from zoo_cli import __version__
 from zoo_cli.atomic import write_text_atomic
-from zoo_cli.errors import CacheError, DownloadError, ZooError
+from zoo_cli.errors import DownloadError, FileSystemError, ZooError
 
 GZIP_MAGIC = b"\x1f\x8b"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -603,11 +603,11 @@ def write_error(exc: OSError, path: Path | str) -> ZooError:
     where = exc.filename or path
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
-        return DownloadError(f"{what} while writing {where}; free some space or point ZOO_HOME at a larger disk")
+        return FileSystemError(f"{what} while writing {where}; free some space or point ZOO_HOME at a larger disk")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return CacheError(f"{where} is not writable ({exc.strerror}); point ZOO_HOME at a writable directory")
-    return CacheError(f"cannot write {where}: {exc.strerror or exc}; check that ZOO_HOME is a writable directory "
-                      "with free space, or point ZOO_HOME elsewhere")
+        return FileSystemError(f"{where} is not writable ({exc.strerror}); point ZOO_HOME at a writable directory")
+    return FileSystemError(f"cannot write {where}: {exc.strerror or exc}; check that ZOO_HOME is a writable "
+                           "directory with free space, or point ZOO_HOME elsewhere")
 
 
 def _short(exc: BaseException) -> str:

@@ -37,7 +37,7 @@ from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gz
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache
 from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, make_session, sha256_file, write_error
-from zoo_cli.errors import ArchiveError, CacheError, ChecksumError, ConfigError, DownloadError, ZooError
+from zoo_cli.errors import ArchiveError, ChecksumError, ConfigError, DownloadError, FileSystemError, ZooError
 from zoo_cli.registry import Checkpoint, Registry
 
 LogCallback = Callable[[str], None]
@@ -288,7 +288,7 @@ def install_checkpoint(
 @contextmanager
 def cache_writes(cache: Cache) -> Iterator[None]:
     """Turn an OSError from writing in the cache (disk full, read-only, a file in the way) into a one-line
-    DownloadError/CacheError that names the path and the fix."""
+    FileSystemError (exit 8, like every write failure) that names the path and the fix."""
     try:
         yield
     except OSError as exc:
@@ -296,8 +296,8 @@ def cache_writes(cache: Cache) -> Iterator[None]:
             raise  # a network error, not the cache's
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             where = f" ({exc.strerror}: {exc.filename})" if exc.filename else f" ({exc.strerror})"
-            raise CacheError(f"ZOO_HOME {cache.home} is not writable{where}; point ZOO_HOME at a writable "
-                             "directory") from None
+            raise FileSystemError(f"ZOO_HOME {cache.home} is not writable{where}; point ZOO_HOME at a writable "
+                                  "directory") from None
         raise write_error(exc, cache.home) from None
 
 
