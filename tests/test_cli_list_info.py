@@ -173,3 +173,12 @@ def test_info_numbers_rows_as_eval_row_takes_them_and_shows_edgetpu_only_when_re
     assert lines[1].split("│")[0].strip() == "2" and "77.33%" in lines[1]
     assert "EdgeTPU" not in out
     assert "EdgeTPU ms" in run("info", "EdgeTPU-DeepLab").output
+
+
+def test_verify_with_nothing_of_this_registry_names_other_installed_models(zoo_home):
+    other = zoo_home / "models" / "demo_shapes" / ".zoo"
+    other.mkdir(parents=True)
+    result = run("verify")
+    assert result.exit_code == 0
+    assert "no checkpoint of this registry is downloaded" in result.output
+    assert "1 model(s) of another registry in the cache: demo_shapes; pass that registry with --registry" in result.output

@@ -76,7 +76,7 @@ class ZooGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            downloads = ctx.invoked_subcommand in ("download", "demo")
+            downloads = ctx.invoked_subcommand == "download"
             click.echo("Interrupted; partial downloads are kept and resume on the next run." if downloads
                        else "Interrupted; no result was written for the unfinished work.", err=True)
             ctx.exit(130)

@@ -28,7 +28,11 @@ def command(app: AppContext, names: tuple[str, ...], as_json: bool) -> None:
         emit_json([r.to_json() for r in reports])
     else:
         if not reports:
-            click.echo(f"nothing downloaded in {cache.home}; nothing to verify")
+            others = sorted(p.name for p in cache.models_dir.glob("*")
+                            if p.is_dir() and not p.name.startswith(".") and p.name not in app.registry)
+            hint = (f" ({len(others)} model(s) of another registry in the cache: {', '.join(others[:5])}; "
+                    "pass that registry with --registry)") if others else ""
+            click.echo(f"no checkpoint of this registry is downloaded in {cache.home}; nothing to verify{hint}")
         for r in reports:
             if r.ok:
                 extra = ", archive re-hashed" if r.archive_checked else ""
