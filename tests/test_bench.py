@@ -324,6 +324,24 @@ def test_stored_results_keep_their_conditions_and_the_measured_miou(zoo_home, re
     assert sum(name.endswith("__miou.json") for name in stored) == 1
 
 
+def test_a_limit_run_is_stored_apart_from_the_full_split_one(zoo_home, registry_file, graph_bytes, tmp_path):
+    """QA-2 finding 3: `--limit N` below the split size goes to `__miou-limitN`, never over the full-split file."""
+    install(zoo_home, NAME, graph_bytes)
+    make_voc(tmp_path / "voc", n=3)
+    base = ["bench", NAME, "--scales", "1", "--runs", "1", "--warmup", "0", "--data-dir", str(tmp_path / "voc")]
+    for extra in ([], ["--limit", "2"], ["--limit", "5"]):  # --limit 5 covers all 3 images: a full-split run
+        result = CliRunner().invoke(cli, base + extra + ["--json"])
+        assert result.exit_code == 0, result.output
+    stored = {p.name.split("__")[-1]: json.loads(p.read_text())
+              for p in (zoo_home / "results" / "bench").glob("*.json")}
+    assert sorted(stored) == ["miou-limit2.json", "miou.json"]
+    assert stored["miou-limit2.json"]["conditions"]["eval"]["images"] == 2
+    assert stored["miou.json"]["conditions"]["eval"]["images"] == 3
+    assert stored["miou.json"]["conditions"]["eval"]["split_images"] == 3
+    assert bench.eval_subset(stored["miou-limit2.json"]["conditions"]["eval"]) == 2
+    assert bench.eval_subset(stored["miou.json"]["conditions"]["eval"]) is None
+
+
 def test_bench_all_records_failures_and_carries_on(zoo_home, registry_file, graph_bytes):
     install(zoo_home, NAME, graph_bytes)
     install(zoo_home, "broken", b"this is not a graph")

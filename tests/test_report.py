@@ -200,3 +200,27 @@ def test_plot_is_written_in_the_format_its_suffix_names(stored, tmp_path):
         result = CliRunner().invoke(cli, ["report", "--plot", str(tmp_path / bad), "--out", str(out)])
         assert result.exit_code == 2 and result.output.startswith("Error: --plot") and ".svg" in result.output
         assert not (tmp_path / bad).exists() and not out.exists()
+
+
+def test_a_limit_subset_never_outranks_the_full_split_miou(zoo_home):
+    """QA-2 finding 3: a newer `bench --limit 5` mIOU does not replace the 12-image one; alone it is marked."""
+    d = zoo_home / "results" / "bench"
+    d.mkdir(parents=True)
+    name = "mobilenetv2_coco_voc_trainaug"
+    full = _result(name, "single", 16, 2.7424, 150.0, 90.88, stamp="2026-01-01T00:00:00+0000")
+    full["conditions"]["eval"] = {"images": 12, "split_images": 12, "limit": None, "dataset": "voc", "split": "val"}
+    subset = _result(name, "single", 16, 2.7424, 150.0, 93.64, stamp="2026-01-02T00:00:00+0000")
+    subset["conditions"]["eval"] = {"images": 5, "split_images": 12, "limit": 5, "dataset": "voc", "split": "val"}
+    (d / "subset.json").write_text(json.dumps(subset))
+
+    def cell() -> str:
+        voc = _tables(CliRunner().invoke(cli, ["report"]).output)[0]
+        return dict(zip(voc[0], next(r for r in voc if name in r[0])))["PASCAL mIOU (measured)"]
+
+    assert cell() == "93.64% (5 img) <br> -"
+    (d / "full.json").write_text(json.dumps(full))
+    assert cell() == "90.88% <br> -"
+    text = CliRunner().invoke(cli, ["report"]).output
+    assert "mIOU on 12 voc val images, 2026-01-01" in text
+    points = json.loads(CliRunner().invoke(cli, ["report", "--json"]).output)["points"]["measured"]
+    assert [p["miou"] for p in points if p["name"] == name] == [90.88]

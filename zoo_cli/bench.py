@@ -305,12 +305,16 @@ def results_dir(cache: Any) -> Path:
 
 
 def result_file_name(result: BenchResult) -> str:
-    """``<name>__<setting>__<HxW>__<machine+threads>[__miou].json``: one file per set of conditions that change
-    the numbers, so a run at another input size or thread count never replaces one at the reference size, and a
-    run without ``--data-dir`` never replaces one that measured mIOU."""
+    """``<name>__<setting>__<HxW>__<machine+threads>[__miou|__miou-limitN].json``: one file per set of conditions
+    that change the numbers, so a run at another input size or thread count never replaces one at the reference
+    size, a run without ``--data-dir`` never replaces one that measured mIOU, and a ``--limit N`` run that covered
+    only part of the split never replaces a full-split one."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.name)
     size = "x".join(str(v) for v in result.conditions["input_size"])
-    miou = "__miou" if result.measured.get("miou") is not None else ""
+    miou = ""
+    if result.measured.get("miou") is not None:
+        subset = eval_subset(result.conditions.get("eval"))
+        miou = "__miou" if subset is None else f"__miou-limit{result.conditions['eval'].get('limit') or subset}"
     return f"{safe}__{result.setting.key}__{size}__{result.conditions['machine_key']}{miou}.json"
 
 
@@ -513,7 +517,19 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
                                                        num_classes=num_classes)
     summary = matrix.summary()
     return summary.miou, summary.pixel_accuracy, {"dataset": dataset.kind, "split": split, "images": count,
+                                                  "split_images": len(dataset.samples), "limit": limit,
                                                   "seconds": round(seconds, 3), "data_dir": str(data_dir)}
+
+
+def eval_subset(eval_info: dict[str, Any] | None) -> int | None:
+    """The image count when a result's mIOU covers only part of its split (``--limit``), else None."""
+    ev = eval_info or {}
+    if "images" not in ev:
+        return None
+    total = ev.get("split_images")
+    if total is not None:
+        return ev["images"] if ev["images"] < total else None
+    return ev["images"] if ev.get("limit") is not None else None  # older files: no split size stored
 
 
 def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,

@@ -36,6 +36,24 @@ def _newest(results: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     return max(results, key=_stamp, default=None)
 
 
+def _eval_images(result: dict[str, Any]) -> int:
+    return int(((result.get("conditions") or {}).get("eval") or {}).get("images") or 0)
+
+
+def _best_miou(results: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The mIOU run to report: the one over the most images (a full split beats a ``--limit`` subset), then the
+    newest."""
+    return max(results, key=lambda r: (_eval_images(r), _stamp(r)), default=None)
+
+
+def _subset_mark(result: dict[str, Any] | None) -> str:
+    """`` (5 img)`` when the result's mIOU covers only part of its split, else ''."""
+    from zoo_cli.bench import eval_subset
+
+    n = eval_subset(((result or {}).get("conditions") or {}).get("eval"))
+    return "" if n is None else f" ({n} img)"
+
+
 def reference_size(ckpt: Checkpoint | None, result: dict[str, Any]) -> tuple[int, int] | None:
     """The input size the reported numbers refer to (as ``zoo bench`` picks it by default), None if unknown."""
     from zoo_cli.bench import default_input_size
@@ -57,8 +75,8 @@ def _input_size(result: dict[str, Any]) -> tuple[int, ...] | None:
 class Picked:
     """The stored results one (model, setting) is reported with.
 
-    ``perf`` (Multiply-Adds, latency) is the newest run at the reference input size; ``miou`` the newest run
-    that measured mIOU (mIOU is evaluated at the eval crop whatever ``--input-size`` was, so any run counts).
+    ``perf`` (Multiply-Adds, latency) is the newest run at the reference input size; ``miou`` the run that
+    measured mIOU over the most images (a full split beats a ``--limit`` subset), newest first among equals (mIOU is evaluated at the eval crop whatever ``--input-size`` was, so any run counts).
     """
 
     perf: dict[str, Any] | None = None
@@ -80,7 +98,7 @@ def pick_results(registry: Registry, results: Iterable[dict[str, Any]]
         ckpt = registry.get(key[0]) if key[0] in known else None
         at_ref = [r for r in group if _input_size(r) == reference_size(ckpt, r)]
         perf = _newest(at_ref)
-        miou = _newest(r for r in group if r["measured"].get("miou") is not None)
+        miou = _best_miou(r for r in group if r["measured"].get("miou") is not None)
         if perf is not None or miou is not None:
             picked[key] = Picked(perf, miou)
         by_size: dict[Any, list[dict[str, Any]]] = {}
@@ -134,7 +152,7 @@ def _measured_cells(row: EvalRow, picked: Picked | None) -> tuple[str, str, str]
     madds = _madds(_billions(m)) + (mark(picked.perf) if _billions(m) is not None else "")
     runtime = _num(lat / 1000.0 if lat is not None else None, digits=3) + (mark(picked.perf) if lat is not None else "")
     value = (picked.miou or {}).get("measured", {}).get("miou") if picked.miou else None
-    miou = _num(value, "%") + (mark(picked.miou) if value is not None else "")
+    miou = _num(value, "%") + (_subset_mark(picked.miou) + mark(picked.miou) if value is not None else "")
     return madds, runtime, miou
 
 
@@ -204,7 +222,8 @@ def miou_conditions(result: dict[str, Any]) -> str:
     """Which images a result's mIOU was measured on, and when."""
     c = result.get("conditions") or {}
     ev = c.get("eval") or {}
-    images = f"{ev['images']} {ev.get('dataset', '')} {ev.get('split', '')} images" if "images" in ev else "?"
+    of = f" of {ev['split_images']}" if ev.get("split_images") and ev.get("images", 0) < ev["split_images"] else ""
+    images = f"{ev['images']}{of} {ev.get('dataset', '')} {ev.get('split', '')} images" if "images" in ev else "?"
     return f"{' '.join(images.split())}, {c.get('timestamp', '?')}"
 
 
@@ -230,7 +249,8 @@ def build_report(registry: Registry, results: Iterable[dict[str, Any]]) -> str:
            "Measured (by `zoo bench`): Multiply-Adds of convolutions + MatMul counted from the frozen graph and "
            "mean wall-clock latency per image, both summed over scales and flips and taken only from runs at the "
            "input size the reported numbers refer to (the registry's eval crop, else the dataset's usual size); "
-           "mIOU from the newest `zoo bench --data-dir` run. The input size, CPU, threads and images behind every "
+           "mIOU from the `zoo bench --data-dir` run over the most images (a full split beats a `--limit` "
+           "subset, which is marked e.g. `93.64% (5 img)`), newest among equals. The input size, CPU, threads and images behind every "
            "measured cell are listed under *Measured on*; runs at other input sizes only under "
            f"*Other measurements*. {NOT_COMPARABLE} = measured at another output stride than the row (the "
            "frozen graph's), so not comparable.", ""]
@@ -252,9 +272,11 @@ def build_report(registry: Registry, results: Iterable[dict[str, Any]]) -> str:
             m, c = r["measured"], r.get("conditions") or {}
             p = picked.get((name, setting)) if name not in known else None
             miou = (p.miou if p is not None and p.miou is not None else r)["measured"].get("miou")
+            miou_from = p.miou if p is not None and p.miou is not None else r
             out.append(f"{name} | {setting} | {_size(r)} | {c.get('output_stride', '-')} | "
                        f"{_madds(_billions(m))} | {_num((m.get('latency_ms') or {}).get('p50'))} | "
-                       f"{_num(miou, '%')} | {perf_conditions(r)}")
+                       f"{_num(miou, '%')}{_subset_mark(miou_from) if miou is not None else ''} | "
+                       f"{perf_conditions(r)}")
         out.append("")
     out += ["## Reported on", ""] + [f"* {line}" for line in reported_machines(registry)] + [""]
     if picked:
@@ -268,7 +290,7 @@ def plot_points(registry: Registry, results: Iterable[dict[str, Any]]) -> tuple[
     """(reported, measured) points of mIOU against Multiply-Adds, one per checkpoint/setting.
 
     A measured point takes its Multiply-Adds from the run at the reference input size and its mIOU from the
-    newest run that measured one (see :func:`pick_results`).
+    run over the most images that measured one (see :func:`pick_results`).
     """
     reported = []
     for ckpt in registry:
