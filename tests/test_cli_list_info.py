@@ -182,3 +182,13 @@ def test_verify_with_nothing_of_this_registry_names_other_installed_models(zoo_h
     assert result.exit_code == 0
     assert "no checkpoint of this registry is downloaded" in result.output
     assert "1 model(s) of another registry in the cache: demo_shapes; pass that registry with --registry" in result.output
+
+
+def test_info_numbers_are_never_cut_at_80_columns():
+    for name in ("EdgeTPU-DeepLab", "xception65_coco_voc_trainaug", "xception65_cityscapes_trainfine",
+                 "mobilenetv2_ade20k_train"):
+        out = CliRunner().invoke(cli, ["info", name], env={"COLUMNS": "80"}).output
+        assert "…" not in out, out
+    out = CliRunner().invoke(cli, ["info", "xception65_coco_voc_trainaug"], env={"COLUMNS": "80"}).output
+    assert "0.5:0.25:1.75" in out and "3055.35" in out and "83.58%" in out
+    assert "http://download.tensorflow.org/models/deeplabv3_pascal_train_aug_2018_01_04.tar.gz" in out

@@ -37,6 +37,15 @@ def describe_scales(scales: tuple[float, ...], flip: bool) -> str:
     return f"{text}, {'flip' if flip else 'no flip'}"
 
 
+def scales_notation(scales: tuple[float, ...]) -> str:
+    """The seed's compact form: ``0.5:0.25:1.75`` for three or more evenly spaced scales, else ``0.5,1``."""
+    if len(scales) >= 3:
+        step = round(scales[1] - scales[0], 10)
+        if step > 0 and all(abs((b - a) - step) < 1e-9 for a, b in zip(scales, scales[1:])):
+            return f"{scales[0]:g}:{step:g}:{scales[-1]:g}"
+    return ",".join(f"{s:g}" for s in scales)
+
+
 @dataclass(frozen=True)
 class EvalRow:
     """One line of the seed's results table: an eval setting and what was reported for it."""

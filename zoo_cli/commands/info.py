@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from zoo_cli.cli import AppContext, pass_app
+from zoo_cli.registry import scales_notation
 from zoo_cli.output import console, emit_json, fmt_madds, fmt_num
 
 
@@ -47,24 +48,28 @@ def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
         ("archive contents", ", ".join(ckpt.contents)),
     ]
     for key, value in fields:
-        out.print(f"  {key:<17} {value}")
+        out.print(f"  {key:<17} {value}", soft_wrap=True)  # long URLs stay whole, copyable
     if ckpt.model_flags:
         out.print("  model flags")
         for flag, value in ckpt.model_flags.items():
             out.print(f"    --{flag}={value}")
     if ckpt.evals:
         source = "seed" if ckpt.reported_on is None else "registry"
-        table = Table(title=f"reported results ({source}); # is what 'zoo eval --row' takes", show_edge=False,
-                      header_style="bold")
-        edgetpu = any(row.latency_ms is not None for row in ckpt.evals)
-        columns = ["#", "OS", "scales", "flip", "MAdds (B)", "CPU s"] + (["EdgeTPU ms"] if edgetpu else [])
-        for col in columns + ["mIOU", "pixel acc", "split"]:
-            table.add_column(col, justify="right", no_wrap=col == "scales")
+        out.print(f"  reported results ({source}); # is what 'zoo eval --row' takes")
+        table = Table(show_edge=False, header_style="bold")
+        # Columns the seed leaves empty for this checkpoint are left out, so the numbers fit 80 columns.
+        optional = [("MAdds (B)", lambda r: r.madds_billion, fmt_madds), ("CPU s", lambda r: r.runtime_s, fmt_num),
+                    ("EdgeTPU ms", lambda r: r.latency_ms, lambda v: fmt_num(v, digits=1))]
+        shown = [(name, get, fmt) for name, get, fmt in optional if any(get(r) is not None for r in ckpt.evals)]
+        pixel = any(r.pixel_accuracy is not None for r in ckpt.evals)
+        edgetpu = any(name == "EdgeTPU ms" for name, _, _ in shown)
+        for col in ["#", "OS", "scales", "flip", *(n for n, _, _ in shown), "mIOU", *(["pix acc"] if pixel else []),
+                    "split"]:
+            table.add_column(col, justify="right", no_wrap=True)
         for i, row in enumerate(ckpt.evals, start=1):
-            latency = [fmt_num(row.latency_ms, digits=1)] if edgetpu else []
-            table.add_row(str(i), str(row.output_stride), ",".join(f"{s:g}" for s in row.scales),
-                          "yes" if row.flip else "no", fmt_madds(row.madds_billion), fmt_num(row.runtime_s),
-                          *latency, fmt_num(row.miou, "%"), fmt_num(row.pixel_accuracy, "%"), row.split)
+            table.add_row(str(i), str(row.output_stride), scales_notation(row.scales), "yes" if row.flip else "no",
+                          *(fmt(get(row)) for _, get, fmt in shown), fmt_num(row.miou, "%"),
+                          *([fmt_num(row.pixel_accuracy, "%")] if pixel else []), row.split)
         out.print(table)
         out.print(f"  reported on: {ckpt.reported_machine}"
                   + ("; EdgeTPU ms: Pixel 4 EdgeTPU simulator." if edgetpu else ""))
