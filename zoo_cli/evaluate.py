@@ -188,12 +188,13 @@ class ImageResult:
     overlay_png: Path
     size: tuple[int, int]
     classes: dict[str, int]  # class name -> pixel count, most frequent first
-    fitted: bool = False
+    fitted: bool = False  # shrunk to fit the graph's crop (the plain runner)
+    enlarged: bool = False  # ran at a crop grown to cover it (the multi-scale/flip/--crop runner)
 
     def to_json(self) -> dict[str, Any]:
         return {"image": str(self.image), "labels": str(self.labels_png), "overlay": str(self.overlay_png),
                 "height": self.size[0], "width": self.size[1], "classes": self.classes,
-                "shrunk_to_fit": self.fitted}
+                "shrunk_to_fit": self.fitted, "crop_enlarged": self.enlarged}
 
 
 def _atomic_save(img, path: Path) -> None:
@@ -300,14 +301,15 @@ def evaluate_images(paths: Sequence[Path | str], predictor: Predictor, palette: 
                 failures.append(ImageFailure(path, str(image)))
                 bar.update(1)
                 continue
-            before = getattr(predictor, "fitted", 0)
+            before = getattr(predictor, "fitted", 0), getattr(predictor, "enlarged", 0)
             labels = np.asarray(predictor(image))
-            fitted = getattr(predictor, "fitted", 0) != before
+            fitted = getattr(predictor, "fitted", 0) != before[0]
+            enlarged = getattr(predictor, "enlarged", 0) != before[1]
             labels_png, overlay_png = write_prediction(image, labels, palette, out_dir, stem, alpha)
             ids, counts = np.unique(labels, return_counts=True)
             order = np.argsort(-counts)
             classes = {palette.name_of(int(ids[i])): int(counts[i]) for i in order}
-            results.append(ImageResult(path, labels_png, overlay_png, image.shape[:2], classes, fitted))
+            results.append(ImageResult(path, labels_png, overlay_png, image.shape[:2], classes, fitted, enlarged))
             bar.update(1)
     finally:
         bar.close()
@@ -660,10 +662,16 @@ class ImagePredictions:
     images: list[ImageResult] = field(default_factory=list)
     failed: list[ImageFailure] = field(default_factory=list)  # inputs that could not be decoded (skipped)
 
+    @property
+    def enlarged(self) -> int:
+        """Images larger than the eval crop that ran at a crop grown to cover them (multi-scale runner)."""
+        return sum(r.enlarged for r in self.images)
+
     def to_json(self) -> dict[str, Any]:
         return {"out": str(self.out_dir), "palette": self.palette.dataset,
                 "class_names": list(self.palette.class_names),
                 "eval_settings": self.settings.to_json() if self.settings is not None else None,
+                "enlarged_images": self.enlarged,
                 "images": [r.to_json() for r in self.images],
                 "failed": [f.to_json() for f in self.failed]}
 

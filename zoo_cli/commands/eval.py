@@ -190,9 +190,17 @@ def _print_predictions(predictions) -> None:
             crop = predictions.graph_crop
             out.print(f"  note: {r.size[1]}x{r.size[0]} is larger than the graph's crop {crop[1]}x{crop[0]}; "
                       "it was shrunk to fit and the labels scaled back")
+    if predictions.enlarged and settings is not None and settings.crop:
+        out.print(enlarged_note(predictions.enlarged, settings.crop))
     for failure in predictions.failed:
         out.print(f"skipped: {failure.error}")
     out.print(f"{len(predictions.images)} image(s) → {predictions.out_dir} ({predictions.palette.dataset} palette)")
+
+
+def enlarged_note(count: int, crop) -> str:
+    """The note for images the multi-scale runner ran at a crop grown to cover them."""
+    return (f"note: {count} image(s) were larger than the eval crop {crop[0]}x{crop[1]}; they ran at a crop grown "
+            "to cover them (as the reference pads to max(crop, image))")
 
 
 def _crop_text(crop) -> str:
@@ -256,6 +264,10 @@ def _print_result(result, warnings: list[str] | None = None) -> None:
         where = f" {crop[1]}x{crop[0]}" if crop else ""
         out.print(f"note: {result.fitted} image(s) were larger than the graph's crop{where}; they were shrunk to "
                   "fit and their labels scaled back (the reference would fail on them)")
+    enlarged = result.extra.get("multiscale", {}).get("enlarged_images", 0)
+    eval_crop = result.extra.get("multiscale", {}).get("eval_crop")
+    if enlarged and eval_crop:
+        out.print(enlarged_note(enlarged, eval_crop))
     for note in result.extra.get("eval_settings", {}).get("notes", []):
         out.print(f"note: {note}")
     for skipped in result.extra.get("multiscale", {}).get("skipped_scales", []):
