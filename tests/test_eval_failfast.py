@@ -27,18 +27,35 @@ def installed_voc(zoo_home, tmp_path, monkeypatch):
     ("empty", "JPEGImages does not exist; point --data-dir at VOCdevkit/VOC2012"),
     ("no_split", "ImageSets/Segmentation/val.txt does not exist"),
     ("missing_label", "(label of a, listed in val.txt) does not exist"),
+    ("empty_split", "ImageSets/Segmentation/val.txt lists no images; it needs one image id per line"),
 ])
 def test_bad_data_dir_fails_before_the_model_loads(installed_voc, tmp_path, layout, message):
     root = tmp_path / "data"
     if layout is not None:
         root.mkdir()
-    if layout in ("no_split", "missing_label"):
+    if layout in ("no_split", "missing_label", "empty_split"):
         (root / "JPEGImages").mkdir()
         (root / "JPEGImages" / "a.jpg").write_bytes(b"")
     if layout == "missing_label":
         (root / "ImageSets" / "Segmentation").mkdir(parents=True)
         (root / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
+    if layout == "empty_split":
+        (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+        (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n")
     result = CliRunner().invoke(cli, ["eval", "tiny_voc", "--data-dir", str(root)])
     assert result.exit_code in (2, 7), result.output
     assert result.output.startswith("Error: ") and message in result.output
     assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--shard", "3/4"], "--shard 3/4 selects none of the 2 voc val images in "),
+    (["--limit", "1", "--shard", "1/2"], "--limit 1 and --shard 1/2 select none of the 2 voc val images"),
+])
+def test_a_shard_that_selects_nothing_names_only_the_options_given(installed_voc, tmp_path, extra, message):
+    from tests.support.datasets import make_voc
+
+    make_voc(tmp_path / "voc", n=2)
+    result = CliRunner().invoke(cli, ["eval", "tiny_voc", "--data-dir", str(tmp_path / "voc"), *extra])
+    assert result.exit_code == 7, result.output
+    assert message in result.output and "None" not in result.output

@@ -224,6 +224,9 @@ def _open_voc(root: Path, split: str) -> Dataset:
     if not listing.is_file():
         raise DatasetError(f"{listing} does not exist; the VOC split '{split}' needs its image list")
     names = [line.split()[0] for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise DatasetError(f"{listing} lists no images; it needs one image id per line (e.g. 2007_000033), "
+                           "or pick another --split")
     samples = []
     for name in names:
         image = base / "JPEGImages" / f"{name}.jpg"

@@ -418,6 +418,18 @@ def select(samples: Sequence[Sample], *, limit: int | None = None,
     return chosen
 
 
+def no_images_message(dataset: Dataset, limit: int | None, shard: tuple[int, int] | None) -> str:
+    """Why a run has no images: an empty split, or the --limit/--shard that selected none (only those given)."""
+    if not dataset.samples:
+        return f"{dataset.root} has no {dataset.kind} {dataset.split} images; check --data-dir and --split"
+    given = ([f"--limit {limit}"] if limit is not None else []) + \
+        ([f"--shard {shard[0]}/{shard[1]}"] if shard is not None else [])
+    pool = min(len(dataset.samples), limit) if limit is not None else len(dataset.samples)
+    return (f"{' and '.join(given) or 'the selection'} {'select' if len(given) > 1 else 'selects'} none of the "
+            f"{len(dataset.samples)} {dataset.kind} {dataset.split} images in {dataset.root}; a shard K must be "
+            f"below the {pool} images it splits")
+
+
 def evaluate_dataset(dataset: Dataset, predictor: Predictor, *, limit: int | None = None,
                      shard: tuple[int, int] | None = None, jobs: int = 1, progress: bool | None = None,
                      on_image: Callable[[int, ConfusionMatrix], None] | None = None,
@@ -738,6 +750,8 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
     graph_path = resolve_graph(ckpt, cache, graph_path)
     # Before the model: a wrong data_dir fails at once, not after TensorFlow has loaded.
     ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
+    if not select(ds.samples, limit=limit, shard=shard):
+        raise DatasetError(no_images_message(ds, limit, shard))
     jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
     from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
 
@@ -750,8 +764,7 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
         matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs,
                                               progress=progress, num_classes=num_classes)
         if n == 0:
-            raise DatasetError(f"no images selected from {ds.root} ({ds.kind} {ds.split}, limit {limit}, "
-                               f"shard {shard})")
+            raise DatasetError(no_images_message(ds, limit, shard))
         palette = class_palette(ds.kind, ckpt)
         scales_run = tuple(getattr(predictor, "scales", (1.0,)))
         flip_run = bool(getattr(predictor, "flip", False))
