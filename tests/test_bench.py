@@ -107,6 +107,19 @@ def test_comparison_refuses_unlike_output_strides():
         assert line.measured is not None  # measured value kept, only the comparison is refused
 
 
+def test_comparison_refuses_another_input_size():
+    """QA-2 finding 5: Multiply-Adds/runtime at 10x10 are not compared with numbers reported at 129x129."""
+    measured = {"madds_billion": 0.0003, "latency_ms": {"mean": 1.0}, "miou": 74.0}
+    lines = {c.metric: c for c in bench.compare(_row(16), measured, 16, (10, 10), (129, 129))}
+    for metric in ("Multiply-Adds", "CPU runtime"):
+        line = lines[metric]
+        assert not line.comparable and line.delta is None and line.to_json()["comparable"] is False
+        assert line.why == "input 10x10 vs 129x129" and "drop --input-size" in line.note
+    assert lines["mIOU"].comparable  # evaluated at the eval crop whatever --input-size says
+    same = {c.metric: c for c in bench.compare(_row(16), measured, 16, (129, 129), (129, 129))}
+    assert same["Multiply-Adds"].comparable
+
+
 # ---------------------------------------------------------------- end to end on a tiny graph
 
 
@@ -271,6 +284,37 @@ def test_bench_output_is_readable_at_80_columns(zoo_home, registry_file, graph_b
              and "measured:" not in line and "not comparable" not in line and line.strip()[0].isalpha()}
     assert notes["tfprof count (B)"] == "float_ops/2: + elementwise, pooling, ArgMax"
     assert notes["throughput (GFLOP/s)"] == "2 x Multiply-Adds / p50"
+
+
+def test_bench_at_another_input_size_says_not_comparable(zoo_home, registry_file, monkeypatch):
+    """QA-2 finding 5: `--input-size 65` against rows reported at VOC's 513x513: no Δ, in text and JSON."""
+    monkeypatch.setenv("COLUMNS", "80")
+    # A row at the graph's own OS 8 with reported Multiply-Adds and runtime, so only the input size differs.
+    entry = registry_entry(NAME, "voc", 21, 255).replace(
+        "output_stride: 16, scales: [1.0], flip: false,", "output_stride: 8, scales: [1.0], flip: false, "
+        "madds_billion: 0.0001, runtime_s: 0.01,")
+    registry_file.write_text("version: 1\ncheckpoints:\n" + entry)
+    install(zoo_home, NAME, build_graph(crop=(33, 33), num_classes=21, output_stride=8).SerializeToString())
+    base = ["bench", NAME, "--scales", "1", "--runs", "1", "--warmup", "0", "--no-store", "--input-size", "65"]
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code == 0, result.output
+    row = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]]
+           for line in result.output.splitlines() if "│" in line}
+    # At 80 columns the Δ cell says only 'not comparable'; the reason line above the table names the sizes.
+    assert row["Multiply-Adds (B)"][2] == row["CPU runtime (ms)"][2] == "not comparable"
+    assert max(len(line.rstrip()) for line in result.output.splitlines()) <= 80
+    assert "measured at input 65x65, the reported Multiply-Adds and runtime are at 513x513" in " ".join(
+        result.output.split())
+    monkeypatch.setenv("COLUMNS", "160")
+    result = CliRunner().invoke(cli, base)
+    row = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]]
+           for line in result.output.splitlines() if "│" in line}
+    assert row["Multiply-Adds (B)"][2] == "not comparable (input 65x65 vs 513x513)"
+    assert row["CPU runtime (ms)"][2] == "not comparable (input 65x65 vs 513x513)"
+    data = json.loads(CliRunner().invoke(cli, base + ["--json"]).output)
+    madds = next(c for c in data["comparison"] if c["metric"] == "Multiply-Adds")
+    assert madds["comparable"] is False and madds["delta"] is None and madds["why"] == "input 65x65 vs 513x513"
+    assert data["conditions"]["reference_input_size"] == [513, 513]
 
 
 def test_bench_with_data_dir_measures_miou(zoo_home, registry_file, graph_bytes, tmp_path):

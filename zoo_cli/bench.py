@@ -223,6 +223,7 @@ class Comparison:
     measured: float | None
     comparable: bool
     note: str = ""
+    why: str = ""  # short reason shown in the Δ cell, e.g. "input 10x10 vs 129x129"
 
     @property
     def delta(self) -> float | None:
@@ -240,11 +241,19 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "unit": self.unit, "reported": self.reported, "measured": self.measured,
                 "comparable": self.comparable, "delta": self.delta, "delta_pct": self.delta_pct,
-                "note": self.note}
+                "note": self.note, "why": self.why}
 
 
-def compare(row: EvalRow | None, measured: dict[str, Any], graph_os: int | None) -> list[Comparison]:
-    """Reported-vs-measured lines for one setting; unlike conditions (output stride) are not compared."""
+def _size_text(size: Sequence[int]) -> str:
+    return "x".join(str(v) for v in size)
+
+
+def compare(row: EvalRow | None, measured: dict[str, Any], graph_os: int | None,
+            input_size: Sequence[int] | None = None, reference_size: Sequence[int] | None = None
+            ) -> list[Comparison]:
+    """Reported-vs-measured lines for one setting; unlike conditions are not compared: another output stride
+    (every metric), or an ``input_size`` other than the ``reference_size`` the reported numbers refer to
+    (Multiply-Adds and runtime; mIOU is evaluated at the eval crop whatever the input size)."""
     lat = measured.get("latency_ms") or {}
     lines = []
     reasons = []
@@ -255,15 +264,20 @@ def compare(row: EvalRow | None, measured: dict[str, Any], graph_os: int | None)
                        f"{row.output_stride}; a frozen graph cannot change its output stride")
     ok = not reasons
     note = reasons[0] if reasons else ""
+    size_ok, size_note, size_why = ok, note, ""
+    if ok and input_size is not None and reference_size is not None and tuple(input_size) != tuple(reference_size):
+        size_ok, size_why = False, f"input {_size_text(input_size)} vs {_size_text(reference_size)}"
+        size_note = (f"not comparable: measured at input {_size_text(input_size)}, the reported Multiply-Adds and "
+                     f"runtime are at {_size_text(reference_size)}; drop --input-size to compare")
 
     def rep(attr: str) -> float | None:
         return getattr(row, attr) if row is not None else None
 
-    lines.append(Comparison("Multiply-Adds", "B", rep("madds_billion"), measured.get("madds_billion"), ok,
-                            note or "measured: convs + MatMul"))
+    lines.append(Comparison("Multiply-Adds", "B", rep("madds_billion"), measured.get("madds_billion"), size_ok,
+                            size_note or "measured: convs + MatMul", size_why))
     runtime = rep("runtime_s")
     lines.append(Comparison("CPU runtime", "ms", runtime * 1000.0 if runtime is not None else None,
-                            lat.get("mean"), ok, note or "measured: mean wall time per image"))
+                            lat.get("mean"), size_ok, size_note or "measured: mean wall time per image", size_why))
     lines.append(Comparison("mIOU", "%", rep("miou"), measured.get("miou"), ok,
                             note or ("" if measured.get("miou") is not None else "not measured (pass --data-dir)")))
     lines.append(Comparison("pixel accuracy", "%", rep("pixel_accuracy"), measured.get("pixel_accuracy"), ok, note))
@@ -466,9 +480,14 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
     }
     row = _pick_row(setting, graph_os)
     reported_on = ckpt.reported_machine if ckpt is not None else SEED_MACHINE
+    try:
+        reference = default_input_size(ckpt, crop)[0]
+    except UsageError:
+        reference = None  # no registry entry and no crop: nothing reported to compare with anyway
+    conditions["reference_input_size"] = list(reference) if reference else None
     return BenchResult(name=name, setting=setting, reported=_reported(setting, graph_os, reported_on),
                        measured=measured, conditions=conditions,
-                       comparison=compare(row, measured, graph_os), notes=notes)
+                       comparison=compare(row, measured, graph_os, input_size, reference), notes=notes)
 
 
 def _split(setting: BenchSetting) -> str:

@@ -30,8 +30,9 @@ def fmt_value(value: Any, unit: str = "") -> str:
     return str(value)
 
 
-def fmt_delta(line: Comparison) -> str:
-    """Δ cell: absolute (points for percentages) and relative difference, or why there is none."""
+def fmt_delta(line: Comparison, short: bool = False) -> str:
+    """Δ cell: absolute (points for percentages) and relative difference, or why there is none (``short``: only
+    'not comparable', when the reason is printed above the table anyway and the long cell would not fit)."""
     if line.comparable and line.delta is not None:
         if line.unit == "%":
             points = line.delta if abs(line.delta) >= 0.005 else 0.0  # no "-0.00" for a rounding-level difference
@@ -39,7 +40,7 @@ def fmt_delta(line: Comparison) -> str:
         text = f"{line.delta:+.{3 if abs(line.delta) < 0.1 else 2}f} {line.unit}"
         return text + (f" ({line.delta_pct:+.1f}%)" if line.delta_pct is not None else "")
     if line.reported is not None and not line.comparable:
-        return "not comparable"
+        return f"not comparable ({line.why})" if line.why and not short else "not comparable"
     return "-"
 
 
@@ -93,7 +94,7 @@ def print_labelled(out: Console, label: str, text: str, style: str = "") -> None
     out.print(grid)
 
 
-def _rows(result: BenchResult) -> list[tuple[str, str, str, str, str]]:
+def _rows(result: BenchResult, short: bool = False) -> list[tuple[str, str, str, str, str]]:
     """(metric, reported, measured, Δ, note) for every line of the comparison table."""
     m = result.measured
     lat = m["latency_ms"]
@@ -101,7 +102,7 @@ def _rows(result: BenchResult) -> list[tuple[str, str, str, str, str]]:
     for line in result.comparison:
         note = "" if line.note.startswith("not comparable") else line.note.removeprefix("measured: ")
         rows.append((f"{line.metric} ({line.unit})", fmt_value(line.reported, line.unit),
-                     fmt_value(line.measured, line.unit), fmt_delta(line), note))
+                     fmt_value(line.measured, line.unit), fmt_delta(line, short), note))
         if line.metric == "Multiply-Adds" and m.get("tfprof_madds_billion") is not None:
             rows.append(("  tfprof count (B)", "-", fmt_value(m["tfprof_madds_billion"], "B"), "-",
                          "float_ops/2: + elementwise, pooling, ArgMax"))
@@ -146,9 +147,13 @@ def render_result(out: Console, result: BenchResult) -> None:
     for reason in sorted({line.note for line in result.comparison if line.note.startswith("not comparable")}):
         print_labelled(out, " ", reason, "yellow")
 
+    unbounded = out.options.update_width(10_000)  # the width the table wants, not clamped to the terminal's
     rows = _rows(result)
+    narrow = Measurement.get(out, unbounded, _table(rows, with_notes=False)).maximum
+    if narrow > out.width:  # e.g. "not comparable (input 65x65 vs 513x513)" at 80 columns: the line above says why
+        rows = _rows(result, short=True)
+        narrow = Measurement.get(out, unbounded, _table(rows, with_notes=False)).maximum
     longest = max((len(r[4]) for r in rows), default=0)
-    narrow = Measurement.get(out, out.options, _table(rows, with_notes=False)).maximum
     inline = narrow + 3 + longest <= out.width  # 3 = the column separator and its padding
     out.print(_table(rows, with_notes=inline))
     if not inline:
