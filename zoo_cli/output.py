@@ -29,8 +29,10 @@ def _default(obj: Any) -> Any:
 def console(stderr: bool = False) -> Console:
     """A rich console on the current stdout/stderr; wide when not a terminal so tables are not squashed."""
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    tty = stream.isatty()
+    width = None if tty else int(os.environ.get("COLUMNS", "160"))
+    # Not a terminal (a pipe, a log file): lines are not hard-wrapped, so they stay whole for grep and copy.
+    return Console(file=stream, width=width, highlight=False, soft_wrap=not tty)
 
 
 def fmt_num(value: float | None, suffix: str = "", digits: int = 2) -> str:
