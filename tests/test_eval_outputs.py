@@ -133,3 +133,21 @@ def test_bad_graph_hint_depends_on_where_the_file_came_from(zoo, tmp_path, zoo_h
     installed.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     result = zoo("tiny_voc", "--images", tmp_path / "p.png", "--out", tmp_path / "o")
     assert result.exit_code == 6 and "re-download it with 'zoo download tiny_voc --force'" in result.output
+
+
+def test_out_that_is_an_images_directory_is_refused(zoo, tmp_path):
+    """The QA case: '--images DIR --out DIR' run again predicted on its own outputs; the folder grew every run."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _image(photos / "good.png", 6)
+    before = sorted(p.name for p in photos.iterdir())
+    for out in (photos, tmp_path / "photos" / "."):  # the same directory, spelled two ways
+        result = zoo("tiny_voc", "--images", photos, "--out", out)
+        assert result.exit_code == 2, result.output
+        assert "is also an --images directory" in result.output and "pass a separate --out" in result.output
+    assert sorted(p.name for p in photos.iterdir()) == before
+    # a folder inside it is fine (directories are read non-recursively), and a re-run reads only the photo
+    for _ in range(2):
+        result = zoo("tiny_voc", "--images", photos, "--out", photos / "predictions", "--json")
+        assert result.exit_code == 0, result.output
+        assert [os.path.basename(r["image"]) for r in json.loads(result.stdout)["images"]] == ["good.png"]

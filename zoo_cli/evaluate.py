@@ -179,6 +179,20 @@ def collect_images(paths: Iterable[Path | str]) -> list[Path]:
     return out
 
 
+def check_out_dir(paths: Iterable[Path | str], out_dir: Path | str) -> None:
+    """UsageError when ``out_dir`` is one of the directories in ``paths``: its label PNGs and overlays would be
+    read back as inputs by the next run over that directory (which grows every run). A folder inside it is
+    fine: directories are read non-recursively."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return
+    for item in paths:
+        path = Path(item)
+        if path.is_dir() and os.path.samefile(path, out_dir):
+            raise UsageError(f"--out {out_dir} is also an --images directory, so the next run would predict on "
+                             f"this run's outputs; pass a separate --out (e.g. --out {path / 'predictions'})")
+
+
 @dataclass
 class ImageResult:
     """Where one image's outputs went."""
@@ -289,6 +303,7 @@ def evaluate_images(paths: Sequence[Path | str], predictor: Predictor, palette: 
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
+    check_out_dir(paths, out_dir)
     files = collect_images(paths)
     jobs = list(zip(files, output_stems(files, out_dir)))  # a list: the same file may be given twice
     results = []
@@ -712,6 +727,8 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
     with exit 7); an output never replaces an input (:func:`output_stems`). Imports TensorFlow.
     """
     graph_path = resolve_graph(ckpt, cache, graph_path)
+    check_out_dir(images, out_dir)  # before TensorFlow starts
+    collect_images(images)  # a missing path or an empty directory fails here too
     from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
 
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
