@@ -142,3 +142,29 @@ def test_images_take_row_or_options_when_given_and_data_dir_keeps_the_row_defaul
     data = _json(zoo(registry, "--data-dir", VAL, "--limit", "1", "--json"))
     assert data["scales"] == [0.75, 1.0, 1.25] and data["flip"] is True
     assert data["eval_settings"]["source"] == "eval row 1"
+
+
+def test_bare_graph_with_an_unknown_class_count_gets_generic_names(zoo_home, tmp_path):
+    """The QA case: a 4-class --graph without NAME/--dataset was labelled aeroplane... in VOC colours."""
+    from tests.support.eval_graphs import write_graph
+    from zoo_cli.palettes import generic_palette
+
+    graph = tmp_path / "g" / "frozen_inference_graph.pb"
+    graph.parent.mkdir()
+    write_graph(graph, crop=(40, 40), num_classes=4)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    args = ["eval", "--graph", str(graph), "--images", str(tmp_path / "p.png"), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "aeroplane" not in result.output and "class " in result.output
+    assert "no known dataset's count" in result.output and "--dataset" in result.output
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+    assert data["palette"] == "generic" and data["class_names"] == ["class 0", "class 1", "class 2", "class 3"]
+    assert set(data["images"][0]["classes"]) <= set(data["class_names"])
+    assert data["notes"]
+    png = Image.open(data["images"][0]["labels"])
+    assert png.getpalette()[: 3 * 4] == generic_palette(4).png_palette()[: 3 * 4]
+    # --dataset names the layout: its class count is then checked (4 is not Cityscapes' 19)
+    result = CliRunner().invoke(cli, [*args, "--dataset", "cityscapes"])
+    assert result.exit_code == 2 and "4 classes" in result.output

@@ -28,7 +28,7 @@ from zoo_cli.atomic import atomic_path, write_json_atomic
 from zoo_cli.datasets import Dataset, Sample, load_image
 from zoo_cli.errors import DatasetError, ModelError, UsageError
 from zoo_cli.metrics import ConfusionMatrix, LabelRangeError, MetricSummary, merge_matrices
-from zoo_cli.palettes import Palette
+from zoo_cli.palettes import GENERIC, Palette, generic_palette
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -148,8 +148,9 @@ def scored_classes(dataset: Dataset, ckpt: Any | None, graph_classes: int | None
 
 
 def class_palette(dataset: str | None, ckpt: Any | None = None, num_classes: int | None = None) -> Palette:
-    """Colours of the dataset (or guessed from ``num_classes``) with the checkpoint's ``class_names`` when the
-    registry sets them (e.g. the demo's background/circle/square/triangle), else the dataset's names."""
+    """Colours of the dataset (or guessed from ``num_classes``: :func:`zoo_cli.palettes.palette_for_classes`,
+    ``class 0..N-1`` for counts no dataset has) with the checkpoint's ``class_names`` when the registry sets
+    them (e.g. the demo's background/circle/square/triangle), else the dataset's names."""
     from zoo_cli.palettes import get_palette, palette_for_classes
 
     base = get_palette(dataset) if dataset else palette_for_classes(num_classes or 21)
@@ -688,6 +689,7 @@ class ImagePredictions:
     graph_crop: tuple[int, int] | None  # the crop of the graph as exported (images above it are shrunk)
     images: list[ImageResult] = field(default_factory=list)
     failed: list[ImageFailure] = field(default_factory=list)  # inputs that could not be decoded (skipped)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def enlarged(self) -> int:
@@ -700,7 +702,7 @@ class ImagePredictions:
                 "eval_settings": self.settings.to_json() if self.settings is not None else None,
                 "enlarged_images": self.enlarged,
                 "images": [r.to_json() for r in self.images],
-                "failed": [f.to_json() for f in self.failed]}
+                "failed": [f.to_json() for f in self.failed], "notes": list(self.notes)}
 
     def failure_error(self) -> DatasetError | None:
         """The error to report when some inputs could not be decoded (None when all were written)."""
@@ -737,10 +739,16 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
             check_graph_classes(kind, ckpt, model.num_classes)
         settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=True)
         palette = class_palette(kind, ckpt, model.num_classes)
+        notes = []
+        if palette.dataset == GENERIC and palette.class_names == generic_palette(palette.num_classes).class_names:
+            notes.append(f"the graph predicts {palette.num_classes} classes, which is no known dataset's count "
+                         "(VOC 21, Cityscapes 19, ADE20K 151), so they are named class 0..class "
+                         f"{palette.num_classes - 1} with generic colours; pass --dataset, or name a registry "
+                         "entry that lists class_names")
         failed: list[ImageFailure] = []
         results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress,
                                   failures=failed)
-        return ImagePredictions(Path(out_dir), palette, settings, model.crop_size, results, failed)
+        return ImagePredictions(Path(out_dir), palette, settings, model.crop_size, results, failed, notes)
 
 
 def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,

@@ -130,7 +130,20 @@ def get_palette(dataset: str) -> Palette:
     raise UsageError(f"no palette for dataset '{dataset}'; choose one of {', '.join(DATASET_NAMES)}")
 
 
+GENERIC = "generic"
+DATASET_CLASS_COUNTS = {21: "voc", 19: "cityscapes", 151: "ade20k"}
+
+
+@lru_cache(maxsize=None)
+def generic_palette(num_classes: int) -> Palette:
+    """``class 0`` .. ``class N-1`` for a class set no known dataset has; colours from the bit-interleaved
+    PASCAL table, which gives every id up to 255 a distinct colour (0 stays black)."""
+    names = tuple(f"class {i}" for i in range(num_classes))
+    return Palette(GENERIC, names, _voc_colors(), 255)
+
+
 def palette_for_classes(num_classes: int) -> Palette:
-    """Best guess of the dataset from a graph's class count (21 VOC, 19 Cityscapes, 151 ADE20K)."""
-    by_count = {21: "voc", 19: "cityscapes", 151: "ade20k"}
-    return get_palette(by_count.get(num_classes, "voc"))
+    """The dataset guessed from a graph's class count (21 VOC, 19 Cityscapes, 151 ADE20K), else
+    :func:`generic_palette` (VOC names on a 4-class graph would be wrong)."""
+    dataset = DATASET_CLASS_COUNTS.get(num_classes)
+    return get_palette(dataset) if dataset else generic_palette(num_classes)

@@ -192,6 +192,8 @@ def _print_predictions(predictions) -> None:
                       "it was shrunk to fit and the labels scaled back")
     if predictions.enlarged and settings is not None and settings.crop:
         out.print(enlarged_note(predictions.enlarged, settings.crop))
+    for note in predictions.notes:
+        out.print(f"note: {note}")
     for failure in predictions.failed:
         out.print(f"skipped: {failure.error}")
     out.print(f"{len(predictions.images)} image(s) → {predictions.out_dir} ({predictions.palette.dataset} palette)")
