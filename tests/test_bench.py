@@ -386,6 +386,27 @@ def test_a_limit_run_is_stored_apart_from_the_full_split_one(zoo_home, registry_
     assert bench.eval_subset(stored["miou.json"]["conditions"]["eval"]) is None
 
 
+@pytest.mark.parametrize("args", [[NAME], ["--all"]])
+def test_each_setting_is_printed_as_soon_as_it_is_measured(zoo_home, registry_file, graph_bytes, monkeypatch, args):
+    """QA-2 finding 10: Ctrl-C during the second (multi-scale) setting still shows the finished single-scale one."""
+    install(zoo_home, NAME, graph_bytes)
+    real = bench.measure_setting
+
+    def interrupted_after_the_first(graph_def, setting, **kw):
+        if setting.key != "single":
+            raise KeyboardInterrupt
+        return real(graph_def, setting, **kw)
+
+    monkeypatch.setattr(bench, "measure_setting", interrupted_after_the_first)
+    result = CliRunner().invoke(cli, ["bench", *args, "--runs", "1", "--warmup", "0"])
+    assert result.exit_code == 130  # interrupted
+    text = " ".join(result.output.split())
+    assert f"{NAME} — scale 1" in text and "Multiply-Adds (B)" in text
+    saved = list((zoo_home / "results" / "bench").glob("*__single__*.json"))
+    assert len(saved) == 1
+    assert "saved" + str(saved[0]) in "".join(result.output.split())  # the path may wrap
+
+
 def test_bench_all_records_failures_and_carries_on(zoo_home, registry_file, graph_bytes):
     install(zoo_home, NAME, graph_bytes)
     install(zoo_home, "broken", b"this is not a graph")

@@ -556,10 +556,13 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
                 flip: bool | None = None, runs: int = 10, warmup: int = 2, threads: int = 0,
                 graph_for_size: GraphForSize | None = None, data_dir: Path | None = None,
                 limit: int | None = None, store: Path | None = None,
-                progress: bool | None = False, datasets: dict[str, Any] | None = None) -> list[BenchResult]:
+                progress: bool | None = False, datasets: dict[str, Any] | None = None,
+                on_result: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
     """Measure every setting of a graph (see :func:`bench_settings`); stores each result under ``store``.
 
     ``datasets`` are the eval splits :func:`open_bench_datasets` opened for ``data_dir`` (opened here if not given).
+    ``on_result`` is called with each result as soon as it is measured (and stored), so a caller can show it
+    before the next, slower setting starts and an interruption loses only the unfinished setting.
     """
     from zoo_cli.model import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
 
@@ -589,10 +592,14 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
                                        conditions={"scales": list(setting.scales), "flip": setting.flip,
                                                    "input_size": list(input_size)},
                                        notes=[f"not measured: {exc}"]))
+            if on_result is not None:
+                on_result(results[-1])
             continue
         if store is not None:
             save_result(result, store)
         results.append(result)
+        if on_result is not None:
+            on_result(result)
     return results
 
 
@@ -617,21 +624,25 @@ def bench_checkpoint(ckpt: Checkpoint | None, cache: Any | None = None, *, graph
     """
     from zoo_cli.model import load_graph_def
 
-    if graph_path is None:
-        if ckpt is None:
-            raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
-        if cache is None:
-            from zoo_cli.cache import Cache
-            from zoo_cli.config import Settings
-
-            cache = Cache(Settings.from_env().home)
-        path = cache.frozen_graph_path(ckpt)
-    else:
-        path = graph_path
+    path = graph_file(ckpt, cache, graph_path)
     _open_datasets_first(ckpt, options)
     graph_def = load_graph_def(path)
     label = ckpt.name if ckpt else Path(path).stem
     return GraphBench(Path(path), bench_graph(graph_def, name=label, ckpt=ckpt, **options))
+
+
+def graph_file(ckpt: Checkpoint | None, cache: Any | None = None, graph_path: Path | str | None = None) -> Path:
+    """The frozen graph :func:`bench_checkpoint` benches: ``graph_path`` if given, else ``ckpt``'s installed one."""
+    if graph_path is not None:
+        return Path(graph_path)
+    if ckpt is None:
+        raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
+    if cache is None:
+        from zoo_cli.cache import Cache
+        from zoo_cli.config import Settings
+
+        cache = Cache(Settings.from_env().home)
+    return Path(cache.frozen_graph_path(ckpt))
 
 
 def _open_datasets_first(ckpt: Checkpoint | None, options: dict[str, Any]) -> None:

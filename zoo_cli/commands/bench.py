@@ -36,7 +36,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             limit: int | None, threads: int, no_store: bool, as_json: bool) -> None:
     """Measure latency, Multiply-Adds, params, peak memory (and mIOU) and compare with the reported numbers."""
     from zoo_cli import bench  # light; TensorFlow is imported when a graph is loaded
-    from zoo_cli.bench_view import print_labelled, render_results
+    from zoo_cli.bench_view import print_labelled, render_result
 
     if sweep and (name or graph_path):
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
@@ -49,13 +49,16 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         store=None if no_store else bench.results_dir(app.cache), progress=None if not as_json else False,
     )
     out = console()
+    if not as_json:
+        # Each setting's table (and its 'saved' line) is printed as soon as it is measured, so Ctrl-C during a
+        # slow multi-scale setting loses only that setting.
+        options["on_result"] = lambda result: render_result(out, result)
     if sweep:
         outcome = bench.bench_all(app.registry, app.cache, on_model=None if as_json else
                                   (lambda n: console(stderr=True).print(f"benching {n} ...")), **options)
         if as_json:
             emit_json(outcome.to_json())
         else:
-            render_results(out, outcome.results)
             for model, why in outcome.failures.items():
                 out.print(f"[red]failed[/red] {model}: {why}")
             if not outcome.results and not outcome.failures:
@@ -65,9 +68,17 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         return
 
     ckpt = app.registry.get(name) if name else None
+    if not as_json:
+        path = bench.graph_file(ckpt, app.cache, graph_path)
+        shown: list[bool] = []
+
+        def show(result: bench.BenchResult) -> None:
+            if not shown:  # the graph line comes with the first result, not before a failing load
+                print_labelled(out, "graph", str(path))
+                shown.append(True)
+            render_result(out, result)
+
+        options["on_result"] = show
     run = bench.bench_checkpoint(ckpt, app.cache, graph_path=graph_path, **options)
     if as_json:
         emit_json(run.to_json())
-        return
-    print_labelled(out, "graph", str(run.graph))
-    render_results(out, run.results)
