@@ -49,3 +49,22 @@ def test_dataset_run_with_images_above_the_crop_gets_a_note(zoo, tmp_path):
                  "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
     assert "note: 2 image(s) were larger than the eval crop 40x40; they ran at a crop grown" in result.output
+
+
+def test_output_wording(zoo, tmp_path):
+    """Small classes are '<1%' (not '0%'); the per-class title is one line; measured says 'scale 1' like the rows."""
+    from tests.support.eval_graphs import red_for_class
+
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[..., 0] = red_for_class(0)
+    img[0, 0, 0] = red_for_class(15)  # 1 of 600 pixels: 0.17 %
+    Image.fromarray(img).save(tmp_path / "p.png")
+    result = zoo("tiny_voc", "--images", tmp_path / "p.png", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "(background 100%, person <1%)" in result.output
+    make_voc(tmp_path / "voc", n=1)
+    result = zoo("tiny_voc", "--data-dir", tmp_path / "voc", "--row", "1", "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "per-class IoU (- = class absent)\n" in result.output
+    measured = next(line for line in result.output.splitlines() if "measured" in line)
+    assert "scale 1, no flip" in measured and "scales 1," not in measured

@@ -184,7 +184,7 @@ def _print_predictions(predictions) -> None:
     if settings is not None:
         out.print(f"setting: {settings.describe()}")
     for r in predictions.images:
-        top = ", ".join(f"{name} {count * 100 / (r.size[0] * r.size[1]):.0f}%" for name, count in list(r.classes.items())[:4])
+        top = ", ".join(f"{name} {_share(count, r.size[0] * r.size[1])}" for name, count in list(r.classes.items())[:4])
         out.print(f"{r.image} → {r.labels_png.name}, {r.overlay_png.name}  ({top})")
         if r.fitted:
             crop = predictions.graph_crop
@@ -197,6 +197,12 @@ def _print_predictions(predictions) -> None:
     for failure in predictions.failed:
         out.print(f"skipped: {failure.error}")
     out.print(f"{len(predictions.images)} image(s) → {predictions.out_dir} ({predictions.palette.dataset} palette)")
+
+
+def _share(count: int, total: int) -> str:
+    """``37%``; a class present on under 0.5 % of the pixels is ``<1%`` (not a misleading ``0%``)."""
+    percent = count * 100 / total
+    return f"{percent:.0f}%" if percent >= 0.5 else "<1%"
 
 
 def enlarged_note(count: int, crop) -> str:
@@ -215,8 +221,11 @@ def _print_result(result, warnings: list[str] | None = None) -> None:
 
     out = console()
     stride = result.extra.get("graph_output_stride")
-    conditions = (f"{'graph OS ' + str(stride) + ', ' if stride else ''}scales "
-                  f"{','.join(f'{s:g}' for s in result.scales)}, {'flip' if result.flip else 'no flip'}, "
+    from zoo_cli.registry import describe_scales
+
+    # the same wording as the reported rows below ("scale 1, no flip", "scales 0.75-1.25 (3), flip")
+    conditions = (f"{'graph OS ' + str(stride) + ', ' if stride else ''}"
+                  f"{describe_scales(tuple(result.scales), result.flip)}, "
                   f"{_crop_text(result.extra.get('eval_settings', {}).get('eval_crop'))}"
                   f"{result.split}, {result.num_images} images")
     title = result.checkpoint or result.graph or "merged"
@@ -244,7 +253,9 @@ def _print_result(result, warnings: list[str] | None = None) -> None:
     items = list(result.summary.per_class_iou.items())
     groups = 1 if len(items) <= 25 else 4  # ADE20K's 151 classes: four class/IoU column pairs
     rows = -(-len(items) // groups)
-    per = Table(title="per-class IoU (- = class absent)", show_edge=False, header_style="bold")
+    # a line of its own: as the table's title it wrapped to the narrow table's width
+    out.print("per-class IoU (- = class absent)")
+    per = Table(show_edge=False, header_style="bold")
     for _ in range(groups):
         per.add_column("class")
         per.add_column("IoU", justify="right")
