@@ -256,6 +256,11 @@ def test_render_result_cells():
     assert fmt_value(None) == "-" and fmt_value(1234.6) == "1235" and fmt_value(0.02921) == "0.02921"
     # Multiply-Adds as zoo list / info / report print them (output.fmt_madds), not 4 significant digits.
     assert [fmt_value(v, "B") for v in (0.1822, 0.0292, 2.7424, 152.59)] == ["0.182", "0.0292", "2.74", "152.59"]
+    tiny = bench.BenchResult("m", setting, {}, {**measured, "madds": 292_160, "madds_billion": 0.0003},
+                             conditions, bench.compare(None, {**measured, "madds_billion": 0.0003}, 16))
+    buf = StringIO()
+    render_result(Console(file=buf, width=120), tiny)
+    assert "│ 0.000292 │" in buf.getvalue().replace("  ", "")  # the exact count, as zoo report prints it
     tiny = bench.Comparison("mIOU", "%", 90.88, 90.8799, True)
     assert fmt_delta(tiny) == "+0.00 pt"
 

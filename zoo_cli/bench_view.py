@@ -101,8 +101,11 @@ def _rows(result: BenchResult, short: bool = False) -> list[tuple[str, str, str,
     rows = []
     for line in result.comparison:
         note = "" if line.note.startswith("not comparable") else line.note.removeprefix("measured: ")
+        measured = line.measured
+        if line.metric == "Multiply-Adds" and m.get("madds") is not None:
+            measured = m["madds"] / 1e9  # the exact count: madds_billion is rounded to 4 decimals (0.0003)
         rows.append((f"{line.metric} ({line.unit})", fmt_value(line.reported, line.unit),
-                     fmt_value(line.measured, line.unit), fmt_delta(line, short), note))
+                     fmt_value(measured, line.unit), fmt_delta(line, short), note))
         if line.metric == "Multiply-Adds" and m.get("tfprof_madds_billion") is not None:
             rows.append(("  tfprof count (B)", "-", fmt_value(m["tfprof_madds_billion"], "B"), "-",
                          "float_ops/2: + elementwise, pooling, ArgMax"))
