@@ -208,7 +208,7 @@ def _share(count: int, total: int) -> str:
 def enlarged_note(count: int, crop) -> str:
     """The note for images the multi-scale runner ran at a crop grown to cover them."""
     return (f"note: {count} image(s) were larger than the eval crop {crop[0]}x{crop[1]}; they ran at a crop grown "
-            "to cover them (as the reference pads to max(crop, image))")
+            "to cover them (max(crop, image) per side, as the reference's preprocessing pads)")
 
 
 def _crop_text(crop) -> str:
