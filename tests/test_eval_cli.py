@@ -10,19 +10,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.support.eval_graphs import build_graph, install_tiny_voc
+from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
 from zoo_cli.cli import cli
 from zoo_cli.commands.eval import spread_multi_values
 
 
-@pytest.fixture(scope="module")
-def voc_graph():
-    return build_graph(crop=(40, 40), num_classes=21).SerializeToString()
-
-
 @pytest.fixture
-def zoo(zoo_home, tmp_path, monkeypatch, voc_graph):
-    install_tiny_voc(zoo_home, tmp_path, monkeypatch, voc_graph)
+def zoo(tiny_voc):
     return lambda *args: CliRunner().invoke(cli, ["eval", *map(str, args)], prog_name="zoo")
 
 

@@ -11,18 +11,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.support.eval_graphs import build_graph, install_tiny_voc, quantize_red
+from tests.support.eval_graphs import quantize_red, tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
 from zoo_cli.cli import cli
 
 
-@pytest.fixture(scope="module")
-def voc_graph():
-    return build_graph(crop=(40, 40), num_classes=21).SerializeToString()
-
-
 @pytest.fixture
-def zoo(zoo_home, tmp_path, monkeypatch, voc_graph):
-    install_tiny_voc(zoo_home, tmp_path, monkeypatch, voc_graph)
+def zoo(tiny_voc):
 
     def invoke(*args, cwd=None):
         if cwd is None:

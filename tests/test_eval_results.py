@@ -9,19 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.datasets import make_voc
-from tests.support.eval_graphs import build_graph, install_tiny_voc
+from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
 from zoo_cli.cli import cli
 from zoo_cli.evaluate import default_results_dir, setting_slug
 
 
-@pytest.fixture(scope="module")
-def voc_graph():
-    return build_graph(crop=(40, 40), num_classes=21).SerializeToString()
-
-
 @pytest.fixture
-def zoo(zoo_home, tmp_path, monkeypatch, voc_graph):
-    install_tiny_voc(zoo_home, tmp_path, monkeypatch, voc_graph)
+def zoo(tiny_voc):
 
     def run_json(*args):
         result = CliRunner().invoke(cli, ["eval", "tiny_voc", *map(str, args), "--json"])

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CENTRE0, STEP = 6.25, 12.0
 
@@ -118,6 +119,18 @@ def install(home: Path, name: str, graph_def_bytes: bytes) -> Path:
     (model_dir / META_DIR / MANIFEST).write_text(json.dumps({"url": "test", "files": [path.name]}))
     (model_dir / META_DIR / COMPLETE).write_text("")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_voc_graph() -> bytes:
+    """A 21-class zoo-style graph with a 40x40 crop (serialised), built once per test session."""
+    return build_graph(crop=(40, 40), num_classes=21).SerializeToString()
+
+
+@pytest.fixture
+def tiny_voc(zoo_home, tmp_path, monkeypatch, tiny_voc_graph) -> Path:
+    """``tiny_voc_graph`` installed as checkpoint 'tiny_voc' of a test registry (import it as a fixture)."""
+    return install_tiny_voc(zoo_home, tmp_path, monkeypatch, tiny_voc_graph)
 
 
 def install_tiny_voc(home: Path, registry_dir: Path, monkeypatch, graph_def_bytes: bytes) -> Path:
