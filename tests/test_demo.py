@@ -8,7 +8,6 @@ minutes); its deterministic parts (dataset generator, archive packing) are check
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import requests
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.support.demo_builder import load_builder
 from zoo_cli import demo_run
 from zoo_cli.cli import cli
 from zoo_cli.registry import load_registry
@@ -34,12 +34,7 @@ DEMO = REPO / "zoo_cli" / "demo"
 @pytest.fixture(scope="module")
 def builder():
     """tools/build_demo_model.py imported as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("build_demo_model", REPO / "tools" / "build_demo_model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from load_builder("build_demo_model")
 
 
 def _sha256(path: Path) -> str:

@@ -3,12 +3,11 @@ included, and the demo's own eval path scores its 4 classes under those names.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.demo_builder import load_builder
 from zoo_cli import demo_run
 from zoo_cli.registry import load_registry
 
@@ -18,12 +17,8 @@ DEMO = REPO / "zoo_cli" / "demo"
 
 @pytest.fixture(scope="module")
 def builder():
-    spec = importlib.util.spec_from_file_location("build_demo_model_reg", REPO / "tools" / "build_demo_model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    """tools/build_demo_model.py imported as a module (it is a script, not part of the package)."""
+    yield from load_builder("build_demo_model_reg")
 
 
 def test_demo_entry_has_class_names_and_where_its_numbers_come_from():
