@@ -84,19 +84,13 @@ def host_overhead_us(tmp: Path, calls: int = 400) -> dict:
     The model time is ~nothing here, so the difference is the runner's own work (checks, feed, fetch) and is
     not drowned by the noise of a busy machine; divided by the realistic graph's time it gives the overhead.
     """
-    import tensorflow as tf
 
     from zoo_cli.export import save_frozen_graph, tiny_deeplab
     from zoo_cli.model import FrozenGraphModel
 
     path = save_frozen_graph(tiny_deeplab(num_classes=21, crop=33, output_stride=16, width=8), tmp / "tiny.pb")
     image = np.random.default_rng(2).integers(0, 256, size=(30, 31, 3), dtype=np.uint8)
-    gd = tf.compat.v1.GraphDef()
-    gd.ParseFromString(path.read_bytes())
-    g = tf.Graph()
-    with g.as_default():
-        tf.compat.v1.import_graph_def(gd, name="")
-    bare = tf.compat.v1.Session(graph=g)
+    bare = _bare_session(path)
     model = FrozenGraphModel(path)
     fns = {"bare": lambda: bare.run("SemanticPredictions:0", feed_dict={"ImageTensor:0": image[None]}),
            "runner": lambda: model.predict(image)}
@@ -114,19 +108,25 @@ def host_overhead_us(tmp: Path, calls: int = 400) -> dict:
     return {k: statistics.median(v) * 1e6 for k, v in times.items()}
 
 
+def _bare_session(path: Path):
+    """A plain tf.compat.v1.Session on the graph file: the baseline the runner is measured against."""
+    import tensorflow as tf
+
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(Path(path).read_bytes())
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.import_graph_def(gd, name="")
+    return tf.compat.v1.Session(graph=g)
+
+
 def overhead(graph: Path, runs: int, rounds: int) -> dict:
     """Median ms per image: bare Session.run vs FrozenGraphModel.predict, alternating calls."""
-    import tensorflow as tf
 
     from zoo_cli.model import FrozenGraphModel
 
     image = np.random.default_rng(1).integers(0, 256, size=(375, 500, 3), dtype=np.uint8)
-    gd = tf.compat.v1.GraphDef()
-    gd.ParseFromString(graph.read_bytes())
-    g = tf.Graph()
-    with g.as_default():
-        tf.compat.v1.import_graph_def(gd, name="")
-    bare = tf.compat.v1.Session(graph=g)
+    bare = _bare_session(graph)
     model = FrozenGraphModel(graph)
 
     def bare_run():

@@ -281,14 +281,7 @@ class MultiScalePredictor:
     def _net(self, crop: tuple[int, int]) -> _CropNet | str:
         """The network at ``crop`` as exported (uint8 image in, its own labels out; or fed at its padded
         image for the logits), imported once; or why it cannot be built."""
-        crop = (int(crop[0]), int(crop[1]))
-        net = self._nets.get(crop)
-        if net is not None:
-            return net
-        with self._lock:
-            if crop not in self._nets:
-                self._nets[crop] = self._import_net(crop)
-            return self._nets[crop]
+        return self._cached(self._nets, (int(crop[0]), int(crop[1])), self._import_net)
 
     def _import_net(self, crop: tuple[int, int]) -> _CropNet | str:
         tf = import_tf()
@@ -309,14 +302,17 @@ class MultiScalePredictor:
 
     def _plan(self, crop: tuple[int, int]) -> _Plan:
         """The whole procedure at eval crop ``crop`` as one subgraph (built once per crop)."""
-        crop = (int(crop[0]), int(crop[1]))
-        plan = self._plans.get(crop)
-        if plan is not None:
-            return plan
+        return self._cached(self._plans, (int(crop[0]), int(crop[1])), self._build_plan)
+
+    def _cached(self, cache: dict, crop: tuple[int, int], build: Any) -> Any:
+        """``cache[crop]``, built once under the lock (images may be predicted from several threads)."""
+        value = cache.get(crop)
+        if value is not None:
+            return value
         with self._lock:
-            if crop not in self._plans:
-                self._plans[crop] = self._build_plan(crop)
-            return self._plans[crop]
+            if crop not in cache:
+                cache[crop] = build(crop)
+            return cache[crop]
 
     def _build_plan(self, crop: tuple[int, int]) -> _Plan:
         # Everything image-sized stays inside TensorFlow: padding, the scaled images (ResizeBilinear with
