@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from zoo_cli.download import GZIP_MAGIC, describe_non_archive
+from zoo_cli.download import GZIP_MAGIC, describe_non_archive, not_gzip_reason
 from zoo_cli.errors import ArchiveError, CacheError, DownloadError
 
 META_DIR = ".zoo"
@@ -56,16 +56,15 @@ REDOWNLOAD = "delete it and download again"
 
 
 def check_gzip_file(path: Path, fix: str = REDOWNLOAD) -> None:
-    """Fail with a clear message unless ``path`` starts like a gzip file (an HTML page says so).
-
-    ``fix`` is what the message tells the user to do about a damaged file.
-    """
+    """Fail with a clear message unless ``path`` starts like a gzip file (an HTML page, an uncompressed tar
+    or another format says what it is). ``fix`` is what the message tells the user to do about it."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     if not head.startswith(GZIP_MAGIC):
-        what = describe_non_archive(head, None) or "data that is not gzip"
-        raise ArchiveError(f"{path.name} is {what}, not a .tar.gz archive; {fix} "
-                           "(if it keeps happening, a proxy or the mirror is answering with an error page)")
+        what, quote, _fix = not_gzip_reason(head, None)
+        page = describe_non_archive(head, None) is not None
+        note = " (if it keeps happening, a proxy or the mirror is answering with an error page)" if page else ""
+        raise ArchiveError(f"{path.name} is {what}{quote}, not a .tar.gz archive; {fix}{note}")
 
 
 def gzip_isize(path: Path) -> int:

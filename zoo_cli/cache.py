@@ -21,6 +21,7 @@ from typing import Any
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.errors import CacheError
 from zoo_cli.registry import FROZEN_GRAPH, Checkpoint
+from zoo_cli.urls import redact
 
 META_DIR = ".zoo"
 MANIFEST = "manifest.json"
@@ -116,7 +117,7 @@ class Cache:
 
     def known_hash(self, url: str) -> dict[str, Any] | None:
         """The record {sha256, size, recorded} of ``url`` made on its first download, if any."""
-        return self.known_hashes().get(url)
+        return self.known_hashes().get(redact(url))
 
     def record_hash(self, url: str, sha256: str, size: int) -> None:
         """Remember the hash of an unpinned archive so later downloads are compared against it."""
@@ -131,6 +132,7 @@ class Cache:
         from filelock import FileLock  # light; imported here so read-only commands never touch it
 
         self.locks_dir.mkdir(parents=True, exist_ok=True)
+        url = redact(url)  # the record is keyed by the URL without credentials: nothing secret on disk
         with FileLock(str(self.locks_dir / "known_hashes.lock")):
             data = self.known_hashes()
             existed = url in data

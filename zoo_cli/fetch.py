@@ -30,15 +30,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import urlsplit
 
 from zoo_cli import __version__
 from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache
-from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, make_session, sha256_file, write_error
+from zoo_cli.download import (ProgressCallback, TransferPolicy, claim_is_abandoned, claim_owner, fetch_file,
+                              make_session, sha256_file, write_error)
 from zoo_cli.errors import ArchiveError, ChecksumError, ConfigError, DownloadError, FileSystemError, ZooError
 from zoo_cli.registry import Checkpoint, Registry
+from zoo_cli.urls import mirror_url, redact
 
 LogCallback = Callable[[str], None]
 UNPACK_FACTOR = 1.25           # unpacked/archive size assumed before the archive is here (weights barely compress)
@@ -49,22 +50,10 @@ TEMP_PREFIXES = (".tmp-", ".old-", ".rm-")
 # ---------------------------------------------------------------- mirror / offline
 
 
-def mirror_url(url: str, mirror: str | None) -> str:
-    """``url`` with scheme+host replaced by ``mirror`` (a base URL, may carry a path prefix)."""
-    if not mirror:
-        return url
-    base = urlsplit(mirror.strip())
-    if base.scheme not in ("http", "https") or not base.netloc:
-        raise ConfigError(f"mirror '{mirror}' is not an http(s) base URL; set ZOO_MIRROR (or --mirror) like "
-                          "http://mirror.example.org/zoo")
-    parts = urlsplit(url)
-    return mirror.strip().rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
-
-
 def _offline_error(ckpt: Checkpoint, url: str, cache: Cache) -> DownloadError:
     return DownloadError(
         f"offline mode (ZOO_OFFLINE=1): '{ckpt.name}' is not downloaded and the network may not be used; fetch "
-        f"{url} by hand to {cache.archive_path(ckpt)} and run the command again (it is verified and unpacked "
+        f"{redact(url)} by hand to {cache.archive_path(ckpt)} and run the command again (it is verified and unpacked "
         "from there), or unset ZOO_OFFLINE")
 
 
@@ -346,7 +335,7 @@ def install_checkpoints(
                     raise
                 if on_failed is not None:
                     on_failed(ckpt.name, exc)
-                outcome.rows.append({"name": ckpt.name, "status": "failed", "error": str(exc)})
+                outcome.rows.append({"name": ckpt.name, "status": "failed", "error": redact(str(exc))})
                 outcome.failures.append((ckpt.name, exc))
                 continue
             outcome.rows.append(result.to_json())
@@ -408,7 +397,7 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
         if not keep_archive:
             archive.unlink(missing_ok=True)
     return InstallResult(
-        name=ckpt.name, path=path, status="installed", url=url, size=size, sha256=sha, sha256_check=how,
+        name=ckpt.name, path=path, status="installed", url=redact(url), size=size, sha256=sha, sha256_check=how,
         bytes_transferred=fetched.bytes_transferred if fetched else 0,
         resumed_from=fetched.resumed_from if fetched else 0, seconds=time.monotonic() - started)
 
@@ -416,7 +405,7 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
 def _present(ckpt: Checkpoint, cache: Cache, url: str) -> InstallResult:
     manifest = cache.manifest(ckpt.name) or {}
     return InstallResult(name=ckpt.name, path=cache.model_dir(ckpt.name), status="present",
-                         url=manifest.get("url", url), size=manifest.get("size", 0),
+                         url=redact(manifest.get("url", url)), size=manifest.get("size", 0),
                          sha256=manifest.get("sha256", ""), sha256_check=manifest.get("sha256_check", ""))
 
 
@@ -433,7 +422,7 @@ def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limi
     try:
         try:
             # A damaged archive is deleted below, so the message must not tell the user to delete it.
-            fix = (f"it was deleted — fetch {url} by hand to {archive} again, or unset ZOO_OFFLINE" if offline
+            fix = (f"it was deleted — fetch {redact(url)} by hand to {archive} again, or unset ZOO_OFFLINE" if offline
                    else "it was deleted — run the command again to download it afresh")
             result = extract_archive(archive, tmp, ckpt.contents, limits, fix=fix)
         except ArchiveError:
@@ -444,7 +433,7 @@ def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limi
             p = result.root / rel
             files[rel] = {"size": p.stat().st_size, "sha256": sha256_file(p).hexdigest()}
         manifest = {
-            "name": ckpt.name, "url": url, "registry_url": ckpt.url, "archive": archive.name, "size": size,
+            "name": ckpt.name, "url": redact(url), "registry_url": redact(ckpt.url), "archive": archive.name, "size": size,
             "sha256": sha, "sha256_check": how,
             "etag": fetched.etag if fetched else None,
             "last_modified": fetched.last_modified if fetched else None,
@@ -634,6 +623,14 @@ def _partial_owner_names(path: Path, registry: Registry | None) -> set[str]:
     return names
 
 
+def _resumable(partial: Path) -> bool:
+    """A partial can be resumed when its sidecar says where it came from (else the next run starts over)."""
+    try:
+        return bool(json.loads(partial.with_name(partial.name + ".json").read_text(encoding="utf-8")).get("url"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def cache_usage(cache: Cache, registry: Registry | None = None) -> dict[str, Any]:
     """Sizes of installed models, partial downloads, kept archives and leftovers, plus free space."""
     models, leftovers, partials, archives = [], [], [], []
@@ -657,13 +654,15 @@ def cache_usage(cache: Cache, registry: Registry | None = None) -> dict[str, Any
             entry = {"file": f.name, "bytes": f.stat().st_size, "path": str(f)}
             if PARTIAL_SUFFIX + "." in f.name:
                 # Claimed by one process under a private name: a running one is downloading it now; one
-                # that is gone (killed) left bytes no later run resumes from, so they are leftovers.
-                if _pid_alive(f.name):
-                    partials.append({**entry, "in_progress": True})
+                # that is gone (killed, even by kill -9) left bytes the next download takes over and resumes.
+                if claim_is_abandoned(f):
+                    partials.append({**entry, "resumable": _resumable(f), "left_by_pid": claim_owner(f)})
                 else:
-                    leftovers.append(entry)
+                    partials.append({**entry, "in_progress": True})
+            elif PARTIAL_SUFFIX in f.name:
+                partials.append({**entry, "resumable": _resumable(f)})
             else:
-                (partials if PARTIAL_SUFFIX in f.name else archives).append(entry)
+                archives.append(entry)
     total = sum(e["bytes"] for group in (models, leftovers, partials, archives) for e in group)
     probe = cache.home if cache.home.exists() else cache.home.parent
     while not probe.exists() and probe != probe.parent:
@@ -713,8 +712,8 @@ def _prune(cache: Cache, registry: Registry | None, archives: bool, dry_run: boo
                     if sidecar.exists():
                         drop(sidecar, "sidecar of a removed partial")
             elif PARTIAL_SUFFIX + "." in f.name:
-                if not _pid_alive(f.name):
-                    drop(f, "partial download claimed by a process that is gone")
+                if claim_is_abandoned(f):
+                    drop(f, "partial download left by a process that is gone")
                     if sidecar.exists():
                         drop(sidecar, "sidecar of a removed partial")
             elif f.name.endswith(".tmp"):
