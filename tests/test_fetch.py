@@ -349,7 +349,10 @@ def test_rm_all_forget_hash_and_prune_archives_dry_run(fault_server, registry, z
     assert run("rm", "n", "--forget-hash").exit_code == 0
     assert cache.known_hash(load_registry(os.environ["ZOO_REGISTRY"]).get("n").url) is None
     assert sorted(p.name for p in cache.downloads_dir.iterdir()) == ["m.tar.gz"]  # n's kept archive went too
-    rows = json.loads(run("rm", "--all", "--json").stdout)
+    refused = run("rm", "--all", "--json")  # no terminal to ask on: refuse, naming the fix
+    assert refused.exit_code == 2 and "add --yes to confirm (stdin is not a terminal" in refused.stderr
+    assert cache.is_installed("m")
+    rows = json.loads(run("rm", "--all", "--yes", "--json").stdout)
     assert [r["name"] for r in rows] == ["m"] and list(cache.models_dir.iterdir()) == []
     assert list(cache.downloads_dir.iterdir()) == []
 

@@ -92,6 +92,11 @@ def contents_missing(names: Iterable[str], contents: Iterable[str]) -> list[str]
 def _unsafe(member: tarfile.TarInfo, seen_files: set[str], symlinks: set[str]) -> str | None:
     """Why ``member`` must not be extracted, or None when it is safe."""
     name = member.name
+    if not member.isdir():
+        norm = posixpath.normpath(name) if name else name
+        if norm in seen_files or norm in symlinks:
+            # A second copy would silently replace the first (a real graph by 12 bytes of something else).
+            return "appears twice (a later copy would overwrite the first)"
     if not name or "\x00" in name:
         return "has an empty name"
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
@@ -207,6 +212,11 @@ def extract_archive(archive: Path, dest: Path, contents: Iterable[str] = (),
     prefix = f"{top}/" if top else ""
     files = {name[len(prefix):]: size for name, size in sizes.items() if name.startswith(prefix)}
     missing = contents_missing([n for n in files if "/" not in n], contents)
+    folders = sorted(e.name for e in entries if e.is_dir() and not e.is_symlink())
+    if missing and top is None and len(folders) > 1:
+        raise ArchiveError(f"{archive.name} has {len(folders)} top-level folders ({', '.join(folders[:4])}"
+                           f"{', ...' if len(folders) > 4 else ''}) where a checkpoint archive has one; it is not "
+                           "a checkpoint archive the zoo can install — check the URL/ZOO_MIRROR or the registry")
     if missing:
         present = ", ".join(sorted(files)[:8]) or "nothing"
         raise ArchiveError(f"{archive.name} lacks {', '.join(missing)} (holds {present}); it is not the expected "

@@ -30,6 +30,22 @@ KNOWN_HASHES = "known_hashes.json"
 PARTIAL_SUFFIX = ".incomplete"
 
 
+def is_installed_at(root: Path) -> bool:
+    """Whether ``root`` holds a complete install (manifest and completion marker), in the cache or not."""
+    meta = Path(root) / META_DIR
+    return (meta / MANIFEST).is_file() and (meta / COMPLETE).is_file()
+
+
+def manifest_at(root: Path, name: str) -> dict[str, Any] | None:
+    """The manifest of the install at ``root`` (None when not installed); unreadable → CacheError."""
+    if not is_installed_at(root):
+        return None
+    try:
+        return json.loads((Path(root) / META_DIR / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"manifest of '{name}' is unreadable ({exc}); run 'zoo download {name} --force'") from None
+
+
 class Cache:
     """Paths inside one cache root; creates nothing until asked to write."""
 
@@ -78,18 +94,10 @@ class Cache:
 
     def is_installed(self, name: str) -> bool:
         """True only when the manifest and the completion marker both exist (never 'dir is non-empty')."""
-        meta = self.model_dir(name) / META_DIR
-        return (meta / MANIFEST).is_file() and (meta / COMPLETE).is_file()
+        return is_installed_at(self.model_dir(name))
 
     def manifest(self, name: str) -> dict[str, Any] | None:
-        if not self.is_installed(name):
-            return None
-        try:
-            return json.loads(self.manifest_path(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise CacheError(
-                f"manifest of '{name}' is unreadable ({exc}); run 'zoo download {name} --force'"
-            ) from None
+        return manifest_at(self.model_dir(name), name)
 
     def frozen_graph_path(self, ckpt: Checkpoint) -> Path:
         """Path of the installed ``frozen_inference_graph.pb``; fails with the command that fixes it."""

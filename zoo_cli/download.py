@@ -399,6 +399,7 @@ def fetch_file(
     can_resume_without_validator: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     meta: dict[str, Any] | None = None,
+    progress_position: int | None = None,
 ) -> FetchResult:
     """Download ``url`` into ``partial`` and rename it to ``partial`` minus ``.incomplete`` when complete.
 
@@ -426,7 +427,7 @@ def fetch_file(
                       dict(meta or {}))
     high_water = claim.size
     retry = policy.new_retry()
-    bar = _progress_bar(final.name, progress)
+    bar = _progress_bar(final.name, progress, progress_position)
     state.bar = bar
     if bar is not None:
         plain_log = log
@@ -573,14 +574,15 @@ def _is_connect_failure(exc: BaseException) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
-def _progress_bar(name: str, progress: bool | None):
+def _progress_bar(name: str, progress: bool | None, position: int | None = None):
     enabled = sys.stderr.isatty() if progress is None else progress
     if not enabled:
         return None
     from tqdm import tqdm
 
+    # ``position``: the line of this bar when several downloads run at once (``--jobs``).
     return tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=name[:40], mininterval=0.25,
-                leave=False, file=sys.stderr, dynamic_ncols=True)
+                leave=False, file=sys.stderr, dynamic_ncols=True, position=position)
 
 
 class _Transfer:
