@@ -84,6 +84,8 @@ class FaultServer:
         self._files: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self.log: list[RequestLog] = []
+        self.active = 0                 # GET bodies being sent right now ...
+        self.max_active = 0             # ... and the most at once (parallel downloads)
         self.stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -182,7 +184,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=True)
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        owner = self.owner
+        with owner._lock:
+            owner.active += 1
+            owner.max_active = max(owner.max_active, owner.active)
+        try:
+            self._serve(head=False)
+        finally:
+            with owner._lock:
+                owner.active -= 1
 
     def _serve(self, head: bool) -> None:
         owner = self.owner

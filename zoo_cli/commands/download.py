@@ -32,7 +32,7 @@ _CHECK_TEXT = {
 @click.option("--jobs", "-j", type=click.IntRange(1, MAX_DOWNLOAD_JOBS), default=2, show_default=True,
               help=f"Download up to this many archives at once (1-{MAX_DOWNLOAD_JOBS}).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, envvar="ZOO_TIMEOUT",
-              metavar="SECONDS", help="Give a try up after this many seconds without data (env ZOO_TIMEOUT).")
+              metavar="SECONDS", callback=lambda _ctx, _param, v: _finite(v), help="Give a try up after this many seconds without data (env ZOO_TIMEOUT).")
 @click.option("--dry-run", is_flag=True, help="Only show what would be fetched and its size (no network).")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar (default: only when stderr is a terminal).")
@@ -81,6 +81,13 @@ def command(app: AppContext, names: tuple[str, ...], all_: bool, force: bool, mi
         _print_summary(outcome)
     if outcome.first_error is not None:
         click.get_current_context().exit(outcome.first_error.exit_code)
+
+
+def _finite(value: float) -> float:
+    # FloatRange lets nan through (every comparison with nan is false).
+    if value != value:
+        raise click.BadParameter("nan is not a number of seconds; give e.g. 30")
+    return value
 
 
 def _mb(n: int | float) -> str:
