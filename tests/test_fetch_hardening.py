@@ -124,6 +124,8 @@ def test_mirror_credentials_never_reach_a_file_or_an_output(fault_server, regist
 
     # 1. stopped mid-transfer: the sidecar of the partial is on disk
     proc = start_download(["m", "--mirror", mirror], fault_server)
+    owner = (zoo_home / "locks" / "m.owner").read_text()  # who holds the lock, and how it was started
+    assert "--mirror http://***@" in owner and password not in owner and token not in owner
     proc.send_signal(signal.SIGTERM)
     outputs += proc.communicate(timeout=30)
     assert (zoo_home / "downloads" / "m.tar.gz.incomplete.json").exists()

@@ -479,7 +479,7 @@ def fetch_file(
                     if exc.retry_after > policy.retry_after_max:
                         raise _give_up(url, state, exc, f"the server asks to retry in {_duration(exc.retry_after)}"
                                        f" (zoo waits at most {_duration(policy.retry_after_max)}); giving up",
-                                       fix="run the command again later, or use another mirror (ZOO_MIRROR)") \
+                                       fix="use another mirror (ZOO_MIRROR), or run the command again later") \
                             from None
                     delay, why = exc.retry_after, ", as the server's Retry-After asks"
                 else:
@@ -538,14 +538,14 @@ def _give_up(url: str, state: "_Transfer", exc: _Retryable, why: str | None = No
         if exc.kind == "connect" and state.transferred == 0:
             fix = "is the server up and the host name right? check the network, ZOO_MIRROR / HTTPS_PROXY"
         elif exc.kind == "silent":
-            fix = ("the server (or a proxy) accepts connections but does not answer: try again later or another "
-                   "mirror (ZOO_MIRROR); --timeout sets how long to wait")
+            fix = ("the server (or a proxy) accepts connections but does not answer; try another mirror "
+                   "(ZOO_MIRROR) or a longer --timeout")
         else:
             fix = "check the network (or HTTPS_PROXY / ZOO_MIRROR)"
+        fix += " and run the command again"
     what = f"{exc}: {why}" if why else str(exc)
     return DownloadError(redact(f"giving up on {url} after {state.attempts} "
-                                f"attempt{'s' if state.attempts != 1 else ''}: {what}; {fix} and run the command "
-                                f"again — {tail}"))
+                                f"attempt{'s' if state.attempts != 1 else ''}: {what}; {fix} — {tail}"))
 
 
 def _duration(seconds: float) -> str:

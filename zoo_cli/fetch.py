@@ -149,7 +149,7 @@ def checkpoint_lock(cache: Cache, name: str, *, log: LogCallback | None = None,
     try:
         # The lock file itself is truncated by every waiter, so who-holds-it lives in a separate file.
         write_json_atomic(_owner_path(cache, name), {
-            "pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:200] or "python",
+            "pid": os.getpid(), "host": socket.gethostname(), "command": redact(" ".join(sys.argv))[:200] or "python",
             "since": datetime.now().isoformat(timespec="seconds")})
         yield
     finally:

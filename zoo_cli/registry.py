@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from zoo_cli.errors import RegistryError, UnknownCheckpointError
+from zoo_cli.urls import redact
 
 DATASETS = ("voc", "cityscapes", "ade20k", "imagenet")
 SPLITS = ("val", "test")
@@ -306,7 +307,7 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
     url = _str(f["url"], f"{where}.url").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.endswith((".tar.gz", ".tgz")):
-        raise _Invalid(f["url"], f"{where}.url", f"'{url}' is not an http(s) URL of a .tar.gz archive")
+        raise _Invalid(f["url"], f"{where}.url", f"'{redact(url)}' is not an http(s) URL of a .tar.gz archive")
     contents = tuple(_str(n, f"{where}.contents") for n in _seq(f["contents"], f"{where}.contents"))
     if not contents:
         raise _Invalid(f["contents"], f"{where}.contents", "list at least one expected archive member")
