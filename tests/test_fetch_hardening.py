@@ -108,6 +108,28 @@ def test_a_download_stopped_by_any_signal_resumes_where_it_stopped(fault_server,
     assert Cache(zoo_home).manifest("m")["sha256"] and list(downloads.iterdir()) == []
 
 
+def test_sigterm_stops_parallel_downloads_and_keeps_every_partial(fault_server, registry, zoo_home, archive):
+    registry(*({"name": n, "url": fault_server.add(f"models/{n}.tar.gz", archive, Fault(rate=60_000))}
+               for n in ("a", "b")))
+    proc = start_download(["--all", "--jobs", "2"], fault_server, bytes_before_stop=30_000)
+    deadline = time.monotonic() + 10
+    while fault_server.max_active < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    stopped = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - stopped < 5  # the workers stop at their next chunk
+    assert proc.returncode == 143, err
+    downloads = zoo_home / "downloads"
+    names = sorted(p.name for p in downloads.iterdir())
+    assert names == ["a.tar.gz.incomplete", "a.tar.gz.incomplete.json", "b.tar.gz.incomplete",
+                     "b.tar.gz.incomplete.json"]
+    for n in "ab":
+        kept = (downloads / f"{n}.tar.gz.incomplete").read_bytes()
+        assert kept and archive.startswith(kept)
+
+
 # ---------------------------------------------------------------- credentials
 
 
