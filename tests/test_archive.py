@@ -53,6 +53,7 @@ def test_hostile_archive_is_refused_and_nothing_escapes(tmp_path, kind):
     ("symlink_absolute", "symlink to the absolute path"), ("hardlink_escape", "hardlink pointing outside"),
     ("hardlink_absolute", "hardlink pointing outside"), ("device", "device file"), ("fifo", "FIFO"),
     ("too_many_members", "more than 100 members"), ("too_big", "possible tar bomb"),
+    ("duplicate", "member 'deeplabv3_mnv2_pascal_train_aug/frozen_inference_graph.pb' appears twice"),
 ])
 def test_refusal_names_the_member_and_the_reason(tmp_path, kind, reason):
     archive = write(tmp_path, hostile_archive(kind))

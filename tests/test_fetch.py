@@ -349,7 +349,10 @@ def test_rm_all_forget_hash_and_prune_archives_dry_run(fault_server, registry, z
     assert run("rm", "n", "--forget-hash").exit_code == 0
     assert cache.known_hash(load_registry(os.environ["ZOO_REGISTRY"]).get("n").url) is None
     assert sorted(p.name for p in cache.downloads_dir.iterdir()) == ["m.tar.gz"]  # n's kept archive went too
-    rows = json.loads(run("rm", "--all", "--json").stdout)
+    refused = run("rm", "--all", "--json")  # no terminal to ask on: refuse, naming the fix
+    assert refused.exit_code == 2 and "add --yes to confirm (stdin is not a terminal" in refused.stderr
+    assert cache.is_installed("m")
+    rows = json.loads(run("rm", "--all", "--yes", "--json").stdout)
     assert [r["name"] for r in rows] == ["m"] and list(cache.models_dir.iterdir()) == []
     assert list(cache.downloads_dir.iterdir()) == []
 
@@ -467,20 +470,44 @@ def test_cache_home_under_a_file_is_a_one_line_error(fault_server, registry, tmp
                                     "ZOO_HOME is a writable directory")
 
 
-def test_cache_lists_a_partial_claimed_by_a_dead_process_as_a_leftover(registry, zoo_home):
-    registry({"name": "m", "url": "http://127.0.0.1:9/models/m.tar.gz"})
+def test_cache_lists_a_partial_claimed_by_a_dead_process_as_resumable(fault_server, registry, zoo_home, archive):
+    registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive)})
     downloads = zoo_home / "downloads"
     downloads.mkdir(parents=True)
-    orphan = downloads / "m.tar.gz.incomplete.999999999-abcdef01"  # its process is gone
-    orphan.write_bytes(b"\x1f\x8b" + b"x" * 998)
+    cut = 30_000
+    orphan = downloads / "m.tar.gz.incomplete.999999999-abcdef01"  # its process is gone (killed, kill -9)
+    orphan.write_bytes(archive[:cut])
+    head = fault_server.url("models/m.tar.gz")
+    import requests
+
+    validators = requests.head(head, timeout=5).headers
+    orphan.with_name(orphan.name + ".json").write_text(json.dumps(
+        {"url": head, "etag": validators["ETag"], "last_modified": None, "total": len(archive)}))
     mine = downloads / f"m.tar.gz.incomplete.{os.getpid()}-abcdef02"  # a process downloading right now
     mine.write_bytes(b"\x1f\x8b" + b"y" * 98)
     usage = json.loads(run("cache", "--json").stdout)
-    assert [e["file"] for e in usage["partials"]] == [mine.name] and usage["partials"][0]["in_progress"]
-    assert [Path(e["path"]).name for e in usage["leftovers"]] == [orphan.name]
+    by_file = {e["file"]: e for e in usage["partials"]}
+    assert set(by_file) == {mine.name, orphan.name} and usage["leftovers"] == []
+    assert by_file[mine.name]["in_progress"]
+    assert by_file[orphan.name]["resumable"] and by_file[orphan.name]["left_by_pid"] == 999999999
     text = run("cache").stdout
-    assert "being downloaded now" in text
-    assert text.index("leftovers ('zoo cache prune' removes them)") < text.index(orphan.name)
+    assert "being downloaded now" in text and "[left by stopped process 999999999; resumable]" in text
+    mine.unlink()
+    result = run("download", "m")
+    assert result.exit_code == 0, result.output
+    assert "taking over the 30000 bytes left by process 999999999" in result.stderr
+    assert gets(fault_server)[-1].range == f"bytes={cut}-"
+    assert list(downloads.iterdir()) == []
+
+
+def test_prune_removes_a_partial_left_by_a_dead_process_but_not_a_live_one(registry, zoo_home):
+    registry({"name": "m", "url": "http://127.0.0.1:9/models/m.tar.gz"})
+    downloads = zoo_home / "downloads"
+    downloads.mkdir(parents=True)
+    orphan = downloads / "m.tar.gz.incomplete.999999999-abcdef01"
+    orphan.write_bytes(b"\x1f\x8b" + b"x" * 998)
+    mine = downloads / f"m.tar.gz.incomplete.{os.getpid()}-abcdef02"
+    mine.write_bytes(b"\x1f\x8b" + b"y" * 98)
     pruned = json.loads(run("cache", "prune", "--json").stdout)
     assert [Path(e["path"]).name for e in pruned] == [orphan.name] and mine.exists()
 

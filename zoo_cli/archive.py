@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from zoo_cli.download import GZIP_MAGIC, describe_non_archive
+from zoo_cli.download import GZIP_MAGIC, describe_non_archive, not_gzip_reason
 from zoo_cli.errors import ArchiveError, CacheError, DownloadError
 
 META_DIR = ".zoo"
@@ -56,16 +56,15 @@ REDOWNLOAD = "delete it and download again"
 
 
 def check_gzip_file(path: Path, fix: str = REDOWNLOAD) -> None:
-    """Fail with a clear message unless ``path`` starts like a gzip file (an HTML page says so).
-
-    ``fix`` is what the message tells the user to do about a damaged file.
-    """
+    """Fail with a clear message unless ``path`` starts like a gzip file (an HTML page, an uncompressed tar
+    or another format says what it is). ``fix`` is what the message tells the user to do about it."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     if not head.startswith(GZIP_MAGIC):
-        what = describe_non_archive(head, None) or "data that is not gzip"
-        raise ArchiveError(f"{path.name} is {what}, not a .tar.gz archive; {fix} "
-                           "(if it keeps happening, a proxy or the mirror is answering with an error page)")
+        what, quote, _fix = not_gzip_reason(head, None)
+        page = describe_non_archive(head, None) is not None
+        note = " (if it keeps happening, a proxy or the mirror is answering with an error page)" if page else ""
+        raise ArchiveError(f"{path.name} is {what}{quote}, not a .tar.gz archive; {fix}{note}")
 
 
 def gzip_isize(path: Path) -> int:
@@ -93,6 +92,11 @@ def contents_missing(names: Iterable[str], contents: Iterable[str]) -> list[str]
 def _unsafe(member: tarfile.TarInfo, seen_files: set[str], symlinks: set[str]) -> str | None:
     """Why ``member`` must not be extracted, or None when it is safe."""
     name = member.name
+    if not member.isdir():
+        norm = posixpath.normpath(name) if name else name
+        if norm in seen_files or norm in symlinks:
+            # A second copy would silently replace the first (a real graph by 12 bytes of something else).
+            return "appears twice (a later copy would overwrite the first)"
     if not name or "\x00" in name:
         return "has an empty name"
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
@@ -208,6 +212,11 @@ def extract_archive(archive: Path, dest: Path, contents: Iterable[str] = (),
     prefix = f"{top}/" if top else ""
     files = {name[len(prefix):]: size for name, size in sizes.items() if name.startswith(prefix)}
     missing = contents_missing([n for n in files if "/" not in n], contents)
+    folders = sorted(e.name for e in entries if e.is_dir() and not e.is_symlink())
+    if missing and top is None and len(folders) > 1:
+        raise ArchiveError(f"{archive.name} has {len(folders)} top-level folders ({', '.join(folders[:4])}"
+                           f"{', ...' if len(folders) > 4 else ''}) where a checkpoint archive has one; it is not "
+                           "a checkpoint archive the zoo can install — check the URL/ZOO_MIRROR or the registry")
     if missing:
         present = ", ".join(sorted(files)[:8]) or "nothing"
         raise ArchiveError(f"{archive.name} lacks {', '.join(missing)} (holds {present}); it is not the expected "

@@ -21,12 +21,29 @@ from typing import Any
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.errors import CacheError
 from zoo_cli.registry import FROZEN_GRAPH, Checkpoint
+from zoo_cli.urls import redact
 
 META_DIR = ".zoo"
 MANIFEST = "manifest.json"
 COMPLETE = "complete"
 KNOWN_HASHES = "known_hashes.json"
 PARTIAL_SUFFIX = ".incomplete"
+
+
+def is_installed_at(root: Path) -> bool:
+    """Whether ``root`` holds a complete install (manifest and completion marker), in the cache or not."""
+    meta = Path(root) / META_DIR
+    return (meta / MANIFEST).is_file() and (meta / COMPLETE).is_file()
+
+
+def manifest_at(root: Path, name: str) -> dict[str, Any] | None:
+    """The manifest of the install at ``root`` (None when not installed); unreadable → CacheError."""
+    if not is_installed_at(root):
+        return None
+    try:
+        return json.loads((Path(root) / META_DIR / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"manifest of '{name}' is unreadable ({exc}); run 'zoo download {name} --force'") from None
 
 
 class Cache:
@@ -77,18 +94,10 @@ class Cache:
 
     def is_installed(self, name: str) -> bool:
         """True only when the manifest and the completion marker both exist (never 'dir is non-empty')."""
-        meta = self.model_dir(name) / META_DIR
-        return (meta / MANIFEST).is_file() and (meta / COMPLETE).is_file()
+        return is_installed_at(self.model_dir(name))
 
     def manifest(self, name: str) -> dict[str, Any] | None:
-        if not self.is_installed(name):
-            return None
-        try:
-            return json.loads(self.manifest_path(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise CacheError(
-                f"manifest of '{name}' is unreadable ({exc}); run 'zoo download {name} --force'"
-            ) from None
+        return manifest_at(self.model_dir(name), name)
 
     def frozen_graph_path(self, ckpt: Checkpoint) -> Path:
         """Path of the installed ``frozen_inference_graph.pb``; fails with the command that fixes it."""
@@ -116,7 +125,7 @@ class Cache:
 
     def known_hash(self, url: str) -> dict[str, Any] | None:
         """The record {sha256, size, recorded} of ``url`` made on its first download, if any."""
-        return self.known_hashes().get(url)
+        return self.known_hashes().get(redact(url))
 
     def record_hash(self, url: str, sha256: str, size: int) -> None:
         """Remember the hash of an unpinned archive so later downloads are compared against it."""
@@ -131,6 +140,7 @@ class Cache:
         from filelock import FileLock  # light; imported here so read-only commands never touch it
 
         self.locks_dir.mkdir(parents=True, exist_ok=True)
+        url = redact(url)  # the record is keyed by the URL without credentials: nothing secret on disk
         with FileLock(str(self.locks_dir / "known_hashes.lock")):
             data = self.known_hashes()
             existed = url in data

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from zoo_cli.cache import Cache
 from zoo_cli.config import Settings
 from zoo_cli.errors import FileSystemError, ZooError, describe_os_error
 from zoo_cli.registry import Registry, load_registry
+from zoo_cli.urls import redact
 
 
 @dataclass
@@ -40,6 +44,38 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``kill``, ``timeout``, a dropped ssh session), handled exactly like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def signals_as_interrupt():
+    """While a command runs, SIGTERM and SIGHUP unwind the stack like Ctrl-C: ``finally`` blocks run, so a
+    download gives its bytes back for the next run to resume and no half-written result stays."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                try:
+                    previous[signum] = signal.signal(signum, _raise_terminated)
+                except (ValueError, OSError):
+                    pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _command_modules() -> dict[str, str]:
@@ -64,7 +100,8 @@ class ZooGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with signals_as_interrupt():
+                return super().invoke(ctx)
         except (ZooError, OSError) as exc:
             app = ctx.find_object(AppContext)
             if app is not None and app.settings.debug:
@@ -73,13 +110,15 @@ class ZooGroup(click.Group):
                 # A write that failed outside the paths that report their own errors: still one line, no
                 # traceback, and the fix (every final path is written atomically, so nothing half-written stays).
                 exc = FileSystemError(describe_os_error(exc))
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             downloads = ctx.invoked_subcommand == "download"
-            click.echo("Interrupted; partial downloads are kept and resume on the next run." if downloads
-                       else "Interrupted; no result was written for the unfinished work.", err=True)
-            ctx.exit(130)
+            signum = getattr(exc, "signum", signal.SIGINT)
+            how = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"
+            click.echo(f"{how}; partial downloads are kept and resume on the next run." if downloads
+                       else f"{how}; no result was written for the unfinished work.", err=True)
+            ctx.exit(128 + signum)
 
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

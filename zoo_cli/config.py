@@ -7,6 +7,7 @@
 | ZOO_MIRROR    | base URL that replaces scheme+host of every registry URL          |
 | ZOO_OFFLINE   | ``1`` forbids any network use                                     |
 | ZOO_DEBUG     | ``1`` shows tracebacks instead of one-line errors                 |
+| ZOO_TIMEOUT   | ``zoo download --timeout``: seconds of silence before a try fails  |
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zoo_cli.errors import ConfigError
+
+MAX_DOWNLOAD_JOBS = 8  # 'zoo download --jobs' upper bound: more only splits the same bandwidth further
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}

@@ -19,25 +19,30 @@ every byte has arrived, renames it to ``downloads/<file>``. Rules it keeps:
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import json
 import os
 import random
 import re
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Callable
 
 import requests
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
-from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from zoo_cli import __version__
 from zoo_cli.atomic import write_text_atomic
+from zoo_cli.cache import PARTIAL_SUFFIX
 from zoo_cli.errors import DownloadError, FileSystemError, ZooError
+from zoo_cli.urls import redact
 
 GZIP_MAGIC = b"\x1f\x8b"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -50,27 +55,43 @@ LogCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TransferPolicy:
-    """Timeouts, retry budget and buffer size of a transfer (defaults suit a 500 MB file on a flaky link)."""
+    """Timeouts, retry budgets and buffer size of a transfer (defaults suit a 500 MB file on a flaky link).
 
-    retries: int = 6
-    # A refused connection or an unknown host (before any byte of this run arrived) means the server is
-    # down or the name is wrong; that does not fix itself in a minute, so it gets a short budget of its own.
+    Every budget counts failures *without progress*: whenever an attempt gets further into the file than any
+    before it, the counts and the clock start afresh, so a flaky link that keeps delivering bytes finishes.
+    """
+
+    retries: int = 6                 # broken or stalled transfers, 408/429/5xx: at most this many retries ...
+    status_retries: int = 3          # ... of which at most this many for an HTTP error status (a 500 that stays)
+    # A refused connection, an unknown host or a connect timeout (before any byte of this run arrived) means
+    # the server is down or the name is wrong; that does not fix itself in a minute: a short budget of its own.
     connect_retries: int = 2
+    # A server that accepts the connection but never answers is retried once, then reported as such.
+    silent_retries: int = 1
     connect_backoff: float = 0.5     # delays ~ connect_backoff * 2**(n-1) seconds
     backoff_factor: float = 1.0      # delays ~ factor * 2**(n-1) seconds, plus jitter
     backoff_max: float = 60.0
     backoff_jitter: float = 1.0
-    retry_after_max: float = 300.0   # a server asking for longer than this is capped
-    connect_timeout: float = 15.0
-    read_timeout: float = 60.0       # longest silence tolerated mid-body before the attempt is retried
+    retry_after_max: float = 120.0   # a server asking to wait longer than this is not waited for: give up
+    time_budget: float = 300.0       # failed attempts + waits without progress: give up beyond this many seconds
+    connect_timeout: float = 10.0    # to establish the TCP (+TLS) connection
+    read_timeout: float = 30.0       # longest silence tolerated: before the response starts, and mid-body
     chunk_size: int = 1 << 20
 
     def new_retry(self) -> Retry:
-        return Retry(total=self.retries, connect=None, read=None, status=None, other=None, redirect=None,
-                     backoff_factor=self.backoff_factor, backoff_max=self.backoff_max,
+        return Retry(total=self.retries, connect=None, read=None, status=self.status_retries, other=None,
+                     redirect=None, backoff_factor=self.backoff_factor, backoff_max=self.backoff_max,
                      backoff_jitter=self.backoff_jitter, status_forcelist=RETRY_STATUSES,
                      allowed_methods=None, respect_retry_after_header=True,
-                     retry_after_max=self.retry_after_max, raise_on_status=False)
+                     retry_after_max=_NO_CAP, raise_on_status=False)
+
+    @classmethod
+    def with_timeout(cls, seconds: float) -> "TransferPolicy":
+        """The default policy with read timeout ``seconds`` (``--timeout``); the connect timeout is not longer."""
+        return cls(read_timeout=seconds, connect_timeout=min(cls.connect_timeout, seconds))
+
+
+_NO_CAP = 10.0 ** 9  # parse Retry-After uncapped: a long wait is reported and refused, not silently shortened
 
 
 @dataclass
@@ -94,12 +115,19 @@ class ContentError(DownloadError):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, response: Any = None, retry_after: float | None = None,
-                 connect: bool = False) -> None:
-        super().__init__(reason)
-        self.response = response
+    """A failed attempt worth retrying; ``kind`` picks the budget: connect, silent, status or transfer."""
+
+    def __init__(self, reason: str, kind: str = "transfer", retry_after: float | None = None,
+                 response: Any = None) -> None:
+        super().__init__(redact(reason))
+        self.kind = kind
         self.retry_after = retry_after
-        self.connect = connect      # no connection could be made (refused, unknown host, connect timeout)
+        self.response = response    # the urllib3 response of an HTTP error status (counts in its budget)
+
+    @property
+    def connect(self) -> bool:
+        """No connection could be made (refused, unknown host, connect timeout)."""
+        return self.kind == "connect"
 
 
 def make_session() -> requests.Session:
@@ -124,6 +152,61 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+_CLAIM_TOKEN = re.compile(r"\.(\d+)-[0-9a-f]{6,8}$")
+
+
+def pid_alive(pid: int, not_after: float | None = None) -> bool:
+    """Whether process ``pid`` runs (a zombie does not). With ``not_after`` (a timestamp), a process started
+    later than that is another one that reused the pid, so the original counts as gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if not_after is not None and proc.create_time() > not_after + 1.0:
+            return False
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell (access denied): assume it runs, the safe side
+    return True
+
+
+def claim_owner(path: Path) -> int | None:
+    """The pid in a claimed partial's name (``<file>.incomplete.<pid>-<hex>``), or None."""
+    m = _CLAIM_TOKEN.search(path.name)
+    return int(m.group(1)) if m and PARTIAL_SUFFIX + "." in path.name else None
+
+
+def claim_is_abandoned(path: Path) -> bool:
+    """True for a claimed partial whose process is gone (killed by a signal, ``kill -9``, a crash, a reboot).
+
+    Such bytes are resumable: the next transfer of the file takes them over. A claim made on another host
+    (its sidecar names the host) is never judged from here, where that host's pids mean nothing.
+    """
+    pid = claim_owner(path)
+    if pid is None:
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    meta = _read_json(_sidecar(path))
+    if meta.get("host") not in (None, socket.gethostname()):
+        return False
+    # A rename (which is how a claim is made) updates ctime: the owner existed at max(mtime, ctime).
+    return not pid_alive(pid, not_after=max(st.st_mtime, st.st_ctime))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @dataclass
 class _Claim:
     """A partial download owned by this process under a private name (``<partial>.<pid>-<random>``)."""
@@ -131,31 +214,57 @@ class _Claim:
     partial: Path
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)
+    taken_from: int | None = None   # pid of the dead process whose partial this claim took over
 
     @classmethod
     def take(cls, partial: Path) -> "_Claim":
+        """Claim the bytes already downloaded — the shared partial, or the largest one a dead process left
+        under its private name — or start an empty file."""
         token = f"{os.getpid()}-{os.urandom(4).hex()}"
         path = partial.with_name(f"{partial.name}.{token}")
         partial.parent.mkdir(parents=True, exist_ok=True)
-        meta: dict[str, Any] = {}
-        try:
-            # The atomic rename is the claim: if two processes race, exactly one gets the bytes.
-            os.rename(partial, path)
-        except FileNotFoundError:
-            path.touch()
-        else:
+        abandoned = [p for p in partial.parent.glob(glob.escape(partial.name) + ".*")
+                     if not p.name.endswith((".json", ".tmp")) and claim_is_abandoned(p)]
+        candidates = ([partial] if partial.exists() else []) + abandoned
+
+        def rank(p: Path) -> tuple[bool, int]:
             try:
-                os.rename(_sidecar(partial), _sidecar(path))
-                meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                meta = {}
-        return cls(partial, path, meta if isinstance(meta, dict) else {})
+                return _sidecar(p).exists(), p.stat().st_size
+            except OSError:
+                return False, -1
+
+        for source in sorted(candidates, key=rank, reverse=True):
+            try:
+                # The atomic rename is the claim: if two processes race, exactly one gets the bytes.
+                os.rename(source, path)
+            except FileNotFoundError:
+                continue
+            side = _sidecar(source)
+            if not side.exists() and not partial.exists():
+                # Killed between the two renames of a claim: its sidecar is still under the shared name.
+                side = _sidecar(partial)
+            meta: dict[str, Any] = {}
+            try:
+                os.rename(side, _sidecar(path))
+            except OSError:
+                pass
+            else:
+                meta = _read_json(_sidecar(path))
+            for other in abandoned:
+                if other != source:  # older copies of the same bytes whose owners are gone
+                    other.unlink(missing_ok=True)
+                    _sidecar(other).unlink(missing_ok=True)
+            return cls(partial, path, meta, taken_from=claim_owner(source))
+        path.touch()
+        return cls(partial, path, {})
 
     @property
     def size(self) -> int:
         return self.path.stat().st_size
 
     def save_meta(self) -> None:
+        # The host lets another machine sharing this cache (network FS) tell that pids here are not its own.
+        self.meta["host"] = socket.gethostname()
         try:
             write_text_atomic(_sidecar(self.path), json.dumps(self.meta))
         except OSError as exc:
@@ -229,11 +338,42 @@ def _is_page_type(content_type: str | None) -> bool:
     return ctype in ("text/html", "application/xhtml+xml", "application/json")
 
 
-def _html_error(url: str, what: str, head: bytes) -> ContentError:
-    snippet = re.sub(rb"\s+", b" ", head[:80]).decode("ascii", "replace").strip()
-    return ContentError(
-        f"{url} returned {what} instead of a gzip archive (starts with {snippet!r}); a proxy, captive portal "
-        "or wrong URL answered — open the URL in a browser, or fix ZOO_MIRROR / HTTPS_PROXY")
+_ARCHIVE_MAGIC = ((b"PK\x03\x04", "a zip archive"), (b"BZh", "a bzip2 archive"), (b"\xfd7zXZ\x00", "an xz archive"),
+                  (b"\x28\xb5\x2f\xfd", "a zstd archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-zip archive"))
+
+
+def describe_other_format(head: bytes) -> str | None:
+    """What a non-gzip file is when its first bytes say so: an uncompressed tar, a zip, ... or None."""
+    if head[257:262] == b"ustar":
+        return "an uncompressed tar archive"
+    for magic, what in _ARCHIVE_MAGIC:
+        if head.startswith(magic):
+            return what
+    return None
+
+
+def not_gzip_reason(head: bytes, content_type: str | None) -> tuple[str, str, str]:
+    """(what ``head`` is, a quote of it or "", what to do) for data that should have been a .tar.gz.
+
+    A web page gets a short quote and the proxy/portal hint; an archive of another format or other binary
+    data is named by its format or first bytes (never a dump of escaped binary bytes)."""
+    page = describe_non_archive(head, content_type)
+    if page:
+        snippet = re.sub(rb"\s+", b" ", head[:80]).decode("ascii", "replace").strip()
+        return (page, f" (starts with {snippet!r})" if snippet else "",
+                "a proxy, captive portal or wrong URL answered — open the URL in a browser, or fix ZOO_MIRROR / "
+                "HTTPS_PROXY")
+    fix = "it is not the checkpoint archive the registry names — check the URL in the registry or ZOO_MIRROR"
+    other = describe_other_format(head)
+    if other:
+        return other, "", fix
+    first = " ".join(f"{b:02x}" for b in head[:8]) or "nothing"
+    return f"data that is not gzip (first bytes {first})", "", fix
+
+
+def _not_archive_error(url: str, head: bytes, content_type: str | None, note: str = "") -> ContentError:
+    what, quote, fix = not_gzip_reason(head, content_type)
+    return ContentError(redact(f"{url} returned {what}{note} instead of a gzip archive{quote}; {fix}"))
 
 
 def _strong_etag(etag: str | None) -> str | None:
@@ -259,6 +399,7 @@ def fetch_file(
     can_resume_without_validator: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     meta: dict[str, Any] | None = None,
+    progress_position: int | None = None,
 ) -> FetchResult:
     """Download ``url`` into ``partial`` and rename it to ``partial`` minus ``.incomplete`` when complete.
 
@@ -280,11 +421,13 @@ def fetch_file(
         claim = _Claim.take(partial)
     except OSError as exc:
         raise write_error(exc, partial) from None
+    if claim.taken_from is not None and claim.size:
+        log(f"taking over the {claim.size} bytes left by process {claim.taken_from}, which is no longer running")
     state = _Transfer(url, claim, session, policy, log, on_progress, check_space, can_resume_without_validator,
                       dict(meta or {}))
     high_water = claim.size
     retry = policy.new_retry()
-    bar = _progress_bar(final.name, progress)
+    bar = _progress_bar(final.name, progress, progress_position)
     state.bar = bar
     if bar is not None:
         plain_log = log
@@ -297,10 +440,12 @@ def fetch_file(
 
         state.log = log
     keep = True
-    connect_failures = 0
+    quick_failures = {"connect": 0, "silent": 0}   # before any byte of this run: their own short budgets
+    spent = 0.0                                      # seconds of failed attempts and waits without progress
     try:
         while True:
             state.attempts += 1
+            tried = time.monotonic()
             try:
                 state.attempt()
                 break
@@ -309,28 +454,48 @@ def fetch_file(
                     # Bytes are arriving: this is a flaky link, not a dead server; start a fresh budget.
                     high_water = claim.size
                     retry = policy.new_retry()
-                if exc.connect and state.transferred == 0:
-                    # Nothing has come from this server in this run: it is down or the host is wrong.
-                    connect_failures += 1
-                    if connect_failures > policy.connect_retries:
+                    spent = 0.0
+                else:
+                    spent += time.monotonic() - tried
+                if exc.kind in quick_failures and state.transferred == 0:
+                    # Nothing has come from this server in this run: it is down, mute, or the host is wrong.
+                    quick_failures[exc.kind] += 1
+                    allowed = policy.connect_retries if exc.connect else policy.silent_retries
+                    if quick_failures[exc.kind] > allowed:
                         raise _give_up(url, state, exc) from None
-                    delay = policy.connect_backoff * 2 ** (connect_failures - 1) * (0.75 + random.random() / 2)
-                    log(f"retrying in {delay:.1f}s ({exc}; retry {connect_failures} of {policy.connect_retries})")
+                    delay = policy.connect_backoff * 2 ** (quick_failures[exc.kind] - 1) * (0.75 + random.random() / 2)
+                    log(f"retrying in {delay:.1f}s ({exc}; retry {quick_failures[exc.kind]} of {allowed})")
                     sleep(delay)
+                    spent += delay
                     continue
                 try:
-                    retry = retry.increment(method="GET", url=url, error=exc)
+                    if exc.kind == "status" and exc.response is not None:
+                        retry = retry.increment(method="GET", url=url, response=exc.response)
+                    else:
+                        retry = retry.increment(method="GET", url=url, error=exc)
                 except MaxRetryError:
                     raise _give_up(url, state, exc) from None
                 if exc.retry_after is not None:
+                    if exc.retry_after > policy.retry_after_max:
+                        raise _give_up(url, state, exc, f"the server asks to retry in {_duration(exc.retry_after)}"
+                                       f" (zoo waits at most {_duration(policy.retry_after_max)}); giving up",
+                                       fix="use another mirror (ZOO_MIRROR), or run the command again later") \
+                            from None
                     delay, why = exc.retry_after, ", as the server's Retry-After asks"
                 else:
                     # urllib3 returns 0 for the first retry; keep a small jittered floor so a burst of
                     # clients does not hammer a server that has just failed.
                     floor = policy.backoff_factor * (0.5 + random.random() / 2)
                     delay, why = max(retry.get_backoff_time(), floor), ""
-                log(f"retrying in {delay:.1f}s ({exc}{why}; retry {len(retry.history)} of {policy.retries})")
+                if spent + delay > policy.time_budget:
+                    raise _give_up(url, state, exc, f"no progress for {_duration(spent)}, and the next try "
+                                   f"would pass the {_duration(policy.time_budget)} budget") from None
+                limit = policy.status_retries if exc.kind == "status" else policy.retries
+                used = (len(retry.history) if exc.kind != "status" else
+                        sum(1 for h in retry.history if h.status is not None))
+                log(f"retrying in {delay:.1f}s ({exc}{why}; retry {used} of {limit})")
                 sleep(delay)
+                spent += delay
     except ContentError:
         keep = False
         raise
@@ -362,18 +527,43 @@ def fetch_file(
                        attempts=state.attempts, seconds=time.monotonic() - started)
 
 
-def _give_up(url: str, state: "_Transfer", exc: _Retryable) -> DownloadError:
+def _give_up(url: str, state: "_Transfer", exc: _Retryable, why: str | None = None,
+             fix: str | None = None) -> DownloadError:
     kept = state.claim.size
     if kept:
         tail = f"the {kept} bytes received so far are kept and the download resumes"
     else:
         tail = "nothing was received"
-    if exc.connect and state.transferred == 0:
-        fix = "is the server up and the host name right? check the network, ZOO_MIRROR / HTTPS_PROXY"
-    else:
-        fix = "check the network (or HTTPS_PROXY / ZOO_MIRROR)"
-    return DownloadError(f"giving up on {url} after {state.attempts} attempts: {exc}; {fix} and run the command "
-                         f"again — {tail}")
+    if fix is None:
+        if exc.kind == "connect" and state.transferred == 0:
+            fix = "is the server up and the host name right? check the network, ZOO_MIRROR / HTTPS_PROXY"
+        elif exc.kind == "silent":
+            fix = ("the server (or a proxy) accepts connections but does not answer; try another mirror "
+                   "(ZOO_MIRROR) or a longer --timeout")
+        else:
+            fix = "check the network (or HTTPS_PROXY / ZOO_MIRROR)"
+        fix += " and run the command again"
+    what = f"{exc}: {why}" if why else str(exc)
+    return DownloadError(redact(f"giving up on {url} after {state.attempts} "
+                                f"attempt{'s' if state.attempts != 1 else ''}: {what}; {fix} — {tail}"))
+
+
+def _duration(seconds: float) -> str:
+    """A short human duration: 0.5 s, 45 s, 2 min, 27 h."""
+    if seconds < 10:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + " s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
 def _is_connect_failure(exc: BaseException) -> bool:
@@ -384,14 +574,15 @@ def _is_connect_failure(exc: BaseException) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
-def _progress_bar(name: str, progress: bool | None):
+def _progress_bar(name: str, progress: bool | None, position: int | None = None):
     enabled = sys.stderr.isatty() if progress is None else progress
     if not enabled:
         return None
     from tqdm import tqdm
 
+    # ``position``: the line of this bar when several downloads run at once (``--jobs``).
     return tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=name[:40], mininterval=0.25,
-                leave=False, file=sys.stderr, dynamic_ncols=True)
+                leave=False, file=sys.stderr, dynamic_ncols=True, position=position)
 
 
 class _Transfer:
@@ -399,6 +590,7 @@ class _Transfer:
 
     def __init__(self, url, claim, session, policy, log, on_progress, check_space, resume_unvalidated, meta):
         self.url = url
+        self.shown = redact(url)      # the URL as it may be printed or stored: no credentials
         self.claim: _Claim = claim
         self.session: requests.Session = session
         self.policy: TransferPolicy = policy
@@ -438,8 +630,8 @@ class _Transfer:
         if not meta:
             self._truncate("partial file has no readable sidecar; starting over")
             return {}
-        if meta.get("url") != self.url:
-            self._truncate(f"partial file came from another URL ({meta.get('url')}); starting over")
+        if meta.get("url") not in (self.shown, self.url):
+            self._truncate(f"partial file came from another URL ({redact(str(meta.get('url')))}); starting over")
             return {}
         if not validator and not self.resume_unvalidated:
             self._truncate("partial file has no ETag/Last-Modified to resume safely; starting over")
@@ -469,9 +661,11 @@ class _Transfer:
         hint = {401: "the server wants credentials", 403: "access is forbidden",
                 404: "the file is not on the server", 410: "the file was removed"}.get(status, "")
         hint = f" ({hint})" if hint else ""
-        raise DownloadError(
-            f"HTTP {status} {resp.reason or ''}{hint} for {self.url}; check the URL in the registry, "
-            "ZOO_MIRROR, or your proxy settings".replace("  ", " "))
+        fix = "check the URL in the registry, ZOO_MIRROR, or your proxy settings"
+        if status in (401, 407):
+            fix = ("give credentials in ~/.netrc (machine HOST login USER password SECRET) or in the mirror URL "
+                   "(http://USER:SECRET@HOST/...)") if status == 401 else "set the proxy's credentials in HTTPS_PROXY"
+        raise DownloadError(redact(f"HTTP {status} {resp.reason or ''}{hint} for {self.url}; {fix}".replace("  ", " ")))
 
     # -- one attempt
 
@@ -482,12 +676,21 @@ class _Transfer:
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
         try:
             resp = self.session.get(self.url, headers=headers, stream=True, timeout=timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(f"cannot connect to {self.url}: {_short(exc)}", connect=_is_connect_failure(exc)) \
-                from None
+        except requests.ConnectTimeout:
+            raise _Retryable(f"cannot connect to {self.url}: no answer to the connection request in "
+                             f"{_duration(self.policy.connect_timeout)}", kind="connect") from None
+        except requests.ReadTimeout:
+            # The TCP connection was made; the server (or a proxy) then said nothing at all.
+            raise _Retryable(f"connected to {_host(self.url)}, but no response in "
+                             f"{_duration(self.policy.read_timeout)}", kind="silent") from None
+        except requests.ConnectionError as exc:
+            connect = _is_connect_failure(exc)
+            what = "cannot connect to" if connect else "connection to"
+            raise _Retryable(f"{what} {self.url}{'' if connect else ' failed'}: {_short(exc)}",
+                             kind="connect" if connect else "transfer") from None
         except requests.RequestException as exc:
-            raise DownloadError(f"request to {self.url} failed: {_short(exc)}; check the URL and ZOO_MIRROR") \
-                from None
+            raise DownloadError(redact(f"request to {self.url} failed: {_short(exc)}; check the URL and "
+                                       "ZOO_MIRROR")) from None
         with resp:
             self._handle(resp, offset, "Range" in headers)
 
@@ -502,7 +705,7 @@ class _Transfer:
             except InvalidHeader:
                 pass
             raise _Retryable(f"HTTP {status} {resp.reason or ''}".strip() + f" from {self.url}",
-                             response=resp, retry_after=retry_after)
+                             kind="status", response=resp.raw, retry_after=retry_after)
         if status == 416 and ranged:
             m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
             if m and int(m.group(1)) == offset == meta.get("total"):
@@ -529,14 +732,14 @@ class _Transfer:
                                "file changed); starting over")
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            self.claim.meta = {**self.extra_meta, "url": self.url, "etag": resp.headers.get("ETag"),
+            self.claim.meta = {**self.extra_meta, "url": self.shown, "etag": resp.headers.get("ETag"),
                                "last_modified": resp.headers.get("Last-Modified"), "total": total}
             self.claim.save_meta()
             if self.resumed_from is None:
                 self.resumed_from = 0
         elif status == 206:
-            raise DownloadError(f"{self.url} answered 206 Partial Content to a request for the whole file; "
-                                "the server or proxy is misbehaving — try again or set ZOO_MIRROR")
+            raise DownloadError(redact(f"{self.url} answered 206 Partial Content to a request for the whole file; "
+                                       "the server or proxy is misbehaving — try again or set ZOO_MIRROR"))
         else:
             self._fail_status(resp)
         total = self.claim.meta.get("total")
@@ -561,14 +764,11 @@ class _Transfer:
                         first = False
                         ctype = resp.headers.get("Content-Type")
                         if self.magic and not chunk.startswith(self.magic):
-                            what = describe_non_archive(chunk, ctype) or \
-                                f"data that is not gzip (Content-Type {ctype or 'unset'})"
-                            raise _html_error(self.url, what, chunk)
+                            raise _not_archive_error(self.url, chunk, ctype)
                         if self.magic and _is_page_type(ctype):
                             # A gzip-*encoded* web page also starts with the gzip magic bytes.
                             encoding = resp.headers.get("Content-Encoding", "none")
-                            raise _html_error(self.url, describe_non_archive(b"", ctype) +
-                                              f" sent with Content-Encoding {encoding}", chunk)
+                            raise _not_archive_error(self.url, b"", ctype, f" sent with Content-Encoding {encoding}")
                     try:
                         _write_all(out, chunk)
                     except OSError as exc:
@@ -581,8 +781,11 @@ class _Transfer:
                     if self.on_progress is not None:
                         self.on_progress(self.size, total)
         except (Urllib3HTTPError, requests.RequestException, ConnectionError, TimeoutError) as exc:
-            raise _Retryable(f"transfer broke at {self.size} of {total if total is not None else '?'} bytes: "
-                             f"{_short(exc)}") from None
+            at = f"{self.size} of {total if total is not None else '?'} bytes"
+            if isinstance(exc, (ReadTimeoutError, TimeoutError, requests.Timeout)):
+                raise _Retryable(f"transfer stalled at {at}: no data for {_duration(self.policy.read_timeout)}") \
+                    from None
+            raise _Retryable(f"transfer broke at {at}: {_short(exc)}") from None
         if total is not None and self.size != total:
             raise _Retryable(f"server announced {total} bytes but the body ended after {self.size}")
         self.done = True
@@ -624,4 +827,5 @@ def _short(exc: BaseException) -> str:
 
 
 __all__ = ["TransferPolicy", "FetchResult", "ContentError", "fetch_file", "make_session", "sha256_file",
-           "describe_non_archive", "write_error", "GZIP_MAGIC"]
+           "describe_non_archive", "not_gzip_reason", "write_error", "GZIP_MAGIC", "claim_is_abandoned",
+           "claim_owner", "pid_alive"]

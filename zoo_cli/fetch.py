@@ -18,6 +18,7 @@ What it guarantees:
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import re
@@ -30,15 +31,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import urlsplit
 
 from zoo_cli import __version__
 from zoo_cli.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
 from zoo_cli.atomic import write_json_atomic
-from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache
-from zoo_cli.download import ProgressCallback, TransferPolicy, fetch_file, make_session, sha256_file, write_error
-from zoo_cli.errors import ArchiveError, ChecksumError, ConfigError, DownloadError, FileSystemError, ZooError
-from zoo_cli.registry import Checkpoint, Registry
+from zoo_cli.config import MAX_DOWNLOAD_JOBS
+from zoo_cli.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache, is_installed_at, manifest_at
+from zoo_cli.download import (ProgressCallback, TransferPolicy, claim_is_abandoned, claim_owner, fetch_file,
+                              make_session, sha256_file, write_error)
+from zoo_cli.errors import (ArchiveError, CacheError, ChecksumError, DownloadError, FileSystemError, UsageError,
+                             ZooError)
+from zoo_cli.registry import Checkpoint, Registry, is_pattern, name_matches
+from zoo_cli.urls import mirror_url, redact
 
 LogCallback = Callable[[str], None]
 UNPACK_FACTOR = 1.25           # unpacked/archive size assumed before the archive is here (weights barely compress)
@@ -49,22 +53,10 @@ TEMP_PREFIXES = (".tmp-", ".old-", ".rm-")
 # ---------------------------------------------------------------- mirror / offline
 
 
-def mirror_url(url: str, mirror: str | None) -> str:
-    """``url`` with scheme+host replaced by ``mirror`` (a base URL, may carry a path prefix)."""
-    if not mirror:
-        return url
-    base = urlsplit(mirror.strip())
-    if base.scheme not in ("http", "https") or not base.netloc:
-        raise ConfigError(f"mirror '{mirror}' is not an http(s) base URL; set ZOO_MIRROR (or --mirror) like "
-                          "http://mirror.example.org/zoo")
-    parts = urlsplit(url)
-    return mirror.strip().rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
-
-
 def _offline_error(ckpt: Checkpoint, url: str, cache: Cache) -> DownloadError:
     return DownloadError(
         f"offline mode (ZOO_OFFLINE=1): '{ckpt.name}' is not downloaded and the network may not be used; fetch "
-        f"{url} by hand to {cache.archive_path(ckpt)} and run the command again (it is verified and unpacked "
+        f"{redact(url)} by hand to {cache.archive_path(ckpt)} and run the command again (it is verified and unpacked "
         "from there), or unset ZOO_OFFLINE")
 
 
@@ -157,7 +149,7 @@ def checkpoint_lock(cache: Cache, name: str, *, log: LogCallback | None = None,
     try:
         # The lock file itself is truncated by every waiter, so who-holds-it lives in a separate file.
         write_json_atomic(_owner_path(cache, name), {
-            "pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:200] or "python",
+            "pid": os.getpid(), "host": socket.gethostname(), "command": redact(" ".join(sys.argv))[:200] or "python",
             "since": datetime.now().isoformat(timespec="seconds")})
         yield
     finally:
@@ -197,35 +189,41 @@ def _mb(n: int | float) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def check_archive_hash(ckpt: Checkpoint, cache: Cache, sha256: str, size: int, where: Path) -> str:
-    """Compare an archive's hash with the registry pin or the recorded first-download hash; say which."""
+def check_archive_hash(ckpt: Checkpoint, cache: Cache, sha256: str, size: int, where: Path,
+                       fix: str | None = None) -> str:
+    """Compare an archive's hash with the registry pin or the recorded first-download hash; say which.
+
+    ``fix`` replaces the advice of the error (an archive placed by hand needs replacing, not a new download)."""
     if ckpt.sha256:
         if sha256 != ckpt.sha256:
             raise ChecksumError(
-                f"sha256 of {where.name} is {sha256} but the registry pins {ckpt.sha256}; the download is corrupt "
-                "or the server's file changed — nothing was installed; run the command again, or check ZOO_MIRROR")
+                f"sha256 of {where.name} is {sha256} but the registry pins {ckpt.sha256}; " + (fix or
+                "the download is corrupt or the server's file changed — nothing was installed; run the command "
+                "again, or check ZOO_MIRROR"))
         return "pinned"
     record = cache.known_hash(ckpt.url)
     if record:
         if record.get("sha256") != sha256:
             raise ChecksumError(
                 f"sha256 of {where.name} is {sha256}, not the {record.get('sha256')} recorded on the first download "
-                f"({record.get('recorded')}); the server's file changed or this copy is corrupt — nothing was "
-                f"installed; if the change is expected, run 'zoo rm {ckpt.name} --forget-hash' and download again")
+                f"({record.get('recorded')}); " + (fix or
+                "the server's file changed or this copy is corrupt — nothing was installed; if the change is "
+                f"expected, run 'zoo rm {ckpt.name} --forget-hash' and download again"))
         return "matches-record"
     return "recorded"
 
 
-def quick_check(ckpt: Checkpoint, cache: Cache) -> list[str]:
-    """Cheap install check (marker, manifest, file sizes, pin): the problems found, [] when fine."""
-    if not cache.is_installed(ckpt.name):
+def quick_check(ckpt: Checkpoint, cache: Cache, target: Path | None = None) -> list[str]:
+    """Cheap install check (marker, manifest, file sizes, pin) of ``ckpt`` in the cache (or at ``target``):
+    the problems found, [] when fine."""
+    root = target or cache.model_dir(ckpt.name)
+    if not is_installed_at(root):
         return ["not installed"]
     try:
-        manifest = cache.manifest(ckpt.name) or {}
+        manifest = manifest_at(root, ckpt.name) or {}
     except Exception as exc:  # an unreadable manifest is a broken install, not a crash
         return [str(exc)]
     problems = []
-    root = cache.model_dir(ckpt.name)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         return ["manifest lists no files"]
@@ -268,21 +266,39 @@ def install_checkpoint(
     limits: ArchiveLimits | None = None,
     session: Any = None,
     lock_timeout: float = 3600.0,
+    target: Path | None = None,
+    progress_position: int | None = None,
 ) -> InstallResult:
     """Download, verify, unpack and record ``ckpt``; see the module docstring for the guarantees.
 
     ``force`` re-downloads even when installed (the old install stays until the new one is in place).
     ``keep_archive`` keeps ``downloads/<archive>`` after unpacking (``zoo verify`` then re-hashes it).
+    ``target``: install into this directory instead of ``models/<name>/`` (``--local-dir``); it must be new,
+    empty, or an earlier install of the same kind. Partial downloads and locks stay in the cache.
     """
     log = log or (lambda _msg: None)
     url = mirror_url(ckpt.url, mirror)
-    if not force and not quick_check(ckpt, cache):
-        return _present(ckpt, cache, url)
+    if target is not None:
+        target = check_local_dir(target)
+    if not force and not quick_check(ckpt, cache, target):
+        return _present(ckpt, cache, url, target)
     if offline and not cache.archive_path(ckpt).is_file():
         raise _offline_error(ckpt, url, cache)
     with cache_writes(cache):
         return _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy,
-                        limits, session, lock_timeout)
+                        limits, session, lock_timeout, target, progress_position)
+
+
+def check_local_dir(path: Path) -> Path:
+    """``path`` made absolute, if it can take an install: new, an empty directory, or an earlier install."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise UsageError(f"--local-dir {path} is not a directory; give a new or empty directory")
+        if any(path.iterdir()) and not (path / META_DIR).is_dir():
+            raise UsageError(f"--local-dir {path} already holds other files; give a new or empty directory (the "
+                             "install replaces the whole directory)")
+    return path
 
 
 @contextmanager
@@ -314,6 +330,9 @@ class BatchInstall:
         return self.failures[0][1] if self.failures else None
 
 
+MAX_JOBS = MAX_DOWNLOAD_JOBS
+
+
 def install_checkpoints(
     ckpts: list[Checkpoint],
     cache: Cache,
@@ -327,44 +346,178 @@ def install_checkpoints(
     stop_on_error: bool = False,
     on_installed: Callable[[InstallResult], None] | None = None,
     on_failed: Callable[[str, ZooError], None] | None = None,
+    jobs: int = 1,
+    policy: TransferPolicy | None = None,
+    target: Path | None = None,
 ) -> BatchInstall:
-    """``zoo download``: :func:`install_checkpoint` each of ``ckpts`` over one HTTP session.
+    """``zoo download``: :func:`install_checkpoint` each of ``ckpts``, ``jobs`` at a time (1..MAX_JOBS).
 
     A failing checkpoint is recorded (row ``{"name", "status": "failed", "error"}``, ``on_failed`` called)
     and the others carry on, unless ``stop_on_error``, which raises the first error. ``on_installed`` gets
-    each success as it happens. Other options are :func:`install_checkpoint`'s.
+    each success as it happens (callbacks always run in the calling thread). Rows stay in ``ckpts`` order.
+    With several checkpoints, log messages start with the checkpoint's name. Ctrl-C (or SIGTERM) stops every
+    running transfer at its next chunk; their bytes are kept for the next run.
     """
+    if not 1 <= jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs {jobs} is out of range; use 1 to {MAX_JOBS}")
+    if target is not None and len(ckpts) > 1:
+        raise UsageError("--local-dir takes one checkpoint; name only one")
     outcome = BatchInstall()
-    session = make_session()
-    try:
-        for ckpt in ckpts:
-            try:
-                result = install_checkpoint(ckpt, cache, mirror=mirror, offline=offline, force=force,
-                                            keep_archive=keep_archive, progress=progress, log=log, session=session)
-            except ZooError as exc:
-                if stop_on_error:
-                    raise
-                if on_failed is not None:
-                    on_failed(ckpt.name, exc)
-                outcome.rows.append({"name": ckpt.name, "status": "failed", "error": str(exc)})
-                outcome.failures.append((ckpt.name, exc))
-                continue
-            outcome.rows.append(result.to_json())
-            outcome.results.append(result)
-            if on_installed is not None:
-                on_installed(result)
-    finally:
-        session.close()
+    done: dict[int, InstallResult | ZooError] = {}
+    several = len(ckpts) > 1
+
+    def named_log(name: str) -> LogCallback | None:
+        if log is None or not several:
+            return log
+        return lambda msg: log(f"{name}: {msg}")
+
+    def report(i: int, item: InstallResult | ZooError) -> None:
+        done[i] = item
+        if isinstance(item, ZooError):
+            if on_failed is not None:
+                on_failed(ckpts[i].name, item)
+        elif on_installed is not None:
+            on_installed(item)
+
+    def one(i: int, session: Any, slot: int | None, cancel: Any = None) -> InstallResult:
+        def check_cancel(_done: int, _total: int | None) -> None:
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt  # unwinds like Ctrl-C: the partial is given back, resumable
+        return install_checkpoint(ckpts[i], cache, mirror=mirror, offline=offline, force=force,
+                                  keep_archive=keep_archive, progress=progress, log=named_log(ckpts[i].name),
+                                  session=session, policy=policy, target=target, progress_position=slot,
+                                  on_progress=check_cancel if cancel is not None else None)
+
+    if jobs == 1 or len(ckpts) <= 1:
+        session = make_session()
+        try:
+            for i in range(len(ckpts)):
+                try:
+                    result = one(i, session, None)
+                except ZooError as exc:
+                    if stop_on_error:
+                        raise
+                    report(i, exc)
+                else:
+                    report(i, result)
+        finally:
+            session.close()
+    else:
+        _run_parallel(len(ckpts), min(jobs, len(ckpts)), one, report)
+    for i, ckpt in enumerate(ckpts):
+        item = done[i]
+        if isinstance(item, ZooError):
+            outcome.rows.append({"name": ckpt.name, "status": "failed", "error": redact(str(item))})
+            outcome.failures.append((ckpt.name, item))
+        else:
+            outcome.rows.append(item.to_json())
+            outcome.results.append(item)
     return outcome
 
 
+def plan_downloads(ckpts: list[Checkpoint], cache: Cache, *, mirror: str | None = None, offline: bool = False,
+                   force: bool = False, target: Path | None = None) -> list[dict[str, Any]]:
+    """``zoo download --dry-run``: what each checkpoint would need, without any network request.
+
+    One row per checkpoint: ``action`` is present / download / resume / install-archive / unavailable
+    (offline and not in the cache); ``url`` (no credentials), ``size`` (the registry's reported archive size
+    in bytes, or None), ``have`` (bytes already in downloads/) and ``to_fetch`` (size - have, or None).
+    """
+    rows = []
+    for ckpt in ckpts:
+        url = redact(mirror_url(ckpt.url, mirror))
+        root = check_local_dir(target) if target is not None else cache.model_dir(ckpt.name)
+        size = int(ckpt.size_mb * 1e6) if ckpt.size_mb else None
+        row: dict[str, Any] = {"name": ckpt.name, "url": url, "path": str(root), "size": size, "have": 0,
+                               "to_fetch": None}
+        archive = cache.archive_path(ckpt)
+        if not force and not quick_check(ckpt, cache, target):
+            row["action"] = "present"
+            row["to_fetch"] = 0
+        elif archive.is_file() and not (force and not offline):
+            row.update(action="install-archive", have=archive.stat().st_size, to_fetch=0)
+        elif offline:
+            row["action"] = "unavailable"
+        else:
+            have = _partial_bytes(cache.partial_path(ckpt))
+            row.update(action="resume" if have else "download", have=have,
+                       to_fetch=max(size - have, 0) if size is not None else None)
+        rows.append(row)
+    return rows
+
+
+def _partial_bytes(partial: Path) -> int:
+    """Bytes the next transfer would resume from: the shared partial or the largest one a dead process left."""
+    sizes = [partial.stat().st_size] if partial.is_file() else []
+    if partial.parent.is_dir():
+        for p in partial.parent.glob(glob.escape(partial.name) + ".*"):
+            if not p.name.endswith((".json", ".tmp")) and claim_is_abandoned(p):
+                sizes.append(p.stat().st_size)
+    return max(sizes, default=0)
+
+
+def _run_parallel(count: int, jobs: int, one: Callable[..., InstallResult],
+                  report: Callable[[int, Any], None]) -> None:
+    """Run ``one(i, session, slot, cancel)`` for i in range(count) on ``jobs`` worker threads; ``report`` each
+    outcome in this thread as it arrives. An interrupt here (Ctrl-C, SIGTERM) cancels the workers."""
+    import queue
+    import threading
+
+    todo: "queue.Queue[int]" = queue.Queue()
+    for i in range(count):
+        todo.put(i)
+    results: "queue.Queue[tuple[int, Any]]" = queue.Queue()
+    cancel = threading.Event()
+
+    def worker(slot: int) -> None:
+        session = make_session()  # requests sessions are not thread-safe: one per worker
+        try:
+            while not cancel.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results.put((i, one(i, session, slot, cancel)))
+                except ZooError as exc:
+                    results.put((i, exc))
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread, never lost
+                    results.put((i, exc))
+        finally:
+            session.close()
+
+    # Daemon threads: a worker stuck in a network read never keeps the process alive after an interrupt
+    # (its partial is then left under its private name, which the next run takes over).
+    threads = [threading.Thread(target=worker, args=(slot,), daemon=True, name=f"zoo-download-{slot}")
+               for slot in range(jobs)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(count):
+            while True:
+                try:
+                    i, item = results.get(timeout=0.2)  # a timeout, so signals reach this thread promptly
+                    break
+                except queue.Empty:
+                    if not any(t.is_alive() for t in threads) and results.empty():
+                        raise RuntimeError("download workers stopped without reporting") from None
+            if isinstance(item, BaseException) and not isinstance(item, ZooError):
+                raise item
+            report(i, item)
+    except BaseException:
+        cancel.set()
+        for t in threads:
+            t.join(timeout=10)
+        raise
+
+
 def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy, limits, session,
-             lock_timeout) -> InstallResult:
+             lock_timeout, target=None, progress_position=None) -> InstallResult:
     started = time.monotonic()
     with checkpoint_lock(cache, ckpt.name, log=log, timeout=lock_timeout):
-        if not force and not quick_check(ckpt, cache):
+        if not force and not quick_check(ckpt, cache, target):
             log(f"'{ckpt.name}' was installed by another process meanwhile")
-            return _present(ckpt, cache, url)
+            return _present(ckpt, cache, url, target)
         archive = cache.archive_path(ckpt)
         fetched = None
         sha = size = None
@@ -374,8 +527,11 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
             # A complete archive from an earlier run (or fetched by hand) is verified like a fresh download.
             log(f"verifying existing archive {archive}")
             sha, size = sha256_file(archive).hexdigest(), archive.stat().st_size
+            # Offline, the file was put there by hand: downloading again is not an option, replacing it is.
+            by_hand = (f"{archive} is not the expected archive (nothing was installed) — replace it with a good "
+                       f"copy of {redact(url)}, or unset ZOO_OFFLINE to download it") if offline else None
             try:
-                check_archive_hash(ckpt, cache, sha, size, archive)
+                check_archive_hash(ckpt, cache, sha, size, archive, fix=by_hand)
             except ChecksumError:
                 if offline:
                     raise
@@ -394,6 +550,7 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
                                  f"'{ckpt.name}' ({_mb(remaining)} still to download, then unpacked)")
 
             fetched = fetch_file(url, cache.partial_path(ckpt), policy=policy, progress=progress,
+                                 progress_position=progress_position,
                                  on_progress=on_progress, log=log, check_space=space_for_body, session=session,
                                  can_resume_without_validator=bool(ckpt.sha256), meta={"checkpoint": ckpt.name})
             sha, size = fetched.sha256, fetched.size
@@ -402,21 +559,23 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
         except ChecksumError:
             archive.unlink(missing_ok=True)
             raise
-        path = _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log, offline)
+        path = _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log, offline,
+                                   target or cache.model_dir(ckpt.name))
         if how == "recorded":
             cache.record_hash(ckpt.url, sha, size)
         if not keep_archive:
             archive.unlink(missing_ok=True)
     return InstallResult(
-        name=ckpt.name, path=path, status="installed", url=url, size=size, sha256=sha, sha256_check=how,
+        name=ckpt.name, path=path, status="installed", url=redact(url), size=size, sha256=sha, sha256_check=how,
         bytes_transferred=fetched.bytes_transferred if fetched else 0,
         resumed_from=fetched.resumed_from if fetched else 0, seconds=time.monotonic() - started)
 
 
-def _present(ckpt: Checkpoint, cache: Cache, url: str) -> InstallResult:
-    manifest = cache.manifest(ckpt.name) or {}
-    return InstallResult(name=ckpt.name, path=cache.model_dir(ckpt.name), status="present",
-                         url=manifest.get("url", url), size=manifest.get("size", 0),
+def _present(ckpt: Checkpoint, cache: Cache, url: str, target: Path | None = None) -> InstallResult:
+    root = target or cache.model_dir(ckpt.name)
+    manifest = manifest_at(root, ckpt.name) or {}
+    return InstallResult(name=ckpt.name, path=root, status="present",
+                         url=redact(manifest.get("url", url)), size=manifest.get("size", 0),
                          sha256=manifest.get("sha256", ""), sha256_check=manifest.get("sha256_check", ""))
 
 
@@ -424,16 +583,15 @@ def _token() -> str:
     return f"{os.getpid()}-{os.urandom(3).hex()}"
 
 
-def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log, offline=False) -> Path:
-    check_free_space(cache.models_dir, max(gzip_isize(archive), size) + SPACE_MARGIN,
-                     f"unpacking '{ckpt.name}'")
-    cache.models_dir.mkdir(parents=True, exist_ok=True)
-    target = cache.model_dir(ckpt.name)
-    tmp = cache.models_dir / f".tmp-{ckpt.name}-{_token()}"
+def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limits, log, offline, target) -> Path:
+    check_free_space(target.parent, max(gzip_isize(archive), size) + SPACE_MARGIN, f"unpacking '{ckpt.name}'")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Beside the target, so that one rename (same filesystem) puts the finished install in place.
+    tmp = target.parent / f".tmp-{ckpt.name}-{_token()}"
     try:
         try:
             # A damaged archive is deleted below, so the message must not tell the user to delete it.
-            fix = (f"it was deleted — fetch {url} by hand to {archive} again, or unset ZOO_OFFLINE" if offline
+            fix = (f"it was deleted — fetch {redact(url)} by hand to {archive} again, or unset ZOO_OFFLINE" if offline
                    else "it was deleted — run the command again to download it afresh")
             result = extract_archive(archive, tmp, ckpt.contents, limits, fix=fix)
         except ArchiveError:
@@ -444,7 +602,7 @@ def _unpack_and_install(ckpt, cache, archive, url, sha, size, how, fetched, limi
             p = result.root / rel
             files[rel] = {"size": p.stat().st_size, "sha256": sha256_file(p).hexdigest()}
         manifest = {
-            "name": ckpt.name, "url": url, "registry_url": ckpt.url, "archive": archive.name, "size": size,
+            "name": ckpt.name, "url": redact(url), "registry_url": redact(ckpt.url), "archive": archive.name, "size": size,
             "sha256": sha, "sha256_check": how,
             "etag": fetched.etag if fetched else None,
             "last_modified": fetched.last_modified if fetched else None,
@@ -549,7 +707,8 @@ def verify_checkpoints(registry: Registry, cache: Cache, names: Iterable[str] = 
 
 
 def remove_checkpoint(name: str, cache: Cache, *, archive_filename: str | None = None,
-                      forget_url: str | None = None, lock_timeout: float = 60.0) -> dict[str, Any]:
+                      forget_url: str | None = None, lock_timeout: float = 60.0,
+                      log: LogCallback | None = None) -> dict[str, Any]:
     """Remove the install of ``name`` (and its partial/kept archive when ``archive_filename`` is given).
 
     The directory is first renamed aside, so the model disappears at once and a crash mid-delete leaves only
@@ -557,7 +716,8 @@ def remove_checkpoint(name: str, cache: Cache, *, archive_filename: str | None =
     """
     removed: list[str] = []
     freed = 0
-    with checkpoint_lock(cache, name, timeout=lock_timeout):
+    # A download of it in progress holds the lock: wait for it (and say so), never pull files from under it.
+    with checkpoint_lock(cache, name, log=log, timeout=lock_timeout):
         target = cache.model_dir(name)
         if target.exists() or target.is_symlink():
             freed += _tree_size(target)
@@ -575,32 +735,53 @@ def remove_checkpoint(name: str, cache: Cache, *, archive_filename: str | None =
     return {"name": name, "removed": removed, "bytes_freed": freed, "forgot_hash": forgot}
 
 
+def removal_targets(registry: Registry, cache: Cache, names: Iterable[str] = (), *,
+                    everything: bool = False) -> list[tuple[str, Checkpoint | None]]:
+    """What ``zoo rm`` would remove: (name, its registry checkpoint or None) for exact names, wildcards
+    (matched as in download/verify, against what the cache holds) or, with ``everything``, every model
+    directory. An unknown exact name raises UnknownCheckpointError; a pattern matching nothing, CacheError."""
+    installed = []
+    if cache.models_dir.is_dir():
+        installed = [d.name for d in sorted(cache.models_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    targets: dict[str, Checkpoint | None] = {}
+    if everything:
+        for name in installed:
+            targets[name] = registry.get(name) if name in registry else None
+        return list(targets.items())
+    for item in names:
+        if is_pattern(item):
+            with_downloads = [c.name for c in registry if c.name not in installed and _has_downloads(cache, c)]
+            matched = [n for n in installed + with_downloads if name_matches(item, n)]
+            if not matched:
+                raise CacheError(f"no downloaded checkpoint matches '{item}'; nothing to remove (see 'zoo cache')")
+            for name in matched:
+                targets.setdefault(name, registry.get(name) if name in registry else None)
+        elif item not in registry and cache.model_dir(item).exists():
+            targets.setdefault(item, None)  # installed from another registry: remove by name
+        else:
+            c = registry.get(item)
+            targets.setdefault(c.name, c)
+    return list(targets.items())
+
+
+def _has_downloads(cache: Cache, ckpt: Checkpoint) -> bool:
+    d = cache.downloads_dir
+    return d.is_dir() and any(d.glob(glob.escape(ckpt.archive_filename) + "*"))
+
+
 def remove_checkpoints(registry: Registry, cache: Cache, names: Iterable[str] = (), *, everything: bool = False,
-                       forget_hash: bool = False) -> list[dict[str, Any]]:
-    """``zoo rm``: :func:`remove_checkpoint` for each of ``names``, or with ``everything`` for every model
-    directory in the cache; returns one row per model (``removed`` empty when nothing was installed).
+                       forget_hash: bool = False, log: LogCallback | None = None) -> list[dict[str, Any]]:
+    """``zoo rm``: :func:`remove_checkpoint` for each of :func:`removal_targets`; returns one row per model
+    (``removed`` empty when nothing was installed).
 
     Registry checkpoints also lose their partial or kept archive, and with ``forget_hash`` the sha256
-    recorded on first download. A name not in ``registry`` but present in the cache (installed from another
-    registry) is removed by name; any other unknown name raises UnknownCheckpointError.
+    recorded on first download. ``log`` hears about waiting for a download that holds a checkpoint's lock.
     """
-    targets: list[tuple[str, str | None, str | None]] = []  # name, archive filename, registry URL
-    if everything:
-        if cache.models_dir.is_dir():
-            for d in sorted(cache.models_dir.iterdir()):
-                if d.is_dir() and not d.name.startswith("."):
-                    c = registry.get(d.name) if d.name in registry else None
-                    targets.append((d.name, c.archive_filename if c else None, c.url if c else None))
-    else:
-        for name in names:
-            if name not in registry and cache.model_dir(name).exists():
-                targets.append((name, None, None))  # installed from another registry: remove by name
-                continue
-            c = registry.get(name)
-            targets.append((c.name, c.archive_filename, c.url))
+    targets = removal_targets(registry, cache, names, everything=everything)
     with cache_writes(cache):
-        return [remove_checkpoint(name, cache, archive_filename=archive, forget_url=url if forget_hash else None)
-                for name, archive, url in targets]
+        return [remove_checkpoint(name, cache, archive_filename=c.archive_filename if c else None,
+                                  forget_url=c.url if c and forget_hash else None, log=log)
+                for name, c in targets]
 
 
 def _tree_size(path: Path) -> int:
@@ -634,6 +815,14 @@ def _partial_owner_names(path: Path, registry: Registry | None) -> set[str]:
     return names
 
 
+def _resumable(partial: Path) -> bool:
+    """A partial can be resumed when its sidecar says where it came from (else the next run starts over)."""
+    try:
+        return bool(json.loads(partial.with_name(partial.name + ".json").read_text(encoding="utf-8")).get("url"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def cache_usage(cache: Cache, registry: Registry | None = None) -> dict[str, Any]:
     """Sizes of installed models, partial downloads, kept archives and leftovers, plus free space."""
     models, leftovers, partials, archives = [], [], [], []
@@ -657,13 +846,15 @@ def cache_usage(cache: Cache, registry: Registry | None = None) -> dict[str, Any
             entry = {"file": f.name, "bytes": f.stat().st_size, "path": str(f)}
             if PARTIAL_SUFFIX + "." in f.name:
                 # Claimed by one process under a private name: a running one is downloading it now; one
-                # that is gone (killed) left bytes no later run resumes from, so they are leftovers.
-                if _pid_alive(f.name):
-                    partials.append({**entry, "in_progress": True})
+                # that is gone (killed, even by kill -9) left bytes the next download takes over and resumes.
+                if claim_is_abandoned(f):
+                    partials.append({**entry, "resumable": _resumable(f), "left_by_pid": claim_owner(f)})
                 else:
-                    leftovers.append(entry)
+                    partials.append({**entry, "in_progress": True})
+            elif PARTIAL_SUFFIX in f.name:
+                partials.append({**entry, "resumable": _resumable(f)})
             else:
-                (partials if PARTIAL_SUFFIX in f.name else archives).append(entry)
+                archives.append(entry)
     total = sum(e["bytes"] for group in (models, leftovers, partials, archives) for e in group)
     probe = cache.home if cache.home.exists() else cache.home.parent
     while not probe.exists() and probe != probe.parent:
@@ -713,8 +904,8 @@ def _prune(cache: Cache, registry: Registry | None, archives: bool, dry_run: boo
                     if sidecar.exists():
                         drop(sidecar, "sidecar of a removed partial")
             elif PARTIAL_SUFFIX + "." in f.name:
-                if not _pid_alive(f.name):
-                    drop(f, "partial download claimed by a process that is gone")
+                if claim_is_abandoned(f):
+                    drop(f, "partial download left by a process that is gone")
                     if sidecar.exists():
                         drop(sidecar, "sidecar of a removed partial")
             elif f.name.endswith(".tmp"):

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from zoo_cli.errors import RegistryError, UnknownCheckpointError
+from zoo_cli.urls import redact
 
 DATASETS = ("voc", "cityscapes", "ade20k", "imagenet")
 SPLITS = ("val", "test")
@@ -306,7 +307,7 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
     url = _str(f["url"], f"{where}.url").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.endswith((".tar.gz", ".tgz")):
-        raise _Invalid(f["url"], f"{where}.url", f"'{url}' is not an http(s) URL of a .tar.gz archive")
+        raise _Invalid(f["url"], f"{where}.url", f"'{redact(url)}' is not an http(s) URL of a .tar.gz archive")
     contents = tuple(_str(n, f"{where}.contents") for n in _seq(f["contents"], f"{where}.contents"))
     if not contents:
         raise _Invalid(f["contents"], f"{where}.contents", "list at least one expected archive member")
@@ -399,7 +400,7 @@ class Registry:
         """Checkpoints for exact names or wildcard patterns, in registry order; unknown names fail."""
         chosen: dict[str, Checkpoint] = {}
         for item in names_or_patterns:
-            if any(c in item for c in "*?["):
+            if is_pattern(item):
                 matched = self.filter([item])
                 if not matched:
                     raise UnknownCheckpointError(f"pattern '{item}' matches no checkpoint; run 'zoo list'")
@@ -421,10 +422,10 @@ class Registry:
         predicate: Callable[[Checkpoint], bool] | None = None,
     ) -> list[Checkpoint]:
         """Checkpoints matching any of the wildcard ``patterns`` (case-insensitive) and every filter."""
-        patterns = [p.lower() for p in patterns]
+        patterns = list(patterns)
         out = []
         for ckpt in self:
-            if patterns and not any(fnmatch.fnmatchcase(ckpt.name.lower(), p) for p in patterns):
+            if patterns and not any(name_matches(p, ckpt.name) for p in patterns):
                 continue
             if dataset and ckpt.dataset != dataset.lower():
                 continue
@@ -438,6 +439,16 @@ class Registry:
                 continue
             out.append(ckpt)
         return out
+
+
+def is_pattern(text: str) -> bool:
+    """Whether a command-line name is a wildcard pattern (``*``, ``?``, ``[...]``) rather than a name."""
+    return any(c in text for c in "*?[")
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """The one rule every command uses to match a checkpoint name: shell wildcards, case-insensitive."""
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())
 
 
 def _contains(pattern: str) -> str:

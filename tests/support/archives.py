@@ -87,7 +87,7 @@ def zoo_archive(top: str | None = TOP, files: dict[str, bytes] | None = None, **
 
 
 HOSTILE_KINDS = ("dotdot", "absolute", "symlink_escape", "symlink_absolute", "hardlink_escape",
-                 "hardlink_absolute", "device", "fifo", "too_many_members", "too_big")
+                 "hardlink_absolute", "device", "fifo", "too_many_members", "too_big", "duplicate")
 
 
 def hostile_archive(kind: str) -> bytes:
@@ -119,11 +119,26 @@ def hostile_archive(kind: str) -> bytes:
         extra = [(fifo, None)]
     elif kind == "too_many_members":
         extra = [_file(f"{TOP}/many/{i:05d}", b"") for i in range(300)]
+    elif kind == "duplicate":
+        # A second member of the same name that would overwrite the real graph with 12 bytes.
+        extra = [_file(f"{TOP}/frozen_inference_graph.pb", b"not a graph\n")]
     elif kind == "too_big":
         extra = [_file(f"{TOP}/zeros.bin", bytes(4 << 20))]  # 4 MiB of zeros: compresses to ~4 KiB
     else:
         raise ValueError(f"unknown hostile kind {kind!r}")
     return _tar_gz(base + extra)
+
+
+def two_top_folders_archive() -> bytes:
+    """A valid-looking archive whose checkpoint files are split across two top-level folders."""
+    files = list(checkpoint_files().items())
+    return _tar_gz([_dir("a/"), _dir("b/"), _file(f"a/{files[0][0]}", files[0][1])]
+                   + [_file(f"b/{n}", d) for n, d in files[1:]])
+
+
+def plain_tar(files: dict[str, bytes] | None = None) -> bytes:
+    """An uncompressed tar of a checkpoint (what a mirror serving ``.tar`` under a ``.tar.gz`` name sends)."""
+    return gzip.decompress(zoo_archive(files=files or checkpoint_files()))
 
 
 def registry_yaml(entries: Iterable[dict]) -> str:

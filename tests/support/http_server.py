@@ -5,7 +5,7 @@ Used by the download tests (started by fixtures) and by benchmarks/bench_downloa
 
     drop the connection after N body bytes · answer 500/503/429/408 N times (optionally with Retry-After)
     ignore Range · slow body · change the file from request K on · an HTML page · wrong Content-Length ·
-    stall (send N bytes, then go silent) · no validators
+    stall (send N bytes, then go silent) · no validators · require Basic auth · redirect elsewhere
 
 It also answers absolute-form requests (``GET http://host/path``), so it can stand in as an HTTP proxy.
 
@@ -52,6 +52,8 @@ class Fault:
     stall_times: int = 1                # ... on the first this-many requests
     stall_seconds: float = 5.0          # ... for this long, then close
     no_validators: bool = False         # send neither ETag nor Last-Modified
+    auth: str | None = None             # "user:password" required as Basic auth, else 401
+    redirect: str | None = None         # answer 302 with this Location
 
 
 @dataclass
@@ -63,6 +65,8 @@ class RequestLog:
     status: int
     sent: int = 0                       # body bytes written
     proxied_for: str | None = None      # the absolute URL when the request came through us as a proxy
+    query: str = ""                     # the query string of the request target
+    authorization: str | None = None    # the Authorization header received
 
 
 @dataclass
@@ -80,6 +84,8 @@ class FaultServer:
         self._files: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self.log: list[RequestLog] = []
+        self.active = 0                 # GET bodies being sent right now ...
+        self.max_active = 0             # ... and the most at once (parallel downloads)
         self.stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -178,11 +184,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=True)
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        owner = self.owner
+        with owner._lock:
+            owner.active += 1
+            owner.max_active = max(owner.max_active, owner.active)
+        try:
+            self._serve(head=False)
+        finally:
+            with owner._lock:
+                owner.active -= 1
 
     def _serve(self, head: bool) -> None:
         owner = self.owner
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         proxied = path.startswith(("http://", "https://"))
         if proxied:
             # Absolute-form request target: a client using this server as its HTTP proxy.
@@ -193,11 +207,21 @@ class _Handler(BaseHTTPRequestHandler):
                 entry.hits += 1
             hit = entry.hits if entry else 0
             record = RequestLog(path, self.command, self.headers.get("Range"), self.headers.get("If-Range"), 0,
-                                proxied_for=self.path if proxied else None)
+                                proxied_for=self.path if proxied else None, query=query,
+                                authorization=self.headers.get("Authorization"))
             owner.log.append(record)
         if entry is None:
             return self._simple(record, 404, b"not found\n", "text/plain")
         f = entry.fault
+        if f.auth is not None:
+            import base64
+
+            expected = "Basic " + base64.b64encode(f.auth.encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                return self._simple(record, 401, b"credentials needed\n", "text/plain",
+                                    {"WWW-Authenticate": 'Basic realm="zoo"'})
+        if f.redirect is not None:
+            return self._simple(record, 302, b"", "text/plain", {"Location": f.redirect})
         data = entry.data
         version = 0
         if f.change_after is not None and hit >= f.change_after and f.alt is not None:

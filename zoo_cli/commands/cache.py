@@ -39,7 +39,15 @@ def command(ctx: click.Context, as_json: bool) -> None:
         if usage[key]:
             click.echo(f"{title} ({hint}):")
             for e in usage[key]:
-                note = "  [being downloaded now]" if e.get("in_progress") else ""
+                if e.get("in_progress"):
+                    note = "  [being downloaded now]"
+                elif e.get("left_by_pid") is not None:
+                    note = f"  [left by stopped process {e['left_by_pid']}; resumable]" if e.get("resumable") \
+                        else f"  [left by stopped process {e['left_by_pid']}; no sidecar, restarts]"
+                elif key == "partials":
+                    note = "  [resumable]" if e.get("resumable") else "  [no sidecar: the next download restarts]"
+                else:
+                    note = ""
                 click.echo(f"  {e.get('file') or e['path']:<45} {_mb(e['bytes']):>12}{note}")
 
 

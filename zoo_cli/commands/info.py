@@ -6,8 +6,9 @@ import click
 from rich.table import Table
 
 from zoo_cli.cli import AppContext, pass_app
-from zoo_cli.registry import scales_notation
 from zoo_cli.output import console, emit_json, fmt_madds, fmt_num
+from zoo_cli.registry import is_pattern, scales_notation
+from zoo_cli.urls import redact
 
 
 @click.command("info")
@@ -17,8 +18,42 @@ from zoo_cli.output import console, emit_json, fmt_madds, fmt_num
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @pass_app
 def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
-    """Show a checkpoint's metadata, eval rows, extra flags and local cache state."""
-    ckpt = app.registry.get(name)
+    """Show a checkpoint's metadata, eval rows, extra flags and local cache state.
+
+    NAME may be a wildcard ('*mnv2*'), matched as in 'zoo download': each match is shown in turn, and
+    --json prints a list.
+    """
+    if not is_pattern(name):
+        _show(app, app.registry.get(name), inspect, as_json)
+        return
+    ckpts = app.registry.resolve([name])
+    if as_json:
+        emit_json([_info_json(app, ckpt, inspect) for ckpt in ckpts])
+        return
+    for i, ckpt in enumerate(ckpts):
+        if i:
+            console().print()
+        _show(app, ckpt, inspect, False)
+
+
+def _info_json(app: AppContext, ckpt, inspect: bool) -> dict:
+    cache = app.cache
+    manifest = cache.manifest(ckpt.name)
+    data = {**ckpt.to_json(), "downloaded": manifest is not None,
+            "path": str(cache.model_dir(ckpt.name)) if manifest else None, "manifest": manifest}
+    if data.get("url"):
+        data["url"] = redact(data["url"])
+    if inspect:
+        from zoo_cli.model import inspect_graph  # imports TensorFlow; only here
+
+        data["graph"] = inspect_graph(cache.frozen_graph_path(ckpt)).to_json()
+    return data
+
+
+def _show(app: AppContext, ckpt, inspect: bool, as_json: bool) -> None:
+    if as_json:
+        emit_json(_info_json(app, ckpt, inspect))
+        return
     cache = app.cache
     manifest = cache.manifest(ckpt.name)
     graph_info = None
@@ -26,13 +61,6 @@ def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
         from zoo_cli.model import inspect_graph  # imports TensorFlow; only here
 
         graph_info = inspect_graph(cache.frozen_graph_path(ckpt)).to_json()
-    if as_json:
-        data = {**ckpt.to_json(), "downloaded": manifest is not None,
-                "path": str(cache.model_dir(ckpt.name)) if manifest else None, "manifest": manifest}
-        if inspect:
-            data["graph"] = graph_info
-        emit_json(data)
-        return
     out = console()
     out.print(f"[bold]{ckpt.name}[/bold]")
     fields = [
@@ -43,7 +71,7 @@ def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
         ("input size", "x".join(map(str, ckpt.input_size)) if ckpt.input_size else "-"),
         ("eval crop", "x".join(map(str, ckpt.eval_crop)) if ckpt.eval_crop else "-"),
         ("classes", fmt_num(ckpt.num_classes)), ("ignore label", fmt_num(ckpt.ignore_label)),
-        ("url", ckpt.url), ("size (reported)", fmt_num(ckpt.size_mb, " MB", 1)),
+        ("url", redact(ckpt.url)), ("size (reported)", fmt_num(ckpt.size_mb, " MB", 1)),
         ("sha256", ckpt.sha256 or "not pinned (recorded on first download)"),
         ("archive contents", ", ".join(ckpt.contents)),
     ]
