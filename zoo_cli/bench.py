@@ -180,23 +180,18 @@ def bench_settings(ckpt: Checkpoint | None, scales: Sequence[float] | None = Non
 
 
 def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
-    """``--scales`` as ``zoo eval`` reads it (:func:`zoo_cli.multiscale.parse_scales`), sorted and deduplicated so
-    it matches the registry rows' scales."""
+    """``--scales`` exactly as ``zoo eval`` reads it (:func:`zoo_cli.multiscale.parse_scales`: validated, sorted,
+    repeats refused), so it matches the registry rows' scales."""
     from zoo_cli.multiscale import parse_scales as parse  # the one parser eval and bench share
 
-    values = parse(text)
-    return None if values is None else tuple(sorted(set(values)))
+    return parse(text)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"513x513"`` (HxW) or ``"513"`` -> (H, W)."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
-    if not m or int(m.group(1)) < 1 or (m.group(2) and int(m.group(2)) < 1):
-        raise UsageError(f"--input-size '{text}' is not HxW with positive integers, e.g. 513x513")
-    h = int(m.group(1))
-    return h, int(m.group(2) or h)
+    """``--input-size``: ``"513x513"`` / ``"513,513"`` / ``"513"`` -> (H, W), the parser of ``zoo eval --crop``."""
+    from zoo_cli.multiscale import parse_crop
+
+    return parse_crop(text, "--input-size")
 
 
 def default_input_size(ckpt: Checkpoint | None, graph_crop: tuple[int, int] | None) -> tuple[tuple[int, int], str]:
@@ -411,6 +406,11 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
     rss_before = current_rss_mb()
     main = FrozenGraphModel(graph_def, intra_op_threads=threads)
     info = main.info
+    try:  # before a network is built at another size: a size whose tensors cannot fit is a usage error
+        _check_memory(main, input_size, setting)
+    except UsageError:
+        main.close()
+        raise
     graph_os = info.encoder_output_stride or info.output_stride
     crop = info.crop_size
     if graph_for_size is None:
@@ -506,10 +506,23 @@ def open_bench_datasets(data_dir: Path | str, ckpt: Checkpoint | None,
             for split in dict.fromkeys(_split(s) for s in settings)}
 
 
-def check_options(data_dir: Path | str | None, limit: int | None) -> None:
-    """Options that only make sense together; raises UsageError before anything is loaded."""
+def check_options(data_dir: Path | str | None, limit: int | None, *, threads: int = 0,
+                  input_size: Sequence[int] | None = None, scales: Sequence[float] | None = None,
+                  flip: bool | None = None, ckpt: Checkpoint | None = None) -> None:
+    """Options that only make sense together, thread counts (:func:`zoo_cli.limits.check_count`), and an
+    ``input_size`` whose probability maps alone cannot fit in memory; raises UsageError before anything is
+    loaded (the estimate from the graph's own tensors follows in :func:`measure_setting`)."""
+    from zoo_cli.limits import check_count, check_crop_memory
+
     if limit is not None and data_dir is None:
         raise UsageError("--limit only limits the --data-dir evaluation; add --data-dir DIR or drop --limit")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: use at least 1")
+    check_count(threads, "--threads")
+    if input_size is not None:
+        classes = int(getattr(ckpt, "num_classes", None) or 1)
+        check_crop_memory(tuple(input_size), per_pixel=classes, num_classes=classes, option="--input-size",
+                          scales=tuple(scales or (1.0,)), flip=bool(flip), networks=1)
 
 
 def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoint | None, limit: int | None,
@@ -540,6 +553,15 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
                                                   "seconds": round(seconds, 3), "data_dir": str(data_dir)}
 
 
+def _check_memory(model: Any, input_size: Sequence[int], setting: BenchSetting) -> None:
+    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+
+    classes = int(model.num_classes or 1)
+    per_pixel = floats_per_pixel(model.graph, model.crop_size) or float(classes)
+    check_crop_memory(tuple(input_size), per_pixel=per_pixel, num_classes=classes, option="--input-size",
+                      scales=setting.scales, flip=setting.flip, networks=1)
+
+
 def eval_subset(eval_info: dict[str, Any] | None) -> int | None:
     """The image count when a result's mIOU covers only part of its split (``--limit``), else None."""
     ev = eval_info or {}
@@ -566,7 +588,7 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
     """
     from zoo_cli.model import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
 
-    check_options(data_dir, limit)
+    check_options(data_dir, limit, threads=threads, input_size=input_size, scales=scales, flip=flip, ckpt=ckpt)
     settings = bench_settings(ckpt, scales, flip)
     if data_dir is not None and datasets is None:
         datasets = open_bench_datasets(data_dir, ckpt, settings)
@@ -697,5 +719,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[
         except (ZooError, ValueError, RuntimeError, OSError, MemoryError) as exc:
             outcome.failures[ckpt.name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; one bad model must not stop the sweep
-            outcome.failures[ckpt.name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            from zoo_cli.limits import describe_tf_error
+
+            outcome.failures[ckpt.name] = f"{type(exc).__name__}: {describe_tf_error(exc)}"
     return outcome

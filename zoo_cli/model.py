@@ -489,9 +489,10 @@ class FrozenGraphModel:
         try:
             return fn(batch)
         except self._errors.OpError as exc:
-            msg = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
+            from zoo_cli.limits import tf_model_error
+
             h, w = batch.shape[1:3]
-            raise ModelError(f"the graph failed on a {h}x{w} image: {msg}") from None
+            raise tf_model_error(exc, f"the graph failed on a {h}x{w} image") from None
 
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         image = as_rgb_uint8(image)
