@@ -546,7 +546,8 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
         notes.append(f"mIOU not measured for {setting.describe()}: {exc}")
         return None, None, {"skipped": str(exc)}
     matrix, count, seconds = evaluate.evaluate_dataset(dataset, predictor, limit=limit, progress=progress,
-                                                       num_classes=num_classes)
+                                                       num_classes=num_classes,
+                                                       ignore_label=evaluate.scored_ignore_label(dataset, ckpt))
     summary = matrix.summary()
     return summary.miou, summary.pixel_accuracy, {"dataset": dataset.kind, "split": split, "images": count,
                                                   "split_images": len(dataset.samples), "limit": limit,

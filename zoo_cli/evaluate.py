@@ -142,6 +142,16 @@ def check_graph_classes(kind: str, ckpt: Any | None, graph_classes: int | None) 
     return num_classes
 
 
+def scored_ignore_label(dataset: Dataset, ckpt: Any | None) -> int:
+    """The label id left out of the scores: the registry's ``ignore_label`` when the checkpoint was trained on
+    this dataset's layout (it says how its label files mark unlabelled pixels), else the layout's own
+    (255 VOC/Cityscapes, 0 ADE20K)."""
+    if ckpt is not None and getattr(ckpt, "ignore_label", None) is not None and \
+            getattr(ckpt, "dataset", None) == dataset.kind:
+        return int(ckpt.ignore_label)
+    return dataset.ignore_label
+
+
 def scored_classes(dataset: Dataset, ckpt: Any | None, graph_classes: int | None) -> int:
     """Size of the confusion matrix for ``ckpt`` on ``dataset``; UsageError when the graph cannot fit it."""
     return check_graph_classes(dataset.kind, ckpt, graph_classes)
@@ -466,17 +476,20 @@ def no_images_message(dataset: Dataset, limit: int | None, shard: tuple[int, int
 def evaluate_dataset(dataset: Dataset, predictor: Predictor, *, limit: int | None = None,
                      shard: tuple[int, int] | None = None, jobs: int = 1, progress: bool | None = None,
                      on_image: Callable[[int, ConfusionMatrix], None] | None = None,
-                     num_classes: int | None = None) -> tuple[ConfusionMatrix, int, float]:
+                     num_classes: int | None = None,
+                     ignore_label: int | None = None) -> tuple[ConfusionMatrix, int, float]:
     """Run ``predictor`` over a split and accumulate the confusion matrix.
 
     Returns (matrix, images evaluated, seconds). Decoding runs ahead in a loader thread; ``jobs`` > 1 runs
     that many predictions concurrently (Session.run is thread-safe and releases the GIL). ``num_classes``
-    sizes the matrix when the checkpoint uses fewer classes than the dataset layout (default: the dataset's).
+    sizes the matrix when the checkpoint uses fewer classes than the dataset layout (default: the dataset's);
+    ``ignore_label`` is the label id left unscored (default: the dataset's, see :func:`scored_ignore_label`).
     """
     from tqdm import tqdm
 
     samples = select(dataset.samples, limit=limit, shard=shard)
-    matrix = ConfusionMatrix(num_classes or dataset.num_classes, dataset.ignore_label)
+    matrix = ConfusionMatrix(num_classes or dataset.num_classes,
+                             dataset.ignore_label if ignore_label is None else ignore_label)
     jobs = max(1, int(jobs))
     start = time.perf_counter()
     bar = tqdm(total=len(samples), unit="img", disable=_disable(progress), desc=f"eval {dataset.kind}",
@@ -862,8 +875,9 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
         settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False)
         if ds.kind == "ade20k" and ds.long_side is None:
             ds.long_side = max(model.crop_size) if model.crop_size else None  # a bare graph: its own crop
+        ignore_label = scored_ignore_label(ds, ckpt)
         matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs,
-                                              progress=progress, num_classes=num_classes)
+                                              progress=progress, num_classes=num_classes, ignore_label=ignore_label)
         if n == 0:
             raise DatasetError(no_images_message(ds, limit, shard))
         palette = class_palette(ds.kind, ckpt)
@@ -872,7 +886,7 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
         info = model.info
         result = EvalResult(
             summary=matrix.summary(palette.class_names), num_images=n, dataset=ds.kind, split=ds.split,
-            num_classes=num_classes, ignore_label=ds.ignore_label, scales=scales_run, flip=flip_run,
+            num_classes=num_classes, ignore_label=ignore_label, scales=scales_run, flip=flip_run,
             checkpoint=ckpt.name if ckpt else None, graph=str(graph_path), shard=shard, seconds=seconds,
             fitted=int(getattr(predictor, "fitted", 0)), graph_info=info.to_json())
         result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
