@@ -26,7 +26,7 @@ import numpy as np
 
 from zoo_cli.atomic import atomic_paths, write_json_atomic
 from zoo_cli.datasets import Dataset, Sample, load_image
-from zoo_cli.errors import DatasetError, ModelError, UsageError
+from zoo_cli.errors import DatasetError, ModelError, UsageError, special_file_kind
 from zoo_cli.metrics import ConfusionMatrix, LabelRangeError, MetricSummary, merge_matrices
 from zoo_cli.palettes import GENERIC, Palette, generic_palette
 
@@ -185,6 +185,9 @@ def collect_images(paths: Iterable[Path | str]) -> list[Path]:
             out.extend(found)
         elif path.is_file():
             out.append(path)
+        elif special_file_kind(path):
+            raise DatasetError(f"{path} is {special_file_kind(path)}, not a regular file; pass image files or "
+                               "directories to --images")
         else:
             raise DatasetError(f"{path} does not exist; pass image files or directories to --images")
     return out
@@ -667,6 +670,9 @@ def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path |
         if ckpt is None:
             raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
         return _env_cache(cache).frozen_graph_path(ckpt)
+    if special_file_kind(graph_path):
+        raise UsageError(f"--graph {graph_path} is {special_file_kind(graph_path)}, not a regular file; pass a "
+                         "frozen_inference_graph.pb")
     if not Path(graph_path).is_file():
         raise UsageError(f"--graph {graph_path} does not exist")
     return Path(graph_path)
