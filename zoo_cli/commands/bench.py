@@ -64,7 +64,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             emit_json(outcome.to_json())
         else:
             for model, why in outcome.failures.items():
-                out.print(f"[red]failed[/red] {model}: {why}")
+                print_labelled(out, "failed", f"{model}: {why}", "red")  # folded at the width, not one 400-char line
             if not outcome.results and not outcome.failures:
                 out.print("no downloaded checkpoint with a frozen graph; run 'zoo download NAME' first")
         if outcome.failures:
