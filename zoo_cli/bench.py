@@ -335,19 +335,27 @@ def save_result(result: BenchResult, directory: Path) -> Path:
     return write_json_atomic(path, result.to_json())
 
 
-def load_results(directory: Path) -> list[dict[str, Any]]:
-    """Every stored bench result (JSON dicts) under ``directory``; unreadable files are skipped."""
-    out = []
+def load_results(directory: Path, skipped: list[tuple[Path, str]] | None = None) -> list[dict[str, Any]]:
+    """Every stored bench result (JSON dicts) under ``directory``; a file that cannot be read, is not JSON or is
+    not a bench result is skipped, and recorded in ``skipped`` as (path, why) when a list is given."""
+    out: list[dict[str, Any]] = []
     if not directory.is_dir():
         return out
     for path in sorted(directory.glob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and "name" in data and "measured" in data:
-            data["path"] = str(path)
-            out.append(data)
+        except OSError as exc:
+            why = f"cannot be read ({exc.strerror or exc})"
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            why = f"is not valid JSON ({str(exc).splitlines()[0][:80]})"
+        else:
+            if isinstance(data, dict) and "name" in data and isinstance(data.get("measured"), dict):
+                data["path"] = str(path)
+                out.append(data)
+                continue
+            why = "is not a zoo bench result (no 'name' and 'measured')"
+        if skipped is not None:
+            skipped.append((path, why))
     return out
 
 
