@@ -14,6 +14,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
 from zoo_cli import limits
 from zoo_cli.cli import cli
 from zoo_cli.errors import UsageError
@@ -157,3 +158,24 @@ def test_refusals_happen_before_tensorflow_is_imported(tmp_path):
             "print('tensorflow' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_an_unconverted_tensorflow_error_is_still_one_line(tiny_voc, tmp_path, monkeypatch):
+    """Any TensorFlow runtime error that reaches the CLI (here an out-of-memory in a Session.run) is one line with
+    what went wrong, exit 6 — not 'Graph execution error:' and not a traceback."""
+    tf = pytest.importorskip("tensorflow")
+    from zoo_cli import evaluate
+
+    def oom(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "Graph execution error:\n\nDetected at node 'r' defined at "
+                                               "(most recent call last):\nNode: 'r'\nOOM when allocating tensor with "
+                                               "shape[1,9000,9000,21] and type float on cpu\n\t [[{{node r}}]]")
+
+    monkeypatch.setattr(evaluate, "predict_checkpoint_images", oom)
+    (tmp_path / "in").mkdir()
+    result = CliRunner().invoke(cli, ["eval", "tiny_voc", "--images", str(tmp_path / "in"), "--out",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 6 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: TensorFlow ran out of memory")
+    assert "[1,9000,9000,21] float tensor (6.3 GB)" in lines[0] and "smaller --crop" in lines[0]

@@ -84,9 +84,10 @@ class ZooGroup(click.Group):
             app = ctx.find_object(AppContext)
             if errors is None or not isinstance(exc, errors.OpError) or (app is not None and app.settings.debug):
                 raise
-            from zoo_cli.limits import tf_model_error
+            from zoo_cli.errors import ModelError
+            from zoo_cli.limits import describe_tf_error
 
-            error = tf_model_error(exc, "TensorFlow failed")
+            error = ModelError(describe_tf_error(exc))
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
