@@ -176,7 +176,7 @@ def test_report_uses_only_reference_size_runs_and_keeps_the_measured_miou(zoo_ho
     points = {(p["name"], p["setting"]): p for p in json.loads(
         CliRunner().invoke(cli, ["report", "--json"]).output)["points"]["measured"]}
     assert points[(name, "single")] == {"name": name, "setting": "single", "madds": 2.7424, "miou": 74.5,
-                                        "miou_source": "measured"}
+                                        "miou_source": "measured", "dataset": "voc", "split": "val"}
 
 
 def test_multiply_adds_cells_are_formatted_alike():
@@ -224,3 +224,66 @@ def test_a_limit_subset_never_outranks_the_full_split_miou(zoo_home):
     assert "mIOU on 12 voc val images, 2026-01-01" in text
     points = json.loads(CliRunner().invoke(cli, ["report", "--json"]).output)["points"]["measured"]
     assert [p["miou"] for p in points if p["name"] == name] == [90.88]
+
+
+def _label_boxes(fig):
+    renderer = fig.canvas.get_renderer()
+    return [(ax, [t.get_window_extent(renderer) for t in ax.texts]) for ax in fig.axes]
+
+
+def test_plot_has_one_panel_per_dataset_with_test_points_apart_and_no_overlapping_labels(stored):
+    import matplotlib.pyplot as plt
+
+    from zoo_cli import bench
+
+    registry = load_registry()
+    fig = report.pareto_figure(registry, bench.load_results(stored))
+    try:
+        # VOC, Cityscapes and ADE20K mIOUs are not comparable: one panel each that has points (ADE20K rows report
+        # no Multiply-Adds), and one for graphs outside the registry
+        assert [ax.get_title() for ax in fig.axes] == ["PASCAL VOC 2012", "Cityscapes", "other graphs"]
+        voc = fig.axes[0]
+        legend = [t.get_text() for t in voc.get_legend().get_texts()]
+        assert "reported (val)" in legend and "reported (test split)" in legend
+        test_rows = sum(1 for c in registry if c.dataset == "voc" for r in c.evals
+                        if r.split == "test" and r.madds_billion is not None)
+        series = {c.get_label(): len(c.get_offsets()) for c in voc.collections}
+        assert test_rows > 0 and series["reported (test split)"] == test_rows
+        for ax, boxes in _label_boxes(fig):
+            assert boxes, ax.get_title()
+            for i, a in enumerate(boxes):
+                assert not any(a.overlaps(b) for b in boxes[i + 1:]), f"labels overlap in {ax.get_title()}"
+    finally:
+        plt.close(fig)
+
+
+def test_crowded_labels_never_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    points = [(1.0 + 0.01 * i, 50.0 + 0.02 * i) for i in range(12)]  # twelve points on top of each other
+    ax.scatter(*zip(*points))
+    ax.margins(0.3)
+    fig.tight_layout()
+    placed = report.place_labels(ax, points, [f"model {i}" for i in range(12)])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in placed]
+    assert 3 <= len(placed) <= 12  # the ones with no free place are left out, never drawn over another
+    assert all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
+
+
+def test_report_names_corrupt_result_files(stored):
+    (stored / "broken.json").write_text("{not json")
+    (stored / "list.json").write_text("[1, 2]")
+    result = CliRunner().invoke(cli, ["report"])
+    assert result.exit_code == 0
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 2 and "broken.json: it is not valid JSON" in warnings[0]
+    assert "list.json: it is not a zoo bench result" in warnings[1]
+    assert "warning" not in result.stdout  # the markdown stays clean
+    data = json.loads(CliRunner().invoke(cli, ["report", "--json"]).stdout)
+    assert sorted(s["path"].rsplit("/", 1)[1] for s in data["skipped"]) == ["broken.json", "list.json"]

@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 @contextlib.contextmanager
@@ -34,6 +34,37 @@ def atomic_path(path: Path | str, suffix: str = ".tmp") -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[Path | str], suffix: str = ".tmp") -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files that only make sense together (a label PNG and its overlay): yield one
+    temporary per path; when the block succeeds rename them all into place. An error or Ctrl-C between the
+    renames removes every file of the group (the ones already renamed and their older partners), so the
+    group is either all new or absent, never half of it and never a half-written file."""
+    finals = [Path(p) for p in paths]
+    temps = [p.with_name(f".{p.name}.{os.getpid()}-{os.urandom(4).hex()}{suffix}") for p in finals]
+    for path in finals:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    renamed = 0
+    try:
+        yield temps
+        for tmp, path in zip(temps, finals):
+            os.replace(tmp, path)
+            renamed += 1
+    except BaseException as exc:
+        if 0 < renamed < len(finals):
+            for path in finals:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is not None and os.fspath(exc.filename) in map(os.fspath, temps):
+            final = finals[[os.fspath(t) for t in temps].index(os.fspath(exc.filename))]
+            raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(final)) from exc
+        raise
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: Path | str, data: bytes, *, fsync: bool = False) -> Path:

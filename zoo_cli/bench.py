@@ -180,23 +180,18 @@ def bench_settings(ckpt: Checkpoint | None, scales: Sequence[float] | None = Non
 
 
 def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
-    """``--scales`` as ``zoo eval`` reads it (:func:`zoo_cli.multiscale.parse_scales`), sorted and deduplicated so
-    it matches the registry rows' scales."""
+    """``--scales`` exactly as ``zoo eval`` reads it (:func:`zoo_cli.multiscale.parse_scales`: validated, sorted,
+    repeats refused), so it matches the registry rows' scales."""
     from zoo_cli.multiscale import parse_scales as parse  # the one parser eval and bench share
 
-    values = parse(text)
-    return None if values is None else tuple(sorted(set(values)))
+    return parse(text)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"513x513"`` (HxW) or ``"513"`` -> (H, W)."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
-    if not m or int(m.group(1)) < 1 or (m.group(2) and int(m.group(2)) < 1):
-        raise UsageError(f"--input-size '{text}' is not HxW with positive integers, e.g. 513x513")
-    h = int(m.group(1))
-    return h, int(m.group(2) or h)
+    """``--input-size``: ``"513x513"`` / ``"513,513"`` / ``"513"`` -> (H, W), the parser of ``zoo eval --crop``."""
+    from zoo_cli.multiscale import parse_crop
+
+    return parse_crop(text, "--input-size")
 
 
 def default_input_size(ckpt: Checkpoint | None, graph_crop: tuple[int, int] | None) -> tuple[tuple[int, int], str]:
@@ -340,19 +335,27 @@ def save_result(result: BenchResult, directory: Path) -> Path:
     return write_json_atomic(path, result.to_json())
 
 
-def load_results(directory: Path) -> list[dict[str, Any]]:
-    """Every stored bench result (JSON dicts) under ``directory``; unreadable files are skipped."""
-    out = []
+def load_results(directory: Path, skipped: list[tuple[Path, str]] | None = None) -> list[dict[str, Any]]:
+    """Every stored bench result (JSON dicts) under ``directory``; a file that cannot be read, is not JSON or is
+    not a bench result is skipped, and recorded in ``skipped`` as (path, why) when a list is given."""
+    out: list[dict[str, Any]] = []
     if not directory.is_dir():
         return out
     for path in sorted(directory.glob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and "name" in data and "measured" in data:
-            data["path"] = str(path)
-            out.append(data)
+        except OSError as exc:
+            why = f"cannot be read ({exc.strerror or exc})"
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            why = f"is not valid JSON ({str(exc).splitlines()[0][:80]})"
+        else:
+            if isinstance(data, dict) and "name" in data and isinstance(data.get("measured"), dict):
+                data["path"] = str(path)
+                out.append(data)
+                continue
+            why = "is not a zoo bench result (no 'name' and 'measured')"
+        if skipped is not None:
+            skipped.append((path, why))
     return out
 
 
@@ -411,6 +414,11 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
     rss_before = current_rss_mb()
     main = FrozenGraphModel(graph_def, intra_op_threads=threads)
     info = main.info
+    try:  # before a network is built at another size: a size whose tensors cannot fit is a usage error
+        _check_memory(main, input_size, setting)
+    except UsageError:
+        main.close()
+        raise
     graph_os = info.encoder_output_stride or info.output_stride
     crop = info.crop_size
     if graph_for_size is None:
@@ -506,10 +514,23 @@ def open_bench_datasets(data_dir: Path | str, ckpt: Checkpoint | None,
             for split in dict.fromkeys(_split(s) for s in settings)}
 
 
-def check_options(data_dir: Path | str | None, limit: int | None) -> None:
-    """Options that only make sense together; raises UsageError before anything is loaded."""
+def check_options(data_dir: Path | str | None, limit: int | None, *, threads: int = 0,
+                  input_size: Sequence[int] | None = None, scales: Sequence[float] | None = None,
+                  flip: bool | None = None, ckpt: Checkpoint | None = None) -> None:
+    """Options that only make sense together, thread counts (:func:`zoo_cli.limits.check_count`), and an
+    ``input_size`` whose probability maps alone cannot fit in memory; raises UsageError before anything is
+    loaded (the estimate from the graph's own tensors follows in :func:`measure_setting`)."""
+    from zoo_cli.limits import check_count, check_crop_memory
+
     if limit is not None and data_dir is None:
         raise UsageError("--limit only limits the --data-dir evaluation; add --data-dir DIR or drop --limit")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: use at least 1")
+    check_count(threads, "--threads")
+    if input_size is not None:
+        classes = int(getattr(ckpt, "num_classes", None) or 1)
+        check_crop_memory(tuple(input_size), per_pixel=classes, num_classes=classes, option="--input-size",
+                          scales=tuple(scales or (1.0,)), flip=bool(flip), networks=1)
 
 
 def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoint | None, limit: int | None,
@@ -533,11 +554,21 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
         notes.append(f"mIOU not measured for {setting.describe()}: {exc}")
         return None, None, {"skipped": str(exc)}
     matrix, count, seconds = evaluate.evaluate_dataset(dataset, predictor, limit=limit, progress=progress,
-                                                       num_classes=num_classes)
+                                                       num_classes=num_classes,
+                                                       ignore_label=evaluate.scored_ignore_label(dataset, ckpt))
     summary = matrix.summary()
     return summary.miou, summary.pixel_accuracy, {"dataset": dataset.kind, "split": split, "images": count,
                                                   "split_images": len(dataset.samples), "limit": limit,
                                                   "seconds": round(seconds, 3), "data_dir": str(data_dir)}
+
+
+def _check_memory(model: Any, input_size: Sequence[int], setting: BenchSetting) -> None:
+    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+
+    classes = int(model.num_classes or 1)
+    per_pixel = floats_per_pixel(model.graph, model.crop_size) or float(classes)
+    check_crop_memory(tuple(input_size), per_pixel=per_pixel, num_classes=classes, option="--input-size",
+                      scales=setting.scales, flip=setting.flip, networks=1)
 
 
 def eval_subset(eval_info: dict[str, Any] | None) -> int | None:
@@ -566,7 +597,7 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
     """
     from zoo_cli.model import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
 
-    check_options(data_dir, limit)
+    check_options(data_dir, limit, threads=threads, input_size=input_size, scales=scales, flip=flip, ckpt=ckpt)
     settings = bench_settings(ckpt, scales, flip)
     if data_dir is not None and datasets is None:
         datasets = open_bench_datasets(data_dir, ckpt, settings)
@@ -697,5 +728,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[
         except (ZooError, ValueError, RuntimeError, OSError, MemoryError) as exc:
             outcome.failures[ckpt.name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; one bad model must not stop the sweep
-            outcome.failures[ckpt.name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            from zoo_cli.limits import describe_tf_error
+
+            outcome.failures[ckpt.name] = f"{type(exc).__name__}: {describe_tf_error(exc)}"
     return outcome

@@ -112,6 +112,21 @@ class ZooGroup(click.Group):
                 exc = FileSystemError(describe_os_error(exc))
             click.echo(f"Error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except Exception as exc:
+            # A TensorFlow runtime error that no code path turned into a ModelError (e.g. out of memory in a
+            # Session.run): still one line with what went wrong, not a 50-line traceback. TensorFlow is only
+            # looked up when it is already imported.
+            tf = sys.modules.get("tensorflow")
+            errors = getattr(tf, "errors", None) if tf is not None else None
+            app = ctx.find_object(AppContext)
+            if errors is None or not isinstance(exc, errors.OpError) or (app is not None and app.settings.debug):
+                raise
+            from zoo_cli.errors import ModelError
+            from zoo_cli.limits import describe_tf_error
+
+            error = ModelError(describe_tf_error(exc))
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
         except KeyboardInterrupt as exc:
             downloads = ctx.invoked_subcommand == "download"
             signum = getattr(exc, "signum", signal.SIGINT)

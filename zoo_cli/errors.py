@@ -6,6 +6,8 @@ The CLI turns any ``ZooError`` into ``Error: <message>`` on one line and exits w
 from __future__ import annotations
 
 import errno
+import os
+import stat
 
 
 class ZooError(Exception):
@@ -91,3 +93,18 @@ def describe_os_error(exc: OSError) -> str:
     else:
         fix = "check the path and the disk"
     return f"{what}: {path}; {fix}"
+
+
+def special_file_kind(path: os.PathLike | str) -> str | None:
+    """``"a FIFO (named pipe)"``, ``"a character device"``, ... when ``path`` exists but is neither a regular file
+    nor a directory (reading it would block or never end); None otherwise. Never opens the file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    for test, kind in kinds:
+        if test(mode):
+            return kind
+    return None

@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from zoo_cli.atomic import atomic_path, write_json_atomic
+from zoo_cli.atomic import atomic_paths, write_json_atomic
 from zoo_cli.datasets import Dataset, Sample, load_image
-from zoo_cli.errors import DatasetError, ModelError, UsageError
+from zoo_cli.errors import DatasetError, ModelError, UsageError, special_file_kind
 from zoo_cli.metrics import ConfusionMatrix, LabelRangeError, MetricSummary, merge_matrices
 from zoo_cli.palettes import GENERIC, Palette, generic_palette
 
@@ -142,6 +142,16 @@ def check_graph_classes(kind: str, ckpt: Any | None, graph_classes: int | None) 
     return num_classes
 
 
+def scored_ignore_label(dataset: Dataset, ckpt: Any | None) -> int:
+    """The label id left out of the scores: the registry's ``ignore_label`` when the checkpoint was trained on
+    this dataset's layout (it says how its label files mark unlabelled pixels), else the layout's own
+    (255 VOC/Cityscapes, 0 ADE20K)."""
+    if ckpt is not None and getattr(ckpt, "ignore_label", None) is not None and \
+            getattr(ckpt, "dataset", None) == dataset.kind:
+        return int(ckpt.ignore_label)
+    return dataset.ignore_label
+
+
 def scored_classes(dataset: Dataset, ckpt: Any | None, graph_classes: int | None) -> int:
     """Size of the confusion matrix for ``ckpt`` on ``dataset``; UsageError when the graph cannot fit it."""
     return check_graph_classes(dataset.kind, ckpt, graph_classes)
@@ -175,6 +185,9 @@ def collect_images(paths: Iterable[Path | str]) -> list[Path]:
             out.extend(found)
         elif path.is_file():
             out.append(path)
+        elif special_file_kind(path):
+            raise DatasetError(f"{path} is {special_file_kind(path)}, not a regular file; pass image files or "
+                               "directories to --images")
         else:
             raise DatasetError(f"{path} does not exist; pass image files or directories to --images")
     return out
@@ -212,14 +225,14 @@ class ImageResult:
                 "shrunk_to_fit": self.fitted, "crop_enlarged": self.enlarged}
 
 
-def _atomic_save(img, path: Path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        img.save(tmp, format="PNG")
-
-
 def write_prediction(image: np.ndarray, labels: np.ndarray, palette: Palette, out_dir: Path, stem: str,
                      alpha: float = 0.5) -> tuple[Path, Path]:
-    """Write ``<stem>.png`` (palette-indexed, pixel value = class id) and ``<stem>_overlay.png``."""
+    """Write ``<stem>.png`` (palette-indexed, pixel value = class id) and ``<stem>_overlay.png``, as a pair.
+
+    Both are encoded to hidden temporaries first, then renamed into place; an error or Ctrl-C before the
+    second rename removes the pair (the new file and any older partner under the other name), so ``out_dir``
+    never holds a label PNG without its overlay (or the reverse) and never a half-written file.
+    """
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,8 +242,9 @@ def write_prediction(image: np.ndarray, labels: np.ndarray, palette: Palette, ou
     label_img.putpalette(palette.png_palette())
     labels_png = out_dir / f"{stem}.png"
     overlay_png = out_dir / f"{stem}_overlay.png"
-    _atomic_save(label_img, labels_png)
-    _atomic_save(Image.fromarray(palette.overlay(image, labels, alpha)), overlay_png)
+    with atomic_paths((labels_png, overlay_png), suffix=".png") as (tmp_labels, tmp_overlay):
+        label_img.save(tmp_labels, format="PNG")
+        Image.fromarray(palette.overlay(image, labels, alpha)).save(tmp_overlay, format="PNG")
     return labels_png, overlay_png
 
 
@@ -293,13 +307,27 @@ def _load_or_error(path: Path) -> np.ndarray | DatasetError:
         return exc
 
 
+class PredictionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`evaluate_images`: carries the images whose label/overlay pairs were written (the
+    unfinished image's pair is not: :func:`write_prediction` writes pairs whole or not at all)."""
+
+    def __init__(self, written: list[ImageResult], failed: list[ImageFailure], total: int) -> None:
+        super().__init__(f"interrupted after {len(written)} of {total} images")
+        self.written = written
+        self.failed = failed
+        self.total = total
+        self.predictions: ImagePredictions | None = None  # set by predict_checkpoint_images
+
+
 def evaluate_images(paths: Sequence[Path | str], predictor: Predictor, palette: Palette, out_dir: Path | str,
                     *, alpha: float = 0.5, progress: bool | None = None,
                     failures: list[ImageFailure] | None = None) -> list[ImageResult]:
     """Predict each image and write its label PNG and colour overlay into ``out_dir`` (names: :func:`output_stems`).
 
     An image that cannot be decoded raises its DatasetError, unless a ``failures`` list is given: then it is
-    skipped, recorded there, and the remaining images still run.
+    skipped, recorded there, and the remaining images still run. A progress bar counts images on stderr
+    (``progress`` None: only on a terminal). Ctrl-C raises :class:`PredictionInterrupted` listing the pairs
+    written so far.
     """
     from tqdm import tqdm
 
@@ -327,6 +355,8 @@ def evaluate_images(paths: Sequence[Path | str], predictor: Predictor, palette: 
             classes = {palette.name_of(int(ids[i])): int(counts[i]) for i in order}
             results.append(ImageResult(path, labels_png, overlay_png, image.shape[:2], classes, fitted, enlarged))
             bar.update(1)
+    except KeyboardInterrupt:
+        raise PredictionInterrupted(results, failures if failures is not None else [], len(files)) from None
     finally:
         bar.close()
     return results
@@ -449,17 +479,20 @@ def no_images_message(dataset: Dataset, limit: int | None, shard: tuple[int, int
 def evaluate_dataset(dataset: Dataset, predictor: Predictor, *, limit: int | None = None,
                      shard: tuple[int, int] | None = None, jobs: int = 1, progress: bool | None = None,
                      on_image: Callable[[int, ConfusionMatrix], None] | None = None,
-                     num_classes: int | None = None) -> tuple[ConfusionMatrix, int, float]:
+                     num_classes: int | None = None,
+                     ignore_label: int | None = None) -> tuple[ConfusionMatrix, int, float]:
     """Run ``predictor`` over a split and accumulate the confusion matrix.
 
     Returns (matrix, images evaluated, seconds). Decoding runs ahead in a loader thread; ``jobs`` > 1 runs
     that many predictions concurrently (Session.run is thread-safe and releases the GIL). ``num_classes``
-    sizes the matrix when the checkpoint uses fewer classes than the dataset layout (default: the dataset's).
+    sizes the matrix when the checkpoint uses fewer classes than the dataset layout (default: the dataset's);
+    ``ignore_label`` is the label id left unscored (default: the dataset's, see :func:`scored_ignore_label`).
     """
     from tqdm import tqdm
 
     samples = select(dataset.samples, limit=limit, shard=shard)
-    matrix = ConfusionMatrix(num_classes or dataset.num_classes, dataset.ignore_label)
+    matrix = ConfusionMatrix(num_classes or dataset.num_classes,
+                             dataset.ignore_label if ignore_label is None else ignore_label)
     jobs = max(1, int(jobs))
     start = time.perf_counter()
     bar = tqdm(total=len(samples), unit="img", disable=_disable(progress), desc=f"eval {dataset.kind}",
@@ -637,6 +670,9 @@ def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path |
         if ckpt is None:
             raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
         return _env_cache(cache).frozen_graph_path(ckpt)
+    if special_file_kind(graph_path):
+        raise UsageError(f"--graph {graph_path} is {special_file_kind(graph_path)}, not a regular file; pass a "
+                         "frozen_inference_graph.pb")
     if not Path(graph_path).is_file():
         raise UsageError(f"--graph {graph_path} does not exist")
     return Path(graph_path)
@@ -666,6 +702,56 @@ def default_results_dir(results_root: Path | str, ckpt: Any | None, graph_path: 
     return Path(results_root) / label / f"{dataset}-{split}" / f"{setting}{suffix}"
 
 
+def check_run_options(ckpt: Any | None, scales: str | Sequence[float] | None, crop: str | Sequence[int] | None,
+                      flip: bool | None = None, *, threads: int = 0, inter_threads: int = 0, jobs: int | None = None,
+                      split: str | None = None) -> tuple[tuple[float, ...] | None, tuple[int, int] | None]:
+    """Validate the run options before anything loads; returns the parsed (scales, crop).
+
+    Scales and crop go through the parsers ``zoo bench`` shares (:mod:`zoo_cli.multiscale`), thread and job
+    counts through :func:`zoo_cli.limits.check_count`, the split name through :func:`check_split`; a crop
+    whose probability maps alone (the checkpoint's classes) cannot fit in memory is refused here, the full
+    estimate follows once the graph is loaded (:func:`check_graph_memory`). Raises UsageError."""
+    from zoo_cli.limits import check_count, check_crop_memory
+    from zoo_cli.multiscale import parse_crop, parse_scales
+
+    check_count(threads, "--threads")
+    check_count(inter_threads, "--inter-threads")
+    if jobs is not None:
+        check_count(jobs, "--jobs", minimum=1)
+    if split is not None:
+        check_split(split)
+    scales_t, crop_t = parse_scales(scales), parse_crop(crop)
+    if crop_t is not None:
+        classes = int(getattr(ckpt, "num_classes", None) or 1)
+        check_crop_memory(crop_t, per_pixel=classes, num_classes=classes, scales=scales_t or (1.0,),
+                          flip=bool(flip))
+    return scales_t, crop_t
+
+
+def check_split(split: str) -> str:
+    """UsageError unless ``split`` is a plain name: it becomes a folder of the results directory, so path
+    separators, '..' or a leading '.' would let results land outside it."""
+    if not split or split != split.strip() or "/" in split or "\\" in split or split.startswith(".") \
+            or "\0" in split:
+        raise UsageError(f"--split {split!r} is not a split name (val, train, test, ...); it may not contain path "
+                         "separators or start with '.'")
+    return split
+
+
+def check_graph_memory(model: Any, settings: Any) -> None:
+    """UsageError when the eval crop's tensors (estimated from the loaded graph's largest float tensor per
+    pixel, its classes, the scales and flip) cannot fit in the memory available; before any re-targeting."""
+    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+
+    crop = tuple(settings.crop) if settings.crop else None
+    if crop is None:
+        return
+    classes = int(model.num_classes or 1)
+    per_pixel = floats_per_pixel(model.graph, model.crop_size) or float(classes)
+    check_crop_memory(crop, per_pixel=per_pixel, num_classes=classes, scales=settings.scales,
+                      flip=settings.flip)
+
+
 def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[float] | None,
                             flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
                             as_exported: bool) -> tuple[Any, Predictor]:
@@ -675,6 +761,7 @@ def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence
     settings = choose_settings(ckpt, graph_output_stride=info.encoder_output_stride or info.output_stride,
                                graph_crop=model.crop_size, scales=parse_scales(scales), flip=flip,
                                crop=parse_crop(crop), row=row, as_exported=as_exported)
+    check_graph_memory(model, settings)
     predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
     return settings, predictor
 
@@ -728,6 +815,7 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
     is skipped and listed in ``.failed`` (the others still run; ``.failure_error()`` is what the CLI reports
     with exit 7); an output never replaces an input (:func:`output_stems`). Imports TensorFlow.
     """
+    scales, crop = check_run_options(ckpt, scales, crop, flip, threads=threads, inter_threads=inter_threads)
     graph_path = resolve_graph(ckpt, cache, graph_path)
     check_out_dir(images, out_dir)  # before TensorFlow starts
     collect_images(images)  # a missing path or an empty directory fails here too
@@ -746,8 +834,13 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
                          f"{palette.num_classes - 1} with generic colours; pass --dataset, or name a registry "
                          "entry that lists class_names")
         failed: list[ImageFailure] = []
-        results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress,
-                                  failures=failed)
+        try:
+            results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress,
+                                      failures=failed)
+        except PredictionInterrupted as stop:
+            stop.predictions = ImagePredictions(Path(out_dir), palette, settings, model.crop_size, stop.written,
+                                                failed, notes)
+            raise
         return ImagePredictions(Path(out_dir), palette, settings, model.crop_size, results, failed, notes)
 
 
@@ -772,6 +865,8 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
     """
     if isinstance(shard, str):
         shard = parse_shard(shard)
+    scales, crop = check_run_options(ckpt, scales, crop, flip, threads=threads, inter_threads=inter_threads,
+                                     jobs=jobs, split=split)
     graph_path = resolve_graph(ckpt, cache, graph_path)
     # Before the model: a wrong data_dir fails at once, not after TensorFlow has loaded.
     ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
@@ -786,8 +881,9 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
         settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False)
         if ds.kind == "ade20k" and ds.long_side is None:
             ds.long_side = max(model.crop_size) if model.crop_size else None  # a bare graph: its own crop
+        ignore_label = scored_ignore_label(ds, ckpt)
         matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs,
-                                              progress=progress, num_classes=num_classes)
+                                              progress=progress, num_classes=num_classes, ignore_label=ignore_label)
         if n == 0:
             raise DatasetError(no_images_message(ds, limit, shard))
         palette = class_palette(ds.kind, ckpt)
@@ -796,7 +892,7 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
         info = model.info
         result = EvalResult(
             summary=matrix.summary(palette.class_names), num_images=n, dataset=ds.kind, split=ds.split,
-            num_classes=num_classes, ignore_label=ds.ignore_label, scales=scales_run, flip=flip_run,
+            num_classes=num_classes, ignore_label=ignore_label, scales=scales_run, flip=flip_run,
             checkpoint=ckpt.name if ckpt else None, graph=str(graph_path), shard=shard, seconds=seconds,
             fitted=int(getattr(predictor, "fitted", 0)), graph_info=info.to_json())
         result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride

@@ -14,6 +14,7 @@ once and runs every image through one reused session.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from zoo_cli.errors import ModelError
+from zoo_cli.errors import ModelError, special_file_kind
 from zoo_cli.tf_import import import_tf, new_session
 
 INPUT_TENSOR = "ImageTensor:0"
@@ -146,10 +147,20 @@ def _fix_hint(path: Path | str) -> str:
     return "pass a frozen_inference_graph.pb (a DeepLab export_model.py frozen graph)"
 
 
+_CHECKPOINT_FILE = re.compile(r"(\.ckpt(-\d+)?(\.index|\.meta|\.data-\d+-of-\d+)?|\.index|\.meta|"
+                              r"\.data-\d+-of-\d+)$")
+
+
 def load_graph_def(path: Path | str):
     """Parse a frozen ``GraphDef`` file; an unreadable or non-GraphDef file is a ModelError."""
-    tf = import_tf()
     path = Path(path)
+    kind = special_file_kind(path)
+    if kind is not None:  # reading a FIFO blocks, /dev/zero never ends
+        raise ModelError(f"{path} is {kind}, not a regular file; pass a frozen_inference_graph.pb")
+    if _CHECKPOINT_FILE.search(path.name):
+        raise ModelError(f"{path} is a TensorFlow training checkpoint file (model.ckpt.*), not a frozen graph; "
+                         "pass the frozen_inference_graph.pb from the same archive")
+    tf = import_tf()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -489,9 +500,10 @@ class FrozenGraphModel:
         try:
             return fn(batch)
         except self._errors.OpError as exc:
-            msg = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
+            from zoo_cli.limits import tf_model_error
+
             h, w = batch.shape[1:3]
-            raise ModelError(f"the graph failed on a {h}x{w} image: {msg}") from None
+            raise tf_model_error(exc, f"the graph failed on a {h}x{w} image") from None
 
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         image = as_rgb_uint8(image)

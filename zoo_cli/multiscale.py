@@ -27,7 +27,9 @@ once and shared by all of them. A scale whose crop cannot be built is reported i
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +53,28 @@ def scaled_crop(crop: tuple[int, int], scale: float) -> tuple[int, int]:
     return scale_dimension(crop[0], scale), scale_dimension(crop[1], scale)
 
 
+MAX_SCALES = 16  # the seed's longest list has 6; more only multiplies the run time
+MAX_SCALE = 4.0  # scale 4 of a 1025x2049 Cityscapes crop is already a 4097x8193 network input
+MAX_SIDE = 1_000_000  # pixels a side of --crop / --input-size; the memory check refuses far smaller ones
+
+
 def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
-    """``--scales`` text -> a tuple of floats: a list ``"0.5,0.75,1"`` or a range ``"0.5:0.25:1.75"`` /
+    """``--scales`` text -> a sorted tuple of floats: a list ``"0.5,0.75,1"`` or a range ``"0.5:0.25:1.75"`` /
     ``"[0.5:0.25:1.75]"`` (the seed's notation; start:step:end, end inclusive); brackets are optional for
-    both forms. The one parser ``zoo eval`` and ``zoo bench`` share."""
+    both forms. The one parser and validator ``zoo eval`` and ``zoo bench`` share.
+
+    Each scale must be finite and in (0, 4], at most 16 of them, each given once (a repeat is refused rather
+    than silently merged: it is most likely a typo, and both commands then agree). Bad input is a
+    UsageError raised before anything is loaded; a range is counted before its values are built.
+    """
     if text is None:
         return None
+    shown = text if isinstance(text, str) else ",".join(str(v) for v in text)
     if not isinstance(text, str):
-        values = [float(v) for v in text]
+        try:
+            values = [float(v) for v in text]
+        except (TypeError, ValueError):
+            raise UsageError(f"--scales {shown!r}: scales must be numbers") from None
     else:
         s = text.strip()
         if s.startswith("[") and s.endswith("]"):
@@ -68,38 +84,61 @@ def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None
                 raise ValueError
             if ":" in s:
                 start, step, end = (float(p) for p in s.split(":"))
+                _check_finite(shown, (start, step, end))
                 if step <= 0 or end < start:
                     raise ValueError
                 # floor with a tolerance: 0.5:0.25:1.75 includes 1.75 despite float rounding, never overshoots
-                n = int((end - start) / step + 1e-9)
-                values = [round(start + i * step, 6) for i in range(n + 1)]
+                count = int((end - start) / step + 1e-9) + 1
+                if count > MAX_SCALES:  # before building: 1:1e-9:2 would be a billion scales
+                    raise UsageError(f"--scales {text!r} gives {count:,} scales; at most {MAX_SCALES} are allowed "
+                                     "(the seed uses 0.5:0.25:1.75, six scales)")
+                values = [round(start + i * step, 6) for i in range(count)]
             else:
                 values = [float(p) for p in s.split(",") if p.strip()]
         except ValueError:
             raise UsageError(f"--scales {text!r} is not a list like 0.5,0.75,1.0 or a range start:step:end like "
                              "0.5:0.25:1.75") from None
-    if not values or any(v <= 0 for v in values):
-        raise UsageError(f"--scales {text!r}: scales must be positive numbers")
-    return tuple(values)
+    if not values:
+        raise UsageError(f"--scales {shown!r}: give at least one scale, e.g. 1 or 0.5,0.75,1.0")
+    _check_finite(shown, values)
+    bad = [v for v in values if not 0 < v <= MAX_SCALE]
+    if bad:
+        raise UsageError(f"--scales {shown!r}: {bad[0]:g} is out of range; each scale must be above 0 and at most "
+                         f"{MAX_SCALE:g}")
+    if len(values) > MAX_SCALES:
+        raise UsageError(f"--scales {shown!r} lists {len(values)} scales; at most {MAX_SCALES} are allowed")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise UsageError(f"--scales {shown!r} gives scale {repeated[0]:g} more than once; list each scale once"
+                         + (" (the range's step is too small to give distinct scales)" if ":" in shown else ""))
+    return tuple(sorted(values))
 
 
-def parse_crop(text: str | Sequence[int] | None) -> tuple[int, int] | None:
-    """``"513,513"`` / ``"1025x2049"`` / ``"513"`` -> (H, W)."""
+def _check_finite(shown: str, values: Iterable[float]) -> None:
+    for v in values:
+        if not math.isfinite(v):
+            raise UsageError(f"--scales {shown!r}: {v} is not a finite number; use scales like 0.5,0.75,1.0")
+
+
+def parse_crop(text: str | Sequence[int] | None, option: str = "--crop") -> tuple[int, int] | None:
+    """``"513,513"`` / ``"513x513"`` / ``"513"`` -> (H, W): the one parser of ``zoo eval --crop`` and
+    ``zoo bench --input-size`` (both accept both spellings). Each side must be 1..MAX_SIDE; whether the
+    tensors of a crop fit in memory is :func:`zoo_cli.memory.check_crop_memory`'s question."""
     if text is None:
         return None
     if not isinstance(text, str):
         h, w = (int(v) for v in text)
-        return h, w
-    parts = [p for p in text.replace("x", ",").replace("X", ",").split(",") if p.strip()]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values = values * 2
+        values = [h, w]
+    else:
+        m = re.fullmatch(r"\s*\[?\s*(\d+)\s*(?:[xX,*]\s*(\d+))?\s*\]?\s*", text)
+        values = [int(m.group(1)), int(m.group(2) or m.group(1))] if m else []
     if len(values) != 2 or min(values) < 1:
-        raise UsageError(f"--crop {text!r} is not H,W (e.g. 513,513 or 1025,2049)")
+        raise UsageError(f"{option} {text!r} is not H,W or HxW with positive integers (e.g. 513,513 or 1025x2049)")
+    if max(values) > MAX_SIDE:
+        raise UsageError(f"{option} {text!r}: {max(values)} pixels is above the {MAX_SIDE} a side this tool "
+                         "accepts; use a smaller size")
     return values[0], values[1]
+
 
 
 # ------------------------------------------------------------------------------------------- numpy
@@ -426,8 +465,9 @@ class MultiScalePredictor:
         try:
             return fn(batch, *more)
         except tf.errors.OpError as exc:
-            msg = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
-            raise ModelError(f"the graph re-targeted to {crop[0]}x{crop[1]} failed: {msg}") from None
+            from zoo_cli.limits import tf_model_error
+
+            raise tf_model_error(exc, f"the graph re-targeted to {crop[0]}x{crop[1]} failed") from None
     # -- description
 
     def describe(self) -> dict[str, Any]:

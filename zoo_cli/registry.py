@@ -250,6 +250,20 @@ def _pair(node: yaml.Node, where: str) -> tuple[int, int]:
     return values  # type: ignore[return-value]
 
 
+def _class_count(node: yaml.Node, where: str) -> int:
+    value = int(_number(node, where, integer=True))
+    if not 1 <= value <= 256:
+        raise _Invalid(node, where, f"{value} is out of range 1-256 (label PNGs hold 8-bit class ids)")
+    return value
+
+
+def _label_id(node: yaml.Node, where: str) -> int:
+    value = int(_number(node, where, integer=True))
+    if not 0 <= value <= 255:
+        raise _Invalid(node, where, f"{value} is out of range 0-255 (label PNGs hold 8-bit ids)")
+    return value
+
+
 def _choice(options: tuple[Any, ...], *, integer: bool = False) -> Callable[[yaml.Node, str], Any]:
     def parse(node: yaml.Node, where: str) -> Any:
         value = _number(node, where, integer=True) if integer else _str(node, where)
@@ -325,7 +339,12 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
     evals = tuple(
         _eval_row(n, f"{where}.evals[{i}]") for i, n in enumerate(_seq(f["evals"], f"{where}.evals"))
     )
-    num_classes = _optional(f, "num_classes", where, lambda n, w: int(_number(n, w, integer=True)))
+    num_classes = _optional(f, "num_classes", where, _class_count)
+    ignore_label = _optional(f, "ignore_label", where, _label_id)
+    if ignore_label is not None and num_classes is not None and 0 < ignore_label < num_classes:
+        raise _Invalid(f["ignore_label"], f"{where}.ignore_label",
+                       f"{ignore_label} is a class id (num_classes is {num_classes}), so that class would never be "
+                       f"scored; use 255 (VOC, Cityscapes), 0 (ADE20K's 'other'), or an id from {num_classes} to 255")
     class_names = None
     if "class_names" in f and not _is_null(f["class_names"]):
         class_names = tuple(_str(n, f"{where}.class_names") for n in _seq(f["class_names"], f"{where}.class_names"))
@@ -347,7 +366,7 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
         input_size=_optional(f, "input_size", where, _pair),
         eval_crop=_optional(f, "eval_crop", where, _pair),
         num_classes=num_classes,
-        ignore_label=_optional(f, "ignore_label", where, lambda n, w: int(_number(n, w, integer=True))),
+        ignore_label=ignore_label,
         model_flags=flags,
         sha256=sha,
         class_names=class_names,

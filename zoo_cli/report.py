@@ -6,7 +6,7 @@ Reads only JSON files and the registry; never imports TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -20,6 +20,7 @@ DATASET_TITLES = {
     "ade20k": ("DeepLab models trained on ADE20K", "mIOU"),
 }
 NOT_COMPARABLE = "†"
+OTHER = "other"  # plot panel of graphs that are not registry checkpoints
 
 
 def _setting_key(scales: Sequence[float], flip: bool) -> str:
@@ -297,8 +298,10 @@ def plot_points(registry: Registry, results: Iterable[dict[str, Any]]) -> tuple[
         for row in ckpt.evals:
             if row.madds_billion is not None:
                 reported.append({"name": ckpt.name, "setting": _setting_key(row.scales, row.flip),
-                                 "madds": row.madds_billion, "miou": row.miou})
+                                 "madds": row.madds_billion, "miou": row.miou, "dataset": ckpt.dataset,
+                                 "split": row.split})
     rows = {(c.name, _setting_key(r.scales, r.flip)): r for c in registry for r in c.evals}
+    datasets = {c.name: c.dataset for c in registry}
     picked, _ = pick_results(registry, results)
     measured = []
     for (name, setting), p in sorted(picked.items()):
@@ -310,11 +313,12 @@ def plot_points(registry: Registry, results: Iterable[dict[str, Any]]) -> tuple[
         row = rows.get((name, setting))
         graph_os = (p.perf.get("conditions") or {}).get("output_stride")
         # Borrow the reported mIOU only for the same output stride; otherwise the point would mix settings.
+        split = (((p.miou or {}).get("conditions") or {}).get("eval") or {}).get("split") or "val"
         if miou is None and row is not None and graph_os in (None, row.output_stride):
-            miou, source = row.miou, "reported"
+            miou, source, split = row.miou, "reported", row.split
         if madds and miou is not None:
             measured.append({"name": name, "setting": setting, "madds": madds, "miou": miou,
-                             "miou_source": source})
+                             "miou_source": source, "dataset": datasets.get(name, OTHER), "split": split})
     return reported, measured
 
 
@@ -344,47 +348,130 @@ def plot_format(path: Path | str) -> str:
     return fmt
 
 
-def pareto_plot(registry: Registry, results: Iterable[dict[str, Any]], path: Path | str) -> Path:
-    """Write mIOU vs Multiply-Adds (log x), reported and measured, with the reported Pareto front, in the image
-    format ``path``'s suffix names (see :data:`PLOT_FORMATS`)."""
-    fmt = plot_format(path)
-    import matplotlib
+PANEL_TITLES = {"voc": "PASCAL VOC 2012", "cityscapes": "Cityscapes", "ade20k": "ADE20K", OTHER: "other graphs"}
+_ABBREVIATIONS = (("mobilenetv3_large", "MNv3-L"), ("mobilenetv3_small", "MNv3-S"), ("mobilenetv2", "MNv2"),
+                  ("xception", "X"), ("resnet_v1_", "R"), ("_dm05", " dm0.5"), ("EdgeTPU-DeepLab-slim", "EdgeTPU slim"),
+                  ("EdgeTPU-DeepLab", "EdgeTPU"), ("_coco", ""), ("_voc", ""),
+                  ("_cityscapes", ""), ("_ade20k", ""), ("_trainaug", " aug"), ("_trainval", " tv"),
+                  ("_trainfine", " fine"), ("_beta", " beta"), ("_imagenet", ""), ("_dpc", " DPC"))
 
-    matplotlib.use("Agg")
+
+def short_label(name: str, setting: str) -> str:
+    """A plot label a few characters long: ``X65 aug MS`` for xception65_coco_voc_trainaug multi-scale; the
+    panel already names the dataset, the legend the marker."""
+    text = name
+    for long, short in _ABBREVIATIONS:
+        text = text.replace(long, short)
+    text = text.replace("_", " ").strip()
+    if len(text) > 18:
+        text = text[:17] + "…"
+    if setting != "single":
+        text += " MS" + ("+F" if setting.endswith("-flip") else "")
+    return text
+
+
+# Offsets (points) tried for a label, nearest first: beside, above, below, then further out with a leader line.
+_LABEL_OFFSETS = [(4, 3), (4, -9), (-4, 3), (-4, -9), (0, 9), (0, -15)] + \
+    [(dx * r, dy * r) for r in (2, 3, 4, 5) for dx, dy in ((4, 3), (4, -5), (-4, 3), (-4, -5), (0, 5), (0, -6))]
+
+
+def place_labels(ax: Any, points: Sequence[tuple[float, float]], labels: Sequence[str],
+                 fontsize: float = 7) -> list[Any]:
+    """Annotate ``points`` with ``labels`` so that no two labels overlap (and none covers another point's
+    marker): each label takes the first offset of :data:`_LABEL_OFFSETS` whose box is free and inside the
+    axes; far offsets get a thin leader line. A label with no free place is left out rather than drawn over
+    another. Returns the text artists placed. The axes' limits must be final (the figure laid out)."""
+    renderer = ax.figure.canvas.get_renderer()
+    axes_box = ax.get_window_extent(renderer)
+    markers = [ax.transData.transform(p) for p in points]
+    legend = ax.get_legend()
+    taken: list[Any] = [legend.get_window_extent(renderer)] if legend is not None else []
+    placed = []
+    order = sorted(range(len(points)), key=lambda i: (-points[i][1], points[i][0]))  # top first
+    for i in order:
+        for dx, dy in _LABEL_OFFSETS:
+            far = abs(dx) > 4 or abs(dy) > 15
+            text = ax.annotate(labels[i], points[i], xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                               ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                               va="bottom" if dy >= 0 else "top",
+                               arrowprops={"arrowstyle": "-", "lw": 0.4, "alpha": 0.5} if far else None)
+            box = text.get_window_extent(renderer).expanded(1.04, 1.15)
+            inside = (axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1 and axes_box.y0 <= box.y0
+                      and box.y1 <= axes_box.y1)
+            covers_marker = any(box.contains(mx, my) for j, (mx, my) in enumerate(markers) if j != i)
+            if inside and not covers_marker and not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                placed.append(text)
+                break
+            text.remove()
+    return placed
+
+
+def pareto_plot(registry: Registry, results: Iterable[dict[str, Any]], path: Path | str) -> Path:
+    """Write mIOU vs Multiply-Adds (log x) in the image format ``path``'s suffix names (see :data:`PLOT_FORMATS`):
+    one panel per dataset (VOC, Cityscapes, ADE20K mIOUs are not comparable with each other), reported and
+    measured points, test-split points marked apart from val ones, each panel's reported Pareto front over its
+    val points, and short labels placed so they do not overlap (:func:`place_labels`)."""
+    fmt = plot_format(path)
     import matplotlib.pyplot as plt
 
-    reported, measured = plot_points(registry, results)
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
-    if reported:
-        ax.scatter([p["madds"] for p in reported], [p["miou"] for p in reported], marker="o", s=36,
-                   label="reported (seed)", color="tab:blue")
-        front = pareto_front(reported)
-        ax.plot([p["madds"] for p in front], [p["miou"] for p in front], "--", color="tab:blue", alpha=0.5,
-                label="reported Pareto front")
-    own = [p for p in measured if p["miou_source"] == "measured"]
-    borrowed = [p for p in measured if p["miou_source"] == "reported"]
-    if own:
-        ax.scatter([p["madds"] for p in own], [p["miou"] for p in own], marker="x", s=60, color="tab:red",
-                   label="measured MAdds + measured mIOU")
-    if borrowed:
-        ax.scatter([p["madds"] for p in borrowed], [p["miou"] for p in borrowed], marker="+", s=80,
-                   color="tab:orange", label="measured MAdds, reported mIOU")
-    for p in reported + measured:
-        ax.annotate(f"{p['name']} ({p['setting']})", (p["madds"], p["miou"]), fontsize=6, alpha=0.7,
-                    xytext=(3, 3), textcoords="offset points")
-    if reported or measured:
-        ax.set_xscale("log")
-    ax.set_xlabel("Multiply-Adds (billions, log scale)")
-    ax.set_ylabel("mIOU (%)")
-    ax.set_title("DeepLab model zoo: mIOU vs Multiply-Adds")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    fig = pareto_figure(registry, results)
     try:
         with atomic_path(path, suffix=f".{fmt}") as tmp:
             fig.savefig(tmp, format=fmt)
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def pareto_figure(registry: Registry, results: Iterable[dict[str, Any]]) -> Any:
+    """The matplotlib figure :func:`pareto_plot` writes (Agg backend; the caller closes it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reported, measured = plot_points(registry, results)
+    panels = [d for d in PANEL_TITLES if any(p["dataset"] == d for p in reported + measured)] or ["voc"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 5.6), dpi=100, squeeze=False)
+    labelled: list[tuple[Any, list[dict]]] = []
+    for ax, dataset in zip(axes[0], panels):
+        rep = [p for p in reported if p["dataset"] == dataset]
+        mea = [p for p in measured if p["dataset"] == dataset]
+        series = (
+            ([p for p in rep if p["split"] != "test"], dict(marker="o", s=30, color="tab:blue", label="reported (val)")),
+            ([p for p in rep if p["split"] == "test"], dict(marker="s", s=36, facecolors="none", edgecolors="tab:blue",
+                                                           label="reported (test split)")),
+            ([p for p in mea if p["miou_source"] == "measured"], dict(marker="x", s=50, color="tab:red",
+                                                                      label="measured MAdds + mIOU")),
+            ([p for p in mea if p["miou_source"] == "reported" and p["split"] != "test"],
+             dict(marker="+", s=70, color="tab:orange", label="measured MAdds, reported mIOU")),
+            ([p for p in mea if p["miou_source"] == "reported" and p["split"] == "test"],
+             dict(marker="D", s=30, facecolors="none", edgecolors="tab:orange",
+                  label="measured MAdds, reported test mIOU")),
+        )
+        for pts, style in series:
+            if pts:
+                ax.scatter([p["madds"] for p in pts], [p["miou"] for p in pts], **style)
+        front = pareto_front([p for p in rep if p["split"] != "test"])
+        if len(front) > 1:
+            ax.plot([p["madds"] for p in front], [p["miou"] for p in front], "--", color="tab:blue", alpha=0.5,
+                    label="reported Pareto front (val)")
+        if rep or mea:
+            ax.set_xscale("log")
+            ax.margins(x=0.15, y=0.12)  # room for the labels of the outermost points
+        ax.set_title(PANEL_TITLES[dataset])
+        ax.set_xlabel("Multiply-Adds (billions, log scale)")
+        ax.set_ylabel("mIOU (%)")
+        ax.grid(True, which="both", alpha=0.3)
+        if rep or mea:
+            ax.legend(fontsize=7, loc="lower right")
+        labelled.append((ax, rep + mea))
+    fig.suptitle("DeepLab model zoo: mIOU vs Multiply-Adds, per dataset")
+    fig.tight_layout()
+    for ax, pts in labelled:  # after the layout: label places are measured on the final axes
+        place_labels(ax, [(p["madds"], p["miou"]) for p in pts], [short_label(p["name"], p["setting"]) for p in pts])
+    return fig
 
 
 @dataclass
@@ -396,6 +483,11 @@ class ReportRun:
     markdown: str
     out_path: Path | None = None
     plot_path: Path | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # stored files that are not readable results
+
+    def warnings(self) -> list[str]:
+        """One line per stored result file left out, naming it and why (a corrupt file is never silently lost)."""
+        return [f"skipped {path}: it {why}; delete or re-measure it" for path, why in self.skipped]
 
     def to_json(self) -> dict[str, Any]:
         """What ``zoo report --json`` prints: paths, counts, the markdown when not written, the plot points."""
@@ -404,7 +496,8 @@ class ReportRun:
                 "report": str(self.out_path) if self.out_path else None,
                 "plot": str(self.plot_path) if self.plot_path else None,
                 "markdown": None if self.out_path else self.markdown,
-                "points": {"reported": reported, "measured": measured}}
+                "points": {"reported": reported, "measured": measured},
+                "skipped": [{"path": str(path), "reason": why} for path, why in self.skipped]}
 
 
 def make_report(registry: Registry, cache: Any, *, out_path: Path | str | None = None,
@@ -416,11 +509,12 @@ def make_report(registry: Registry, cache: Any, *, out_path: Path | str | None =
 
     if plot_path is not None:
         plot_format(plot_path)  # refuse a bad suffix before writing anything
-    results = bench.load_results(bench.results_dir(cache))
+    skipped: list[tuple[Path, str]] = []
+    results = bench.load_results(bench.results_dir(cache), skipped)
     text = build_report(registry, results)
     if out_path is not None:
         write_text_atomic(out_path, text)
     if plot_path is not None:
         pareto_plot(registry, results, plot_path)
     return ReportRun(registry, results, text, Path(out_path) if out_path is not None else None,
-                     Path(plot_path) if plot_path is not None else None)
+                     Path(plot_path) if plot_path is not None else None, skipped)

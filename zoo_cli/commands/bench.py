@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from zoo_cli.cli import AppContext, pass_app
+from zoo_cli.commands._options import ThreadCount
 from zoo_cli.errors import UsageError
 from zoo_cli.output import console, emit_json
 
@@ -20,14 +21,15 @@ from zoo_cli.output import console, emit_json
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Untimed warm-up runs.")
 @click.option("--input-size", "input_size", metavar="HxW",
-              help="Input size (default: the size the reported numbers refer to, e.g. 513x513).")
+              help="Input size HxW or H,W, as zoo eval --crop (default: the size the reported numbers refer to, "
+                   "e.g. 513x513).")
 @click.option("--scales", metavar="LIST", help="Measure only this setting: 0.5,0.75,1.0 or [0.5:0.25:1.75] (as zoo eval).")
 @click.option("--flip/--no-flip", default=None, help="Add left-right flipped runs (with --scales).")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Dataset root: also measure mIOU / pixel accuracy with each setting.")
 @click.option("--limit", type=click.IntRange(min=1), help="With --data-dir: evaluate only the first N images of the split.")
-@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
-              help="TensorFlow intra-op threads (0 = all cores).")
+@click.option("--threads", default=0, show_default=True, type=ThreadCount(),
+              help="TensorFlow intra-op threads (0 = all cores; at most 4 per CPU).")
 @click.option("--no-store", is_flag=True, help="Do not save results under the cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @pass_app
@@ -42,9 +44,11 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
     if not sweep and not name and not graph_path:
         raise UsageError("name a checkpoint (see 'zoo list'), pass --graph PATH, or use --all")
-    bench.check_options(data_dir, limit)
+    size, scale_list = bench.parse_size(input_size), bench.parse_scales(scales)
+    bench.check_options(data_dir, limit, threads=threads, input_size=size, scales=scale_list, flip=flip,
+                        ckpt=app.registry.get(name) if name else None)
     options = dict(
-        input_size=bench.parse_size(input_size), scales=bench.parse_scales(scales), flip=flip, runs=runs,
+        input_size=size, scales=scale_list, flip=flip, runs=runs,
         warmup=warmup, threads=threads, data_dir=data_dir, limit=limit,
         store=None if no_store else bench.results_dir(app.cache), progress=None if not as_json else False,
     )
@@ -60,7 +64,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             emit_json(outcome.to_json())
         else:
             for model, why in outcome.failures.items():
-                out.print(f"[red]failed[/red] {model}: {why}")
+                print_labelled(out, "failed", f"{model}: {why}", "red")  # folded at the width, not one 400-char line
             if not outcome.results and not outcome.failures:
                 out.print("no downloaded checkpoint with a frozen graph; run 'zoo download NAME' first")
         if outcome.failures:

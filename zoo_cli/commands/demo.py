@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from zoo_cli.cli import AppContext, pass_app
+from zoo_cli.commands._options import ThreadCount
 from zoo_cli.output import console, emit_json
 
 
@@ -14,7 +15,7 @@ from zoo_cli.output import console, emit_json
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where the registry copy, eval metrics and overlays go (default: $ZOO_HOME/results/demo).")
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(min=1), help="Timed bench runs per setting.")
-@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--threads", default=0, show_default=True, type=ThreadCount(),
               help="TensorFlow intra-op threads (0 = all cores).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")

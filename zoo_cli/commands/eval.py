@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from zoo_cli.cli import AppContext, pass_app
+from zoo_cli.commands._options import ThreadCount
 from zoo_cli.errors import UsageError
 from zoo_cli.output import console, emit_json, fmt_num
 
@@ -107,15 +108,15 @@ def command() -> None:
 @click.option("--dataset", type=click.Choice(["voc", "cityscapes", "ade20k"]),
               help="Dataset layout / palette (default: the checkpoint's dataset, else detected).")
 @click.option("--split", default="val", show_default=True, help="Split to evaluate.")
-@click.option("--limit", type=int, help="Evaluate only the first N images of the split.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of the split.")
 @click.option("--shard", help="K/N: evaluate every N-th image starting at K (0-based); merge with 'zoo eval merge'.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Output directory (required with --images; default for datasets: $ZOO_HOME/results/...).")
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="TensorFlow intra-op threads per image (0 = all CPUs / --jobs).")
-@click.option("--inter-threads", type=int, default=0, show_default=True,
-              help="TensorFlow inter-op threads (0 = TensorFlow's choice).")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=ThreadCount(), default=0, show_default=True,
+              help="TensorFlow intra-op threads per image (0 = all CPUs / --jobs; at most 4 per CPU).")
+@click.option("--inter-threads", type=ThreadCount(), default=0, show_default=True,
+              help="TensorFlow inter-op threads (0 = TensorFlow's choice; at most 4 per CPU).")
+@click.option("--jobs", type=ThreadCount(minimum=1), default=None,
               help="Images run through the model at once (default: 2 with 2+ CPUs, 1 for crops above 600k "
                    "pixels); decoding always runs ahead.")
 @click.option("--scales", "scales_text",
@@ -124,7 +125,7 @@ def command() -> None:
                    "row's; --images 1).")
 @click.option("--flip/--no-flip", default=None,
               help="Also run left-right flipped images (default: --data-dir the eval row's; --images no flip).")
-@click.option("--crop", "crop_text", help="Eval crop H,W the image is padded to (default: --data-dir the "
+@click.option("--crop", "crop_text", metavar="H,W", help="Eval crop H,W (or HxW, as bench --input-size) the image is padded to (default: --data-dir the "
               "registry's, e.g. 513,513 VOC/ADE20K, 1025,2049 Cityscapes; --images the graph's own); the graph is "
               "re-targeted to it.")
 @click.option("--row", type=int, help="Take scales/flip from the checkpoint's N-th eval row (1-based, see "
@@ -154,6 +155,9 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
     from zoo_cli import evaluate  # light; TensorFlow is imported when the model loads
 
     shard_kn = evaluate.parse_shard(shard)
+    # every number and name first: a typo is reported before the registry or anything else is read
+    evaluate.check_run_options(None, scales_text, crop_text, flip, threads=threads, inter_threads=inter_threads,
+                               jobs=jobs, split=None if images else split)
     ckpt = app.registry.get(name) if name else None
     if progress is None and as_json:
         progress = False
@@ -161,7 +165,11 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
                   inter_threads=inter_threads, scales=scales_text, flip=flip, crop=crop_text, row=row,
                   progress=progress)
     if images:
-        predictions = evaluate.predict_checkpoint_images(ckpt, images, out_dir, alpha=alpha, **common)
+        try:
+            predictions = evaluate.predict_checkpoint_images(ckpt, images, out_dir, alpha=alpha, **common)
+        except evaluate.PredictionInterrupted as stop:
+            _report_interrupted(stop, as_json)
+            click.get_current_context().exit(130)
         if as_json:
             emit_json(predictions.to_json())
         else:
@@ -197,6 +205,18 @@ def _print_predictions(predictions) -> None:
     for failure in predictions.failed:
         out.print(f"skipped: {failure.error}")
     out.print(f"{len(predictions.images)} image(s) → {predictions.out_dir} ({predictions.palette.dataset} palette)")
+
+
+def _report_interrupted(stop, as_json: bool) -> None:
+    """Ctrl-C during --images: list the pairs written (the unfinished image has no file), say what stopped."""
+    written = stop.predictions.images if stop.predictions is not None else stop.written
+    if as_json and stop.predictions is not None:
+        emit_json({**stop.predictions.to_json(), "interrupted": True, "total_images": stop.total})
+    elif stop.predictions is not None and written:
+        _print_predictions(stop.predictions)
+    click.echo(f"Interrupted after {len(written)} of {stop.total} images; "
+               + ("the label/overlay pairs written are listed above" if written else "no image was written")
+               + "; the unfinished image's pair was not written.", err=True)
 
 
 def _share(count: int, total: int) -> str:

@@ -59,3 +59,6 @@ def command(app: AppContext, patterns: tuple[str, ...], dataset: str | None, bac
         out.print(table)
     out.print(f"{len(rows)} of {len(app.registry)} checkpoints shown, {n_installed} downloaded "
               f"(cache: {cache.home}). MAdds: cheapest reported setting; mIOU: best reported row.")
+    if rows and not wide:
+        out.print(f"dataset and backbone columns hidden at {out.width} columns (need {name_width + 75}); "
+                  "widen the terminal, or see them with 'zoo info NAME' or --json")

@@ -23,6 +23,8 @@ def command(app: AppContext, out_path: Path | None, plot_path: Path | None, as_j
     from zoo_cli.report import make_report
 
     run = make_report(app.registry, app.cache, out_path=out_path, plot_path=plot_path)
+    for warning in run.warnings():  # on stderr: stdout stays the markdown (or JSON, which lists them too)
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         emit_json(run.to_json())
         return
