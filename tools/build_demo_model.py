@@ -233,7 +233,15 @@ def forward(images, get, tf, *, width: int = WIDTH, decoder: bool = DECODER, num
         cin = int(x.shape[-1])
         w = get(f"{name}/weights", (k, k, cin, out), fan_in=k * k * cin)
         b = get(f"{name}/biases", (out,), bias=True)
-        y = tf.nn.conv2d(x, w, stride, "SAME", dilations=rate) + b
+        if rate > 1:
+            # As the export wires it (SpaceToBatchND -> Conv2D -> BatchToSpaceND): TensorFlow's CPU kernels
+            # without oneDNN (e.g. on AMD hosts, or with op determinism on) have no gradient for a dilated Conv2D.
+            y = tf.nn.with_space_to_batch(
+                x, [rate, rate], "SAME", lambda inp, num_spatial_dims, padding: tf.nn.conv2d(inp, w, 1, padding),
+                filter_shape=[k, k])
+        else:
+            y = tf.nn.conv2d(x, w, stride, "SAME")
+        y = y + b
         return tf.nn.relu6(y) if relu else y
 
     def depthwise(x, name, k=3, rate=1):
