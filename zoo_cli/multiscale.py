@@ -145,6 +145,20 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] 
 # ------------------------------------------------------------------------------------------- runner
 
 
+# The share of pixels on which the guard's scale-1 run may differ from the graph's own prediction: float
+# rounding can flip near-ties between two classes, a misread graph differs on most pixels.
+GUARD_TOLERANCE = 0.005
+
+
+def guard_probe(crop: tuple[int, int]) -> np.ndarray:
+    """A crop-sized uint8 probe image with structure at several scales (smooth blobs plus noise), so that a
+    network with any weights predicts several classes on it."""
+    rng = np.random.RandomState(20240601)
+    coarse = rng.rand(6, 8, 3).astype(np.float32) * 255
+    image = resize_bilinear(coarse, crop) + rng.randn(crop[0], crop[1], 3).astype(np.float32) * 12
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 @dataclass
 class _CropNet:
     """The network at one crop, imported as exported (fed at its own input): the single-scale path."""
@@ -227,7 +241,7 @@ class MultiScalePredictor:
                                               inter_op_parallelism_threads=int(inter_threads))
             self.session = new_session(config, graph=self.graph)
             self._owns_session = True
-        self.pattern = rt.analyse(self.graph_def)
+        self.pattern = getattr(source, "crop_pattern", None) or rt.analyse(self.graph_def)
         self.graph_crop = self.pattern.crop
         self.crop = tuple(crop) if crop else self.graph_crop
         self.num_classes = self.pattern.num_classes
@@ -247,10 +261,46 @@ class MultiScalePredictor:
             raise ModelError(f"cannot run {len(self.skipped)} of {len(self.scales)} scales: {what}")
         self.used_scales = tuple(s for s in self.scales if s not in {k.scale for k in self.skipped})
         self.single = self.used_scales == (1.0,) and not self.flip
+        self.guard: dict[str, Any] | None = None
         if self.single:
             self._require(self.crop, 1.0)
         else:
             self._plan(self.crop)  # imported now rather than in the first call
+            self.guard = self._guard()
+
+    # -- the runtime guard
+
+    def _guard(self) -> dict[str, Any]:
+        """Refuse a graph whose re-targeted runs would be wrong: the scale-1, unflipped run, built as every run
+        of the plan is (fed at the padded-image tensor, logits resized to the crop), must give the graph's own
+        ``SemanticPredictions`` on a probe image at the graph's crop. A misread feed point (e.g. the image
+        minus the mean) or a misread logits tensor shows up here, once per graph load, not as a wrong mIOU."""
+        import time
+
+        started = time.perf_counter()
+        p = self.pattern
+        crop = self.graph_crop
+        probe = guard_probe(crop)
+        own = self._require(crop, 1.0).run_labels(probe[None])[0]
+        padded = probe.astype(np.float32)[None]
+        plan = self._plans.get(crop)
+        branch = next((b for b in plan.branches if b.scale == 1.0 and not b.flipped), None) if plan else None
+        if branch is not None:  # the plan's own run at scale 1
+            fed = padded if branch.net_input.shape.rank == 4 else padded[0]
+            logits = self.session.run(branch.logits, {branch.net_input: fed})
+        else:  # scale 1 is not among the scales, or the eval crop is another: the graph fed the same way
+            logits = self._net(crop).run_logits(padded if p.padded_rank == 4 else padded[0])
+        logits = np.asarray(logits)[0]
+        target = p.logits_size_at(crop, 1.0)
+        if logits.shape[:2] != target:
+            logits = resize_bilinear(logits, target)
+        mine = np.argmax(resize_bilinear(logits, crop), axis=2)
+        differ = float(np.mean(mine != own))
+        if differ > GUARD_TOLERANCE:
+            raise ModelError(f"re-targeting this graph does not reproduce its own output at scale 1 "
+                             f"({differ:.0%} of pixels differ); multi-scale results would be wrong, so the graph "
+                             "is refused (run it with --scales 1.0 --no-flip, or report the graph)")
+        return {"pixels_differ": differ, "seconds": time.perf_counter() - started}
 
     # -- graphs
 
@@ -442,6 +492,7 @@ class MultiScalePredictor:
             "retargeted": self.crop != self.graph_crop or any(s != 1.0 for s in self.used_scales),
             "logits_stride": list(self.pattern.logits_stride),
             "enlarged_images": self.enlarged,
+            "guard": self.guard,
         }
 
     def close(self) -> None:
