@@ -398,6 +398,67 @@ def analyse(graph_def: Any) -> CropPattern:
     )
 
 
+@dataclass(frozen=True)
+class DynamicPattern:
+    """A graph with no baked crop: it runs an image at its own size (no Pad to a constant crop)."""
+
+    input_tensor: str
+    float_input: str  # the image cast to float (pixel values): scaled float images are fed here
+    float_rank: int
+    logits: str  # the class scores the ArgMax reads, before any resize to the input's size
+    num_classes: int
+    crop: None = None
+
+
+def analyse_dynamic(graph_def: Any) -> DynamicPattern:
+    """The feed and logits of a graph that has no crop pattern but runs any image size as it is; a graph that
+    has neither is a ModelError."""
+    tf = import_tf()
+    g = _Graph(graph_def)
+    placeholders = [n for n in graph_def.node if n.op in PLACEHOLDER_OPS]
+    inp = g.nodes.get(INPUT_NAME) or (placeholders[0] if len(placeholders) == 1 else None)
+    pred = g.nodes.get(OUTPUT_NAME)
+    if inp is None or inp.op not in PLACEHOLDER_OPS or pred is None:
+        raise _refuse(f"no input placeholder '{INPUT_NAME}' or output '{OUTPUT_NAME}'")
+    argmax = next((g.nodes[n] for n in sorted(g.ancestors([pred.name])) if g.nodes[n].op == "ArgMax"), None)
+    if argmax is None:
+        raise _refuse(f"no ArgMax behind {OUTPUT_NAME}")
+    logits_node = g.producer(argmax.input[0])
+    while logits_node is not None and logits_node.op == "Identity":
+        logits_node = g.producer(logits_node.input[0])
+    if logits_node is not None and logits_node.op in RESIZE_OPS:
+        logits_node = g.producer(logits_node.input[0])
+    logits = _tensor(logits_node.name)
+    # The float image: the first float tensor on the input's single-consumer chain, checked by value.
+    cur, found = inp, None
+    dtype = tf.dtypes.as_dtype(inp.attr["dtype"].type).as_numpy_dtype
+    probe = (np.random.RandomState(1).rand(1, 5, 7, 3) * 255).astype(dtype)
+    for _ in range(4):
+        cons = [c for c in g.consumers.get(cur.name, []) if c.op in ("Cast", "Squeeze", "ExpandDims", "Identity",
+                                                                      "Reshape")]
+        if len(cons) != 1:
+            break
+        cur = cons[0]
+        if cur.op == "Cast":
+            value = _run_subgraph(graph_def, _tensor(cur.name), {_tensor(inp.name): probe})
+            image = value[0] if value.ndim == 4 else value
+            if value.dtype.kind == "f" and image.shape == probe.shape[1:] and np.array_equal(image, probe[0]):
+                found = (_tensor(cur.name), value.ndim)
+            break
+    if found is None:
+        raise _refuse("no Pad of the input image (pad to the crop), and no float cast of the input to feed")
+    try:
+        value = _run_subgraph(graph_def, logits, {_tensor(inp.name): probe})
+    except Exception as exc:  # noqa: BLE001
+        raise _refuse(f"the logits cannot be computed on a small image ({type(exc).__name__})") from None
+    if value.ndim != 4:
+        raise _refuse("the ArgMax does not read 4-D class scores")
+    if value.shape[1] > probe.shape[1] or value.shape[2] > probe.shape[2]:
+        raise _refuse("the graph pads its input to a crop, but the crop pattern was not found")
+    return DynamicPattern(input_tensor=_tensor(inp.name), float_input=found[0], float_rank=found[1],
+                          logits=logits, num_classes=int(value.shape[-1]))
+
+
 def _matching_batch_to_space(g: _Graph, s2b: Any) -> Any:
     cur = s2b
     for _ in range(4):
