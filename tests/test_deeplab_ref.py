@@ -112,7 +112,8 @@ def _producer(nodes, ref):
 
 def test_preprocessing_chain_is_the_one_the_reference_facts_list(ours_513, facts):
     nodes = _nodes(ours_513)
-    chain = [re.fullmatch(r"(\S+) \((\w+)\)", item).groups() for item in facts["preprocessing_chain_from_mean_subtraction"]]
+    chain = [re.fullmatch(r"(\S+) \((\w+)\)", item).groups()
+             for item in facts["preprocessing_chain_from_mean_subtraction"]]
     for name, op in chain:
         assert nodes[name].op == op, name
     for (previous, _), (name, _) in zip(chain, chain[1:]):
