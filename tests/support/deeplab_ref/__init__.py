@@ -30,7 +30,7 @@ def _alias_legacy_batch_norm() -> None:
 
 _alias_legacy_batch_norm()
 
-from .export import ExportConfig, build_export_graph, export_graph, variable_value  # noqa: E402
+from .export import ExportConfig, build_export_graph, export_graph, frozen_weights, variable_value  # noqa: E402
 
 _BACKBONE_MODULES = ("mobilenet_v2", "xception", "mobilenet_v3")
 
@@ -51,4 +51,5 @@ def _collect(attribute: str) -> dict[str, Any]:
 FAMILIES: dict[str, ExportConfig] = _collect("FAMILIES")
 FULL_WIDTH: dict[str, tuple[ExportConfig, tuple[int, int], float | None, str]] = _collect("FULL_WIDTH")
 
-__all__ = ["ExportConfig", "FAMILIES", "FULL_WIDTH", "build_export_graph", "export_graph", "variable_value"]
+__all__ = ["ExportConfig", "FAMILIES", "FULL_WIDTH", "build_export_graph", "export_graph", "frozen_weights",
+           "variable_value"]

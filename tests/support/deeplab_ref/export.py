@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -490,13 +490,21 @@ def build_export_graph(config: ExportConfig) -> tuple[Any, list[str]]:
     return graph, outputs
 
 
-def export_graph(config: ExportConfig) -> Any:
-    """Frozen GraphDef of ``config`` exactly as export_model.py writes it, with deterministic weights."""
+def export_graph(config: ExportConfig, weights: Mapping[str, np.ndarray] | None = None) -> Any:
+    """Frozen GraphDef of ``config`` exactly as export_model.py writes it, with deterministic weights; a
+    variable named in ``weights`` (e.g. the Consts of another frozen export: :func:`frozen_weights`) takes that
+    value instead, so the same network can be rebuilt at another crop or with other inference scales."""
     graph, outputs = build_export_graph(config)
+    weights = weights or {}
     with graph.as_default():
         variables = tf.global_variables()
-        feeds = {v.initializer.inputs[1]: variable_value(config.seed, v.op.name, v.shape.as_list())
-                 for v in variables}
+        feeds = {}
+        for v in variables:
+            value = weights.get(v.op.name)
+            if value is not None and list(value.shape) != v.shape.as_list():
+                raise ValueError(f"weight {v.op.name} has shape {list(value.shape)}, the graph wants {v.shape}")
+            feeds[v.initializer.inputs[1]] = (value if value is not None
+                                              else variable_value(config.seed, v.op.name, v.shape.as_list()))
         with tf.Session(graph=graph) as sess:
             sess.run([v.initializer for v in variables], feeds)
             graph_def = graph.as_graph_def(add_shapes=True)
@@ -504,3 +512,12 @@ def export_graph(config: ExportConfig) -> Any:
                 node.device = ""
             frozen = tf.graph_util.convert_variables_to_constants(sess, graph_def, outputs)
     return frozen
+
+
+def frozen_weights(graph_def: Any) -> dict[str, np.ndarray]:
+    """The float Consts of a frozen graph by name: what were its variables (for :func:`export_graph`)."""
+    out = {}
+    for node in graph_def.node:
+        if node.op == "Const" and node.attr["dtype"].type == tf.float32.as_datatype_enum:
+            out[node.name] = tf.make_ndarray(node.attr["value"].tensor)
+    return out
