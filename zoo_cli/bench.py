@@ -196,6 +196,8 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 def default_input_size(ckpt: Checkpoint | None, graph_crop: tuple[int, int] | None) -> tuple[tuple[int, int], str]:
     """The input size the reported numbers refer to, and where that choice came from."""
+    if ckpt is not None and ckpt.madds_input_size:
+        return tuple(ckpt.madds_input_size), "registry madds_input_size"  # type: ignore[return-value]
     if ckpt is not None and ckpt.eval_crop:
         return tuple(ckpt.eval_crop), "registry eval_crop"  # type: ignore[return-value]
     if ckpt is not None and ckpt.dataset in _DATASET_SIZES:
@@ -244,11 +246,12 @@ def _size_text(size: Sequence[int]) -> str:
 
 
 def compare(row: EvalRow | None, measured: dict[str, Any], graph_os: int | None,
-            input_size: Sequence[int] | None = None, reference_size: Sequence[int] | None = None
-            ) -> list[Comparison]:
+            input_size: Sequence[int] | None = None, reference_size: Sequence[int] | None = None,
+            madds_note: str | None = None) -> list[Comparison]:
     """Reported-vs-measured lines for one setting; unlike conditions are not compared: another output stride
     (every metric), or an ``input_size`` other than the ``reference_size`` the reported numbers refer to
-    (Multiply-Adds and runtime; mIOU is evaluated at the eval crop whatever the input size)."""
+    (Multiply-Adds and runtime; mIOU is evaluated at the eval crop whatever the input size). ``madds_note``
+    (the registry's) says what the reported Multiply-Adds figure counts when it is not what zoo counts."""
     lat = measured.get("latency_ms") or {}
     lines = []
     reasons = []
@@ -268,8 +271,11 @@ def compare(row: EvalRow | None, measured: dict[str, Any], graph_os: int | None,
     def rep(attr: str) -> float | None:
         return getattr(row, attr) if row is not None else None
 
+    madds_text = size_note or "measured: convs + MatMul"
+    if madds_note and size_ok:
+        madds_text = f"{madds_text}; {madds_note}"
     lines.append(Comparison("Multiply-Adds", "B", rep("madds_billion"), measured.get("madds_billion"), size_ok,
-                            size_note or "measured: convs + MatMul", size_why))
+                            madds_text, size_why))
     runtime = rep("runtime_s")
     lines.append(Comparison("CPU runtime", "ms", runtime * 1000.0 if runtime is not None else None,
                             lat.get("mean"), size_ok, size_note or "measured: mean wall time per image", size_why))
@@ -495,7 +501,8 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
     conditions["reference_input_size"] = list(reference) if reference else None
     return BenchResult(name=name, setting=setting, reported=_reported(setting, graph_os, reported_on),
                        measured=measured, conditions=conditions,
-                       comparison=compare(row, measured, graph_os, input_size, reference), notes=notes)
+                       comparison=compare(row, measured, graph_os, input_size, reference,
+                                          ckpt.madds_note if ckpt is not None else None), notes=notes)
 
 
 def _split(setting: BenchSetting) -> str:

@@ -87,7 +87,9 @@ def make_predictor(model: Any, **options: Any) -> Predictor:
     scales = tuple(options.get("scales") or (1.0,))
     flip = bool(options.get("flip"))
     crop = tuple(options["crop"]) if options.get("crop") else None
-    if scales == (1.0,) and not flip and (crop is None or crop == tuple(model.crop_size or ())):
+    # A graph without a baked crop runs any image as it is: an eval crop changes nothing at one scale.
+    if scales == (1.0,) and not flip and (crop is None or model.crop_size is None
+                                          or crop == tuple(model.crop_size)):
         return SingleScale(model)
     from zoo_cli.multiscale import MultiScalePredictor
 

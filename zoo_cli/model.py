@@ -53,9 +53,12 @@ class GraphInfo:
     logits_size: tuple[int, int] | None  # spatial size of the logits before the final upsampling
     output_stride: int | None  # effective: crop / logits size (4 for decoder models)
     image_pooling_kernel: tuple[int, int] | None
-    encoder_output_stride: int | None  # from the image-pooling kernel: the "Eval OS" of the zoo tables
+    encoder_output_stride: int | None  # the encoder's: the "Eval OS" of the zoo tables
     has_probabilities: bool
     argmax_node: str | None = None
+    decoder_output_stride: int | None = None  # the logits' stride when a decoder refines the encoder's output
+    retargetable: bool = False  # the crop pattern was found: other crops/scales can be run
+    retarget_problem: str | None = None  # why not, when not
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -207,8 +210,19 @@ def _stride(full: int, reduced: int) -> int | None:
     return max(1, round(full / reduced))
 
 
+def crop_pattern(graph_def) -> tuple[Any | None, str | None]:
+    """``(CropPattern, None)`` when the graph has the export's crop pattern, else ``(None, why not)``."""
+    from zoo_cli import retarget
+
+    try:
+        return retarget.analyse(graph_def), None
+    except ModelError as exc:
+        return None, str(exc)
+
+
 def _analyse(graph_def, graph, source: str | None, input_name: str | None, prediction_name: str | None,
-             session=None, probe: bool = True) -> GraphInfo:
+             session=None, probe: bool = True, pattern: Any | None = None,
+             pattern_problem: str | None = None) -> GraphInfo:
     tf = import_tf()
     walker = _GraphWalker(graph_def)
     notes: list[str] = []
@@ -298,25 +312,18 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
         logits_size = crop
     output_stride = _stride(crop[0], logits_size[0]) if crop and logits_size else None
 
-    # Image pooling: an AvgPool whose kernel is the whole encoder feature map, (crop - 1) / OS + 1 per side, so
-    # the kernel gives the encoder's output stride ("eval OS"). Exports write its strides either as 1
-    # (export_model.py with a static image_pooling_crop_size) or equal to the kernel (slim.avg_pool2d's
-    # default); with a VALID whole-map kernel both pool to 1x1 and mean the same.
-    pool_kernel = None
-    encoder_os = None
-    for node in walker.of_type("AvgPool"):
-        ksize = list(node.attr["ksize"].list.i)
-        strides = list(node.attr["strides"].list.i)
-        fmt = node.attr["data_format"].s.decode() if "data_format" in node.attr else "NHWC"
-        spatial = (2, 3) if fmt == "NCHW" else (1, 2)
-        hw = (ksize[spatial[0]], ksize[spatial[1]])
-        step = (strides[spatial[0]], strides[spatial[1]]) if len(strides) == 4 else None
-        if min(hw) > 1 and (pool_kernel is None or hw[0] * hw[1] > pool_kernel[0] * pool_kernel[1]):
-            pool_kernel = (int(hw[0]), int(hw[1]))
-            encoder_os = None
-            # A kernel-strided pool that leaves more than 1x1 is a backbone pooling, not image pooling.
-            if crop and (step == (1, 1) or step == hw and _pools_to_one(tensor(f"{node.name}:0"), fmt)):
-                encoder_os = _stride(crop[0], pool_kernel[0])
+    # The encoder's output stride ("Eval OS") is the coarsest feature map between the image and the logits,
+    # found on the crop pattern; the logits stride is the decoder's when there is one (e.g. 4 for Xception).
+    pool_kernel = _image_pooling_kernel(walker)
+    encoder_os = decoder_os = None
+    if pattern is not None:
+        encoder_os = pattern.encoder_stride
+        decoder_os = pattern.decoder_stride
+    elif crop and pool_kernel is not None:
+        # No crop pattern (no static crop to infer shapes at): a whole-map image-pooling kernel,
+        # (crop - 1) / OS + 1 per side, still tells the encoder stride.
+        encoder_os = _stride(crop[0], pool_kernel[0])
+        notes.append("output stride read from the image-pooling kernel (the graph has no re-targetable crop)")
 
     return GraphInfo(
         path=source,
@@ -336,17 +343,23 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
         encoder_output_stride=encoder_os,
         has_probabilities=probs is not None,
         argmax_node=argmax.name if argmax is not None else None,
+        decoder_output_stride=decoder_os,
+        retargetable=pattern is not None,
+        retarget_problem=pattern_problem,
         notes=tuple(notes),
     )
 
 
-def _pools_to_one(pooled, fmt: str) -> bool:
-    """False only when the pooled tensor's static size shows it is not a whole-map (1x1) pooling."""
-    if pooled is None or pooled.shape.rank != 4:
-        return True
-    dims = pooled.shape.as_list()
-    h, w = (dims[2], dims[3]) if fmt == "NCHW" else (dims[1], dims[2])
-    return (h in (None, 1)) and (w in (None, 1))
+def _image_pooling_kernel(walker) -> tuple[int, int] | None:
+    """The largest AvgPool kernel (image pooling pools the whole encoder feature map)."""
+    best = None
+    for node in walker.of_type("AvgPool"):
+        ksize = list(node.attr["ksize"].list.i)
+        fmt = node.attr["data_format"].s.decode() if "data_format" in node.attr else "NHWC"
+        hw = (ksize[2], ksize[3]) if fmt == "NCHW" else (ksize[1], ksize[2])
+        if min(hw) > 1 and (best is None or hw[0] * hw[1] > best[0] * best[1]):
+            best = (int(hw[0]), int(hw[1]))
+    return best
 
 
 _PROBE_SIZE = 7
@@ -372,7 +385,9 @@ def inspect_graph(path: Path | str, *, input_tensor: str | None = None,
     """Load a frozen graph and describe it (tensors, classes, crop, output strides)."""
     graph_def = load_graph_def(path)
     graph = _import(graph_def, str(path))
-    return _analyse(graph_def, graph, str(path), input_tensor, prediction_tensor)
+    pattern, problem = crop_pattern(graph_def)
+    return _analyse(graph_def, graph, str(path), input_tensor, prediction_tensor, pattern=pattern,
+                    pattern_problem=problem)
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -454,8 +469,11 @@ class FrozenGraphModel:
         self.intra_op_threads = int(intra_op_threads)
         self.inter_op_threads = int(inter_op_threads)
         self.session = new_session(config, graph=self.graph)
+        # Where the graph keeps its crop (for multi-scale runs and the encoder's output stride), found once.
+        self.crop_pattern, problem = crop_pattern(graph_def)
         self.info = _analyse(graph_def, self.graph, str(self.path) if self.path else None, input_tensor,
-                             prediction_tensor, session=self.session, probe=False)
+                             prediction_tensor, session=self.session, probe=False, pattern=self.crop_pattern,
+                             pattern_problem=problem)
         del graph_def  # the imported graph holds what it needs
         self.input_tensor = self.graph.get_tensor_by_name(self.info.input_tensor)
         self.prediction_tensor = self.graph.get_tensor_by_name(self.info.prediction_tensor)

@@ -184,6 +184,25 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] 
 # ------------------------------------------------------------------------------------------- runner
 
 
+# The share of pixels on which the guard's scale-1 run may differ from the graph's own prediction: float
+# rounding can flip near-ties between two classes, a misread graph differs on most pixels.
+GUARD_TOLERANCE = 0.005
+
+
+def _scale_dimension_tensor(tf: Any, dim: Any, scale: float) -> Any:
+    """:func:`scale_dimension` of a scalar int32 tensor (float64, truncated like ``int()``)."""
+    return tf.cast(tf.cast(dim - 1, tf.float64) * scale + 1.0, tf.int32)
+
+
+def guard_probe(crop: tuple[int, int]) -> np.ndarray:
+    """A crop-sized uint8 probe image with structure at several scales (smooth blobs plus noise), so that a
+    network with any weights predicts several classes on it."""
+    rng = np.random.RandomState(20240601)
+    coarse = rng.rand(6, 8, 3).astype(np.float32) * 255
+    image = resize_bilinear(coarse, crop) + rng.randn(crop[0], crop[1], 3).astype(np.float32) * 12
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 @dataclass
 class _CropNet:
     """The network at one crop, imported as exported (fed at its own input): the single-scale path."""
@@ -266,17 +285,28 @@ class MultiScalePredictor:
                                               inter_op_parallelism_threads=int(inter_threads))
             self.session = new_session(config, graph=self.graph)
             self._owns_session = True
-        self.pattern = rt.analyse(self.graph_def)
+        self.pattern = getattr(source, "crop_pattern", None)
+        self.dynamic = False
+        if self.pattern is None:
+            try:
+                self.pattern = rt.analyse(self.graph_def)
+            except ModelError:
+                # No crop baked in: a graph that runs any image size as it is takes the scaled images directly.
+                try:
+                    self.pattern = rt.analyse_dynamic(self.graph_def)
+                except ModelError:
+                    raise
+                self.dynamic = True
         self.graph_crop = self.pattern.crop
         self.crop = tuple(crop) if crop else self.graph_crop
         self.num_classes = self.pattern.num_classes
         self._graphs: dict[tuple[int, int], Any] = {}  # crop -> re-targeted GraphDef without weights, or why not
         self._nets: dict[tuple[int, int], _CropNet | str] = {}
-        self._plans: dict[tuple[int, int], _Plan] = {}
+        self._plans: dict[Any, _Plan] = {}
         self._lock = threading.RLock()
         self._weights = {n.name for n in self.graph_def.node if rt._is_weight(n)}
         self.skipped: list[SkippedScale] = []
-        for s in self.scales:
+        for s in self.scales if not self.dynamic else ():
             c = scaled_crop(self.crop, s)
             gd = self._graph_at(c)
             if isinstance(gd, str):
@@ -286,17 +316,57 @@ class MultiScalePredictor:
             raise ModelError(f"cannot run {len(self.skipped)} of {len(self.scales)} scales: {what}")
         self.used_scales = tuple(s for s in self.scales if s not in {k.scale for k in self.skipped})
         self.single = self.used_scales == (1.0,) and not self.flip
-        if self.single:
+        self.guard: dict[str, Any] | None = None
+        if self.dynamic:
+            if not self.single:
+                self._plan(None)
+                self.guard = self._guard()
+        elif self.single:
             self._require(self.crop, 1.0)
         else:
             self._plan(self.crop)  # imported now rather than in the first call
+            self.guard = self._guard()
+
+    # -- the runtime guard
+
+    def _guard(self) -> dict[str, Any]:
+        """Refuse a graph whose re-targeted runs would be wrong: the scale-1, unflipped run, built as every run
+        of the plan is (fed at the padded-image tensor, logits resized to the crop), must give the graph's own
+        ``SemanticPredictions`` on a probe image at the graph's crop. A misread feed point (e.g. the image
+        minus the mean) or a misread logits tensor shows up here, once per graph load, not as a wrong mIOU."""
+        import time
+
+        started = time.perf_counter()
+        p = self.pattern
+        crop = self.graph_crop or (97, 129)
+        probe = guard_probe(crop)
+        own = (self._own_labels if self.dynamic else self._require(crop, 1.0).run_labels)(probe[None])[0]
+        padded = probe.astype(np.float32)[None]
+        plan = self._plans.get(None if self.dynamic else crop)
+        branch = next((b for b in plan.branches if b.scale == 1.0 and not b.flipped), None) if plan else None
+        if branch is not None:  # the plan's own run at scale 1
+            fed = padded if branch.net_input.shape.rank == 4 else padded[0]
+            logits = self.session.run(branch.logits, {branch.net_input: fed})
+        else:  # scale 1 is not among the scales, or the eval crop is another: the graph fed the same way
+            logits = self._net(crop).run_logits(padded if p.padded_rank == 4 else padded[0])
+        logits = np.asarray(logits)[0]
+        target = logits.shape[:2] if self.dynamic else p.logits_size_at(crop, 1.0)
+        if logits.shape[:2] != target:
+            logits = resize_bilinear(logits, target)
+        mine = np.argmax(resize_bilinear(logits, crop), axis=2)
+        differ = float(np.mean(mine != own))
+        if differ > GUARD_TOLERANCE:
+            raise ModelError(f"re-targeting this graph does not reproduce its own output at scale 1 "
+                             f"({differ:.0%} of pixels differ); multi-scale results would be wrong, so the graph "
+                             "is refused (run it with --scales 1.0 --no-flip, or report the graph)")
+        return {"pixels_differ": differ, "seconds": time.perf_counter() - started}
 
     # -- graphs
 
-    def _graph_at(self, crop: tuple[int, int]) -> Any:
+    def _graph_at(self, crop: tuple[int, int] | None) -> Any:
         """The network re-targeted to ``crop`` up to its logits, without the weights (imports map them onto
-        the first import), or why it cannot be built (a string)."""
-        crop = (int(crop[0]), int(crop[1]))
+        the first import), or why it cannot be built (a string). ``None``: a graph without a baked crop."""
+        crop = None if crop is None else (int(crop[0]), int(crop[1]))
         with self._lock:
             if crop not in self._graphs:
                 tf = import_tf()
@@ -339,9 +409,9 @@ class MultiScalePredictor:
         make = self.session.make_callable
         return _CropNet(crop, make(logits, feed_list=[feed]), make(labels, feed_list=[image]))
 
-    def _plan(self, crop: tuple[int, int]) -> _Plan:
+    def _plan(self, crop: tuple[int, int] | None) -> _Plan:
         """The whole procedure at eval crop ``crop`` as one subgraph (built once per crop)."""
-        return self._cached(self._plans, (int(crop[0]), int(crop[1])), self._build_plan)
+        return self._cached(self._plans, None if crop is None else (int(crop[0]), int(crop[1])), self._build_plan)
 
     def _cached(self, cache: dict, crop: tuple[int, int], build: Any) -> Any:
         """``cache[crop]``, built once under the lock (images may be predicted from several threads)."""
@@ -353,44 +423,54 @@ class MultiScalePredictor:
                 cache[crop] = build(crop)
             return cache[crop]
 
-    def _build_plan(self, crop: tuple[int, int]) -> _Plan:
+    def _build_plan(self, crop: tuple[int, int] | None) -> _Plan:
         # Everything image-sized stays inside TensorFlow: padding, the scaled images (ResizeBilinear with
         # align_corners=True of the padded image, as the reference), the flips (Reverse), every network run
         # (each crop's network imported with its padded-image input mapped onto these tensors), the logits
         # resizes, the softmax, the running sum and the argmax. One Session.run per image; TensorFlow overlaps
-        # independent runs with its inter-op threads, up to `window` at a time.
+        # independent runs with its inter-op threads, up to `window` at a time. A graph without a baked crop
+        # (``crop`` None) gets one plan for every crop: the crop is fed with the image.
         tf = import_tf()
         tf1 = tf.compat.v1
         p = self.pattern
-        ch, cw = crop
-        scope = f"zoo_multiscale_{ch}x{cw}"
+        dynamic = crop is None
+        scope = "zoo_multiscale_dynamic" if dynamic else f"zoo_multiscale_{crop[0]}x{crop[1]}"
         branches: list[_Branch] = []
         with self.graph.as_default():
             with tf1.name_scope(scope):
                 image = tf1.placeholder(tf.uint8, [None, None, 3], name="image")
                 shape = tf.shape(image)
                 h, w = shape[0], shape[1]
+                if dynamic:
+                    crop_in = tf1.placeholder(tf.int32, [2], name="crop")
+                    ch, cw = crop_in[0], crop_in[1]
+                else:
+                    crop_in = None
+                    ch, cw = crop
                 # The reference pads x - 127.5 with zeros and adds 127.5 back: for uint8 pixels exactly the
                 # values of padding with 127.5.
                 padded = tf.pad(tf.cast(image, tf.float32), [[0, ch - h], [0, cw - w], [0, 0]],
                                 constant_values=MEAN_PIXEL)
-                padded = tf.reshape(padded, [1, ch, cw, 3])
+                padded = tf.reshape(padded, tf.stack([1, ch, cw, 3]) if dynamic else [1, ch, cw, 3])
                 # The top-left h x w of the align_corners resize of the logits to the eval crop, computed
                 # directly (CropAndResize samples box[0] + i * (box[2] - box[0]) / (h - 1) in units of
                 # (size - 1)): no crop-sized intermediate, which matters at Cityscapes size.
-                ratio = [tf.cast(tf.cast(d - 1, tf.float64) / float(max(1, c - 1)), tf.float32)
+                ratio = [tf.cast(tf.cast(d - 1, tf.float64) / tf.cast(tf.maximum(1, c - 1), tf.float64), tf.float32)
                          for d, c in ((h, ch), (w, cw))]
                 box = tf.stack([0.0, 0.0, ratio[0], ratio[1]])[None]
                 size = tf.stack([h, w])
             acc = None
             sums: list[Any] = []
             for s in self.used_scales:
-                c = scaled_crop(crop, s)
-                gd = self._graph_at(c)
-                if isinstance(gd, str):
-                    raise ModelError(f"scale {s:g} needs crop {c[0]}x{c[1]}, which cannot be built: {gd}")
+                if dynamic:
+                    c, gd, target = None, self._graph_at(None), None
+                else:
+                    c = scaled_crop(crop, s)
+                    gd = self._graph_at(c)
+                    if isinstance(gd, str):
+                        raise ModelError(f"scale {s:g} needs crop {c[0]}x{c[1]}, which cannot be built: {gd}")
+                    target = p.logits_size_at(crop, max(1.0, s))
                 weights = self._weight_map(gd)
-                target = p.logits_size_at(crop, max(1.0, s))
                 scaled = None
                 for flipped in (False, True) if self.flip else (False,):
                     k = len(branches)
@@ -400,16 +480,25 @@ class MultiScalePredictor:
                     with tf1.name_scope(f"{scope}/run{k}"), tf.control_dependencies(gate):
                         if flipped:
                             x = tf.reverse(scaled, [2])
-                        elif c == crop:
+                        elif s == 1.0:
                             x = scaled = tf.identity(padded)
                         else:
-                            x = scaled = tf.raw_ops.ResizeBilinear(images=padded, size=list(c), align_corners=True)
-                    net_in = x if p.padded_rank == 4 else x[0]
+                            new_size = ([_scale_dimension_tensor(tf, ch, s), _scale_dimension_tensor(tf, cw, s)]
+                                        if dynamic else list(c))
+                            x = scaled = tf.raw_ops.ResizeBilinear(images=padded, size=new_size, align_corners=True)
+                    if dynamic:
+                        # The graph reads its float image; its uint8 input only lends shapes, if anything.
+                        net_in = x if p.float_rank == 4 else x[0]
+                        feeds = {p.float_input: net_in, p.input_tensor: tf.zeros(tf.shape(x), tf.uint8)}
+                    else:
+                        net_in = x if p.padded_rank == 4 else x[0]
+                        feeds = {p.padded_image: net_in}
                     [logits] = tf1.import_graph_def(gd, name=f"{scope}_net{k}", return_elements=[p.logits],
-                                                    input_map={**weights, p.padded_image: net_in})
+                                                    input_map={**weights, **feeds})
                     with tf1.name_scope(f"{scope}/run{k}/"):
                         y = tf.reverse(logits, [2]) if flipped else logits
-                        if y.shape[1:3].as_list() != list(target):  # s < 1: to the logits size at scale 1
+                        if target is not None and y.shape[1:3].as_list() != list(target):
+                            # s < 1: to the logits size at scale 1 first, as multi_scale_logits does
                             y = tf.raw_ops.ResizeBilinear(images=y, size=list(target), align_corners=True)
                         y = tf.image.crop_and_resize(y, box, [0], size)
                         prob = tf.nn.softmax(y)[0]
@@ -419,7 +508,8 @@ class MultiScalePredictor:
             with tf1.name_scope(f"{scope}/"):
                 labels = tf.argmax(acc, axis=2, output_type=tf.int32)
         make = self.session.make_callable
-        return _Plan(crop, len(branches), make(labels, feed_list=[image]), make(acc, feed_list=[image]),
+        feeds = [image, crop_in] if dynamic else [image]
+        return _Plan(crop, len(branches), make(labels, feed_list=feeds), make(acc, feed_list=feeds),
                      branches, image)
 
     # -- prediction
@@ -431,15 +521,27 @@ class MultiScalePredictor:
         """Labels (HxW int32) of one uint8 HxWx3 image."""
         image, crop = self._check(image)
         if self.single:
-            net = self._require(crop, 1.0)
-            return self._call(net.run_labels, image[None], crop)[0].astype(np.int32, copy=False)
+            run = self._own_labels if self.dynamic else self._require(crop, 1.0).run_labels
+            return self._call(run, image[None], crop)[0].astype(np.int32, copy=False)
+        if self.dynamic:
+            return self._call(self._plan(None).run_labels, image, crop, np.asarray(crop, np.int32))
         return self._call(self._plan(crop).run_labels, image, crop)
 
     def predict_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities (HxWxC float32) averaged over scales and flips, at the image's size."""
         image, crop = self._check(image)
-        plan = self._plan(crop)
-        return np.divide(self._call(plan.run_sum, image, crop), np.float32(plan.count), dtype=np.float32)
+        if self.dynamic:
+            plan = self._plan(None)
+            total = self._call(plan.run_sum, image, crop, np.asarray(crop, np.int32))
+        else:
+            plan = self._plan(crop)
+            total = self._call(plan.run_sum, image, crop)
+        return np.divide(total, np.float32(plan.count), dtype=np.float32)
+
+    def _own_labels(self, batch: np.ndarray) -> np.ndarray:
+        """The graph's own SemanticPredictions (a graph without a crop runs any size as it is)."""
+        get = self.graph.get_tensor_by_name
+        return self.session.run(get(rt.OUTPUT_NAME + ":0"), {get(self.pattern.input_tensor): batch})
 
     def _check(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         image = np.asarray(image)
@@ -447,6 +549,8 @@ class MultiScalePredictor:
             raise ModelError(f"expected a uint8 HxWx3 RGB image, got {image.dtype} of shape {image.shape}")
         h, w = image.shape[:2]
         crop = self.crop
+        if crop is None:  # a graph without a baked crop and no eval crop: the image is its own crop
+            return image, (h, w)
         if h > crop[0] or w > crop[1]:
             # The reference would fail; run at a crop grown to cover the image instead (and count it).
             crop = (max(h, crop[0]), max(w, crop[1]))
@@ -477,11 +581,14 @@ class MultiScalePredictor:
             "scales_used": list(self.used_scales),
             "skipped_scales": [k.to_json() for k in self.skipped],
             "flip": self.flip,
-            "eval_crop": list(self.crop),
-            "graph_crop": list(self.graph_crop),
-            "retargeted": self.crop != self.graph_crop or any(s != 1.0 for s in self.used_scales),
-            "logits_stride": list(self.pattern.logits_stride),
+            "eval_crop": list(self.crop) if self.crop else None,
+            "graph_crop": list(self.graph_crop) if self.graph_crop else None,
+            "retargeted": not self.dynamic and (self.crop != self.graph_crop
+                                                or any(s != 1.0 for s in self.used_scales)),
+            "dynamic_graph": self.dynamic,
+            "logits_stride": None if self.dynamic else list(self.pattern.logits_stride),
             "enlarged_images": self.enlarged,
+            "guard": self.guard,
         }
 
     def close(self) -> None:

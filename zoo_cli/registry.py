@@ -98,6 +98,11 @@ class Checkpoint:
     sha256: str | None = None
     class_names: tuple[str, ...] | None = None
     reported_on: str | None = None
+    # The input (H, W) the reported Multiply-Adds refer to, when it is not the eval crop (EdgeTPU-DeepLab's
+    # figures are at 513x513 although it is evaluated at 1025x2049); bench counts at this size.
+    madds_input_size: tuple[int, int] | None = None
+    # What a comparison with the reported Multiply-Adds must know (e.g. that the figure counts FLOPs).
+    madds_note: str | None = None
     line: int = 0
 
     @property
@@ -130,6 +135,7 @@ class Checkpoint:
         d["contents"] = list(self.contents)
         d["input_size"] = list(self.input_size) if self.input_size else None
         d["eval_crop"] = list(self.eval_crop) if self.eval_crop else None
+        d["madds_input_size"] = list(self.madds_input_size) if self.madds_input_size else None
         d["class_names"] = list(self.class_names) if self.class_names else None
         d["reported_on"] = self.reported_machine
         d["evals"] = [row.to_json() for row in self.evals]
@@ -302,7 +308,7 @@ def _eval_row(node: yaml.Node, where: str) -> EvalRow:
 _CKPT_REQUIRED = ("name", "dataset", "backbone", "pretrained_on", "url", "size_mb", "contents", "evals")
 _CKPT_OPTIONAL = (
     "depth_multiplier", "aspp", "decoder", "input_size", "eval_crop", "num_classes", "ignore_label",
-    "model_flags", "sha256", "class_names", "reported_on",
+    "model_flags", "sha256", "class_names", "reported_on", "madds_input_size", "madds_note",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -371,6 +377,8 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
         sha256=sha,
         class_names=class_names,
         reported_on=_optional(f, "reported_on", where, _str),
+        madds_input_size=_optional(f, "madds_input_size", where, _pair),
+        madds_note=_optional(f, "madds_note", where, _str),
         line=node.start_mark.line + 1,
     )
 

@@ -34,6 +34,8 @@ OUTPUT_NAME = "SemanticPredictions"
 # Float Consts at least this big are weights: replaced by Placeholders for shape-only imports and shared
 # (never copied) between the crops a multi-scale runner imports.
 WEIGHT_MIN_ELEMENTS = 16
+# The mean pixel DeepLab pads with (and subtracts before padding): input_preprocess.py / model.py.
+MEAN_PIXEL = 127.5
 
 
 def _node_of(ref: str) -> str:
@@ -116,7 +118,16 @@ class CropPattern:
     avg_pools: tuple[str, ...]
     resizes: tuple[str, ...]
     atrous: tuple[tuple[str, str], ...]  # (SpaceToBatchND, BatchToSpaceND) node names
+    # The encoder's output stride (the seed's "Eval OS"): the coarsest feature map on the way from the image
+    # to the logits, outside image pooling and atrous space-to-batch. With a decoder the logits stride is finer.
+    encoder_stride: int = 0
     spatial: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def decoder_stride(self) -> int | None:
+        """The decoder's output stride (the logits' stride when finer than the encoder's), else None."""
+        stride = max(self.logits_stride)
+        return stride if stride < self.encoder_stride else None
 
     def logits_size_at(self, crop: tuple[int, int], scale: float = 1.0) -> tuple[int, int]:
         """Feature-resolution logits size of ``crop`` scaled by ``scale`` (the reference's scale_dimension)."""
@@ -124,8 +135,8 @@ class CropPattern:
                 int((crop[1] - 1) * scale / self.logits_stride[1] + 1))
 
     def describe(self) -> str:
-        return (f"crop {self.crop[0]}x{self.crop[1]}, logits {self.logits_size[0]}x{self.logits_size[1]} "
-                f"(stride {self.logits_stride[0]}), {len(self.avg_pools)} image-pooling AvgPool, "
+        return (f"crop {self.crop[0]}x{self.crop[1]}, output stride {self.encoder_stride}, logits "
+                f"{self.logits_size[0]}x{self.logits_size[1]} (stride {self.logits_stride[0]}), {len(self.avg_pools)} image-pooling AvgPool, "
                 f"{len(self.resizes)} static resizes, {len(self.atrous)} atrous convs")
 
 
@@ -296,29 +307,18 @@ def analyse(graph_def: Any) -> CropPattern:
                   and g.nodes[a].attr["dtype"].type in int_types
                   and not g.nodes[a].attr["value"].tensor.tensor_shape.dim]
     candidates = [c for c in candidates if int(g.const_value(c.name)) > 1]
-    pad_h, pad_w, pad_rank = _classify_pad_consts(graph_def, g, inp, pad, candidates)
+    pad_h, pad_w, _ = _classify_pad_consts(graph_def, g, inp, pad, candidates)
     crop = (int(g.const_value(pad_h)), int(g.const_value(pad_w)))
 
-    # The float padded image: Pad, then the add-back of the mean (the reference pads x - mean with zeros),
-    # then an ExpandDims when the preprocessing worked on a 3-D image.
-    feed = pad
-    for _ in range(2):
-        cons = g.consumers.get(feed.name, [])
-        if len(cons) != 1:
-            break
-        nxt = cons[0]
-        others = [r for r in _data_inputs(nxt) if _node_of(r) != feed.name]
-        if nxt.op in ("Add", "AddV2", "Sub") and len(others) == 1 and not any(
-                g.nodes[a].op in PLACEHOLDER_OPS for a in g.ancestors(others)):
-            feed = nxt
-        elif nxt.op in ("ExpandDims", "Reshape") and feed is not pad:
-            feed = nxt
-        else:
-            break
-    padded = _tensor(feed.name)
+    # The float padded image (pixel values 0..255, padding 127.5): the feed point for scaled crops. The
+    # exports wire it in several ways (tf.pad of x - mean on a 3-D image via ExpandDims -> Pad -> Squeeze ->
+    # AddV2(mean) -> ExpandDims, or padding of a 4-D image, or Pad with the mean as constant value), so the
+    # tensor is picked by its value, never by its shape in the wiring: the chain after the Pad is run on a
+    # probe image and the last tensor holding exactly the padded image (before any normalisation) is taken.
+    padded, rank = _padded_image_tensor(graph_def, g, inp, pad, crop)
+    feed = g.producer(padded)
 
     # Static shapes of everything at the graph's own crop (feeding the padded image with a static shape).
-    rank = 4 if (pad_rank == 4 or feed.op == "ExpandDims") else 3
     region = logits_anc & g.descendants(feed.name)
     avg = [g.nodes[n] for n in region if g.nodes[n].op in ("AvgPool",)]
     resizes = [g.nodes[n] for n in region if g.nodes[n].op in RESIZE_OPS and n != final.name]
@@ -334,9 +334,12 @@ def analyse(graph_def: Any) -> CropPattern:
                         and g.producer(x) is not None and g.producer(x).op != "Const"]
                 concat_inputs[r.name] = sibs
                 names.update(sibs)
+    main_path = _encoder_path(g, feed.name, logits_anc, s2b)
+    names.update(_tensor(n) for n in main_path)
     feed_shape = [1, crop[0], crop[1], 3] if rank == 4 else [crop[0], crop[1], 3]
     shapes = _static_shapes(graph_def, padded, feed_shape, names)
     spatial = {k: _hw(v) for k, v in shapes.items() if _hw(v) is not None}
+    encoder_stride = _coarsest_stride(crop, [shapes[_tensor(n)] for n in main_path])
 
     logit_shape = shapes.get(logits)
     if not logit_shape or _hw(logit_shape) is None or logit_shape[-1] is None:
@@ -383,14 +386,77 @@ def analyse(graph_def: Any) -> CropPattern:
     spatial = dict(spatial)
     for name, sibs in concat_inputs.items():
         spatial[f"siblings:{name}"] = next((spatial[s] for s in sibs if s in spatial), None)
+    if encoder_stride is None or encoder_stride < max(strides):
+        encoder_stride = max(strides)
     return CropPattern(
         crop=crop, input_tensor=_tensor(inp.name), padded_image=padded, padded_rank=rank, logits=logits,
         logits_size=logits_size, logits_stride=(int(strides[0]), int(strides[1])),
         upsampled_logits=_tensor(final.name), argmax=argmax.name, num_classes=int(logit_shape[-1]),
         pad_height_const=pad_h, pad_width_const=pad_w, shape_const=shape_const,
         avg_pools=tuple(sorted(global_pools)), resizes=tuple(sorted(r.name for r in resizes)),
-        atrous=tuple(sorted(atrous)), spatial=spatial,
+        atrous=tuple(sorted(atrous)), encoder_stride=int(encoder_stride), spatial=spatial,
     )
+
+
+@dataclass(frozen=True)
+class DynamicPattern:
+    """A graph with no baked crop: it runs an image at its own size (no Pad to a constant crop)."""
+
+    input_tensor: str
+    float_input: str  # the image cast to float (pixel values): scaled float images are fed here
+    float_rank: int
+    logits: str  # the class scores the ArgMax reads, before any resize to the input's size
+    num_classes: int
+    crop: None = None
+
+
+def analyse_dynamic(graph_def: Any) -> DynamicPattern:
+    """The feed and logits of a graph that has no crop pattern but runs any image size as it is; a graph that
+    has neither is a ModelError."""
+    tf = import_tf()
+    g = _Graph(graph_def)
+    placeholders = [n for n in graph_def.node if n.op in PLACEHOLDER_OPS]
+    inp = g.nodes.get(INPUT_NAME) or (placeholders[0] if len(placeholders) == 1 else None)
+    pred = g.nodes.get(OUTPUT_NAME)
+    if inp is None or inp.op not in PLACEHOLDER_OPS or pred is None:
+        raise _refuse(f"no input placeholder '{INPUT_NAME}' or output '{OUTPUT_NAME}'")
+    argmax = next((g.nodes[n] for n in sorted(g.ancestors([pred.name])) if g.nodes[n].op == "ArgMax"), None)
+    if argmax is None:
+        raise _refuse(f"no ArgMax behind {OUTPUT_NAME}")
+    logits_node = g.producer(argmax.input[0])
+    while logits_node is not None and logits_node.op == "Identity":
+        logits_node = g.producer(logits_node.input[0])
+    if logits_node is not None and logits_node.op in RESIZE_OPS:
+        logits_node = g.producer(logits_node.input[0])
+    logits = _tensor(logits_node.name)
+    # The float image: the first float tensor on the input's single-consumer chain, checked by value.
+    cur, found = inp, None
+    dtype = tf.dtypes.as_dtype(inp.attr["dtype"].type).as_numpy_dtype
+    probe = (np.random.RandomState(1).rand(1, 5, 7, 3) * 255).astype(dtype)
+    for _ in range(4):
+        cons = [c for c in g.consumers.get(cur.name, []) if c.op in ("Cast", "Squeeze", "ExpandDims", "Identity",
+                                                                      "Reshape")]
+        if len(cons) != 1:
+            break
+        cur = cons[0]
+        if cur.op == "Cast":
+            value = _run_subgraph(graph_def, _tensor(cur.name), {_tensor(inp.name): probe})
+            image = value[0] if value.ndim == 4 else value
+            if value.dtype.kind == "f" and image.shape == probe.shape[1:] and np.array_equal(image, probe[0]):
+                found = (_tensor(cur.name), value.ndim)
+            break
+    if found is None:
+        raise _refuse("no Pad of the input image (pad to the crop), and no float cast of the input to feed")
+    try:
+        value = _run_subgraph(graph_def, logits, {_tensor(inp.name): probe})
+    except Exception as exc:  # noqa: BLE001
+        raise _refuse(f"the logits cannot be computed on a small image ({type(exc).__name__})") from None
+    if value.ndim != 4:
+        raise _refuse("the ArgMax does not read 4-D class scores")
+    if value.shape[1] > probe.shape[1] or value.shape[2] > probe.shape[2]:
+        raise _refuse("the graph pads its input to a crop, but the crop pattern was not found")
+    return DynamicPattern(input_tensor=_tensor(inp.name), float_input=found[0], float_rank=found[1],
+                          logits=logits, num_classes=int(value.shape[-1]))
 
 
 def _matching_batch_to_space(g: _Graph, s2b: Any) -> Any:
@@ -403,6 +469,94 @@ def _matching_batch_to_space(g: _Graph, s2b: Any) -> Any:
         if cur.op == "BatchToSpaceND":
             return cur
     return None
+
+
+# Ops that end the encoder's main path: image pooling (global or strided) and squeeze-and-excitation pool
+# the feature map; what they feed is reached again through the main path where it matters.
+_POOL_OPS = ("AvgPool", "MaxPool", "Mean", "Max")
+
+
+def _encoder_path(g: _Graph, start: str, logits_anc: set[str], s2b: list[Any]) -> list[str]:
+    """Nodes from the padded image to the logits that carry the feature map at its own resolution: not
+    behind a pooling op, not between a SpaceToBatchND and its BatchToSpaceND (which fold space into batch)."""
+    inside: set[str] = set()
+    for node in s2b:
+        b2s = _matching_batch_to_space(g, node)
+        if b2s is not None:
+            inside |= (g.descendants(node.name) & g.ancestors([b2s.name])) - {b2s.name}
+    seen: set[str] = set()
+    queue = deque([start])
+    while queue:
+        name = queue.popleft()
+        if name in seen:
+            continue
+        seen.add(name)
+        if g.nodes[name].op in _POOL_OPS:
+            continue
+        queue.extend(c.name for c in g.consumers.get(name, []) if c.name in logits_anc)
+    return sorted(n for n in seen - inside if g.nodes[n].op not in _POOL_OPS + ("Const",) and n in logits_anc)
+
+
+def _coarsest_stride(crop: tuple[int, int], shapes: Iterable[list | None]) -> int | None:
+    """The largest output stride among 4-D feature maps of ``crop`` (None when none has a static size)."""
+    best = None
+    for shape in shapes:
+        if not shape or len(shape) != 4 or shape[1] is None or shape[2] is None or shape[1] < 2:
+            continue
+        k = _stride_for(crop[0], int(shape[1])), _stride_for(crop[1], int(shape[2]))
+        if None in k or k[0] != k[1]:
+            continue
+        best = k[0] if best is None else max(best, k[0])
+    return best
+
+
+# Ops that may stand between the Pad of the input and the padded image the network reads (shape changes
+# and the add-back of the mean).
+_PAD_CHAIN_OPS = ("Squeeze", "ExpandDims", "Reshape", "Identity", "Add", "AddV2", "Sub", "Cast")
+
+
+def _padded_image_tensor(graph_def: Any, g: _Graph, inp: Any, pad: Any, crop: tuple[int, int]) -> tuple[str, int]:
+    """The tensor downstream of ``pad`` that holds the padded image in pixel units, and its rank.
+
+    A probe image smaller than the crop is run through the preprocessing; a candidate must equal the image
+    in its top-left corner and the mean pixel elsewhere. Graphs whose chain matches nowhere are refused:
+    feeding the wrong tensor (e.g. ``x - 127.5``) would silently shift every pixel of every scaled run.
+    """
+    chain = [pad]
+    cur = pad
+    for _ in range(8):
+        cons = g.consumers.get(cur.name, [])
+        data_cons = [c for c in cons if any(_node_of(r) == cur.name for r in _data_inputs(c))]
+        if len(data_cons) != 1 or data_cons[0].op not in _PAD_CHAIN_OPS:
+            break
+        nxt = data_cons[0]
+        others = [r for r in _data_inputs(nxt) if _node_of(r) != cur.name]
+        if any(g.nodes[a].op in PLACEHOLDER_OPS for a in g.ancestors(others)):
+            break
+        chain.append(nxt)
+        cur = nxt
+    tf = import_tf()
+    dtype = tf.dtypes.as_dtype(inp.attr["dtype"].type).as_numpy_dtype
+    h, w = max(1, min(5, crop[0] - 1)), max(1, min(7, crop[1] - 1))
+    probe = (np.random.RandomState(0).rand(1, h, w, 3) * 255).astype(dtype)
+    want = np.full((crop[0], crop[1], 3), MEAN_PIXEL, np.float64)
+    want[:h, :w] = probe[0]
+    feeds = {_tensor(inp.name): probe}
+    found: tuple[str, int] | None = None
+    for node in chain:
+        ref = _tensor(node.name)
+        try:
+            value = _run_subgraph(graph_def, ref, feeds)
+        except Exception:  # noqa: BLE001 - a chain member that cannot run alone is simply not the feed point
+            continue
+        if value.dtype.kind != "f" or value.ndim not in (3, 4):
+            continue
+        image = value[0] if value.ndim == 4 and value.shape[0] == 1 else value
+        if image.shape == want.shape and np.allclose(image, want, atol=1e-3):
+            found = (ref, value.ndim)
+    if found is None:
+        raise _refuse("no tensor after the input's Pad holds the padded image (pixel values, mean-pixel padding)")
+    return found
 
 
 def _classify_pad_consts(graph_def: Any, g: _Graph, inp: Any, pad: Any, candidates: list) -> tuple[str, str, int]:

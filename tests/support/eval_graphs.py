@@ -36,18 +36,21 @@ def red_for_class(k: int) -> int:
     return int(round(CENTRE0 + STEP * k))
 
 
-def build_graph(crop: tuple[int, int] = (33, 33), num_classes: int = 21, output_stride: int = 1, *,
+def build_graph(crop: tuple[int, int] | None = (33, 33), num_classes: int = 21, output_stride: int = 1, *,
                 int64: bool = False, probabilities: bool = False, image_pooling: bool = True,
                 fold_size: bool = False, dynamic: bool = False):
     """A frozen GraphDef with the zoo export's structure (see module docstring).
 
     ``dynamic=True`` pads to max(crop, size) without fixing the static shape (as some exports do), so the
-    crop is not visible in any Const: only running the graph reveals it.
+    crop is not visible in any Const: only running the graph reveals it. ``crop=None`` bakes no crop at all
+    (no padding): the graph runs every image at its own size.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     v1 = tf.compat.v1
+    if crop is None:
+        return _no_crop_graph(num_classes)
     ch, cw = crop
     c = centres(num_classes)
     graph = tf.Graph()
@@ -95,6 +98,26 @@ def build_graph(crop: tuple[int, int] = (33, 33), num_classes: int = 21, output_
         if probabilities:
             probs = tf.nn.softmax(up)[:, :h, :w]
             tf.identity(probs, name="SemanticProbabilities")
+    return graph.as_graph_def()
+
+
+def _no_crop_graph(num_classes: int):
+    """The OS-1 red-channel classifier with no crop: cast, 1x1 conv, ArgMax at the image's own size. Its logits
+    are ``(2cr - c^2) / 256``: the same argmax, but soft enough that averaging probabilities over scales and
+    flips does not end in exact ties."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    c = centres(num_classes)
+    graph = tf.Graph()
+    with graph.as_default():
+        image = v1.placeholder(tf.uint8, [1, None, None, 3], name="ImageTensor")
+        x = tf.cast(image, tf.float32)
+        kernel = np.zeros((1, 1, 3, num_classes), dtype=np.float32)
+        kernel[0, 0, 0, :] = 2.0 * c / 256
+        logits = tf.nn.conv2d(x, tf.constant(kernel), strides=[1, 1, 1, 1], padding="SAME")
+        logits = tf.nn.bias_add(logits, tf.constant((-(c ** 2) / 256).astype(np.float32)))
+        tf.identity(tf.cast(tf.argmax(logits, 3), tf.int32), name="SemanticPredictions")
     return graph.as_graph_def()
 
 

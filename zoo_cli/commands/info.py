@@ -119,4 +119,7 @@ def _show(app: AppContext, ckpt, inspect: bool, as_json: bool) -> None:
 _GRAPH_LABELS = {
     "output_stride": "logits stride",          # crop / logits size: 4 for a decoder model
     "encoder_output_stride": "output stride",  # the encoder's, the seed tables' "Eval OS"
+    "decoder_output_stride": "decoder stride",  # None without a decoder
+    "retargetable": "other crops/scales",      # the crop pattern was found (multi-scale can run)
+    "retarget_problem": "why not",
 }
