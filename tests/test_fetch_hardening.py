@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.support.archives import plain_tar, registry_yaml, two_top_folders_archive, zoo_archive
+from tests.support.archives import plain_tar, two_top_folders_archive
 from tests.support.http_server import Fault, fault_server  # noqa: F401 - fixture
 from zoo_cli.cache import Cache
 from zoo_cli.cli import cli
@@ -25,25 +25,9 @@ from zoo_cli.download import TransferPolicy, fetch_file
 from zoo_cli.errors import DownloadError
 from zoo_cli.fetch import checkpoint_lock, mirror_url, remove_checkpoint
 
+from tests.test_fetch import archive, registry  # noqa: F401 - fixtures shared with the fetch tests
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def archive() -> bytes:
-    return zoo_archive(data_size=150_000)
-
-
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """Write a registry file, point ZOO_REGISTRY at it, return a function that (re)writes it."""
-    path = tmp_path / "registry.yaml"
-
-    def write(*entries: dict) -> Path:
-        path.write_text(registry_yaml(entries))
-        return path
-
-    monkeypatch.setenv("ZOO_REGISTRY", str(path))
-    return write
 
 
 def run(*args: str, env: dict | None = None, input: str | None = None):
