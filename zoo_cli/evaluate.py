@@ -828,8 +828,14 @@ def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, 
                                             and rep_row["output_stride"] != settings.graph_output_stride)
     if facts.get("multiscale") is not None:
         result.extra["multiscale"] = facts["multiscale"]
-    result.extra["setting"] = setting_slug(scales_run, flip_run, settings.crop, reference_crop)
+    result.extra["setting"] = run_setting(ckpt, info, settings, facts)
     return result
+
+
+def run_setting(ckpt: Any | None, info: Any, settings: Any, facts: dict[str, Any]) -> str:
+    """The :func:`setting_slug` naming a run's results folder (as :func:`build_eval_result` records it)."""
+    reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or info.crop_size
+    return setting_slug(tuple(facts["scales"]), bool(facts["flip"]), settings.crop, reference_crop)
 
 
 def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,
