@@ -25,10 +25,11 @@ import hashlib
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -60,9 +61,17 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
     else a new local instance on this machine (``num_cpus``: its size; default all cores), shut down on exit.
     An already initialised Ray (a test session, a notebook) is used as is and left running."""
     ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
+    # Ray prints its notices (e.g. "A worker died ...") on stdout; stdout is for the command's output (--json).
+    with redirect_stdout(sys.stderr):
+        if ray.is_initialized():
+            yield ray
+            return
+        with _own_cluster(ray, address, num_cpus):
+            yield ray
+
+
+@contextmanager
+def _own_cluster(ray: Any, address: str | None, num_cpus: int | None) -> Iterator[None]:
     import logging
 
     try:
@@ -75,7 +84,7 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
                            "'ray start --head' and pass --ray-address auto, or check --ray-address / RAY_ADDRESS"
                            ) from None
     try:
-        yield ray
+        yield
     finally:
         ray.shutdown()
 
@@ -244,50 +253,50 @@ class ProgressCounter:
 
 
 class EvalWorker:
-    """One Ray actor: loads and re-targets the graph once (on first use, so a restarted actor reloads it) and
-    scores whole shards of the split."""
+    """One Ray actor: loads and re-targets the graph once (on its first call, so a restarted actor reloads it)
+    and scores whole shards of the split. The graph source and the dataset come with every call, not with the
+    constructor: Ray re-runs a call after a restart with its arguments, and warns against restartable actors
+    whose constructor arguments live in the object store."""
 
-    def __init__(self, source: GraphSource, ckpt: Any, dataset_ref: list[Any], options: dict[str, Any],
-                 counter: Any, die_once: str | None = None) -> None:
-        self.source, self.ckpt, self.dataset_ref, self.options = source, ckpt, dataset_ref, options
-        self.counter, self.die_once = counter, die_once
+    def __init__(self, ckpt: Any, options: dict[str, Any], counter: Any, die_once: str | None = None) -> None:
+        self.ckpt, self.options, self.counter, self.die_once = ckpt, options, counter, die_once
         self.runner = self.dataset = None
         self.host = socket.gethostname()
 
-    def _ensure(self) -> Any:
+    def _ensure(self, source: GraphSource, dataset: Any) -> Any:
         if self.runner is None:
             import ray
 
             from zoo_cli import evaluate
 
-            self.dataset = ray.get(self.dataset_ref[0])
-            _check_visible([self.dataset.root], self.dataset.root, self.host)
-            path, cleanup = node_graph(self.source, get_object=ray.get)
+            self.dataset = dataset
+            _check_visible([dataset.root], dataset.root, self.host)
+            path, cleanup = node_graph(source, get_object=ray.get)
             o = self.options
             try:
-                self.runner = evaluate.load_eval_runner(path, self.ckpt, self.dataset, threads=o["threads"],
+                self.runner = evaluate.load_eval_runner(path, self.ckpt, dataset, threads=o["threads"],
                                                         inter_threads=o["inter_threads"], scales=o["scales"],
                                                         flip=o["flip"], crop=o["crop"], row=o["row"])
             except ZooError as exc:
-                raise _renamed(exc, path, self.source.path) from None
+                raise _renamed(exc, path, source.path) from None
             finally:
                 cleanup()
         return self.runner
 
-    def ready(self) -> dict[str, Any]:
+    def ready(self, source: GraphSource, dataset: Any) -> dict[str, Any]:
         """Load now; what the driver needs to name and describe the result."""
         from zoo_cli import __version__, evaluate
 
-        runner = self._ensure()
+        runner = self._ensure(source, dataset)
         return {"host": self.host, "version": __version__, "info": runner.model.info, "settings": runner.settings,
                 "num_classes": runner.num_classes, "facts": evaluate.predictor_facts(runner.predictor),
                 "long_side": self.dataset.long_side}
 
-    def run_shard(self, k: int, n: int) -> dict[str, Any]:
+    def run_shard(self, k: int, n: int, source: GraphSource, dataset: Any) -> dict[str, Any]:
         """Score shard K/N; the matrix is returned only when every image of it is in."""
         from zoo_cli import evaluate
 
-        runner = self._ensure()
+        runner = self._ensure(source, dataset)
         o = self.options
         samples = evaluate.select(self.dataset.samples, limit=o["limit"], shard=(k, n))
         _check_visible([p for s in samples for p in (s.image_path, s.label_path)], self.dataset.root, self.host)
@@ -430,12 +439,10 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
         source = graph_source(ray, ckpt, cache, user_graph, mirror=mirror, offline=offline)
         counter = ray.remote(num_cpus=0)(ProgressCounter).remote()
         worker_cls = ray.remote(num_cpus=per, max_restarts=RETRIES, max_task_retries=RETRIES)(EvalWorker)
-        # Nested in a list, the dataset's ref is fetched by the worker itself: Ray warns against actors with
-        # object-store constructor arguments and restarts; this ref lives as long as the driver does.
-        ds_ref = [ray.put(ds)]
-        actors = [worker_cls.remote(source, ckpt, ds_ref, options, counter, die_once) for _ in range(n_workers)]
+        ds_ref = ray.put(ds)
+        actors = [worker_cls.remote(ckpt, options, counter, die_once) for _ in range(n_workers)]
         try:
-            infos = _get(ray, [a.ready.remote() for a in actors], "loading the graph")
+            infos = _get(ray, [a.ready.remote(source, ds_ref) for a in actors], "loading the graph")
             loaded = time.perf_counter() - started
             stale = sorted({i["host"] for i in infos if i["version"] != __version__})
             if stale:
@@ -490,7 +497,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             def submit(actor: Any) -> None:
                 if todo:
                     k = todo.popleft()
-                    inflight[actor.run_shard.remote(k, n)] = (actor, k)
+                    inflight[actor.run_shard.remote(k, n, source, ds_ref)] = (actor, k)
 
             try:
                 for actor in actors_used:
