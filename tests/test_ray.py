@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.support.archives import checkpoint_files, frozen_graph_bytes, registry_yaml, zoo_archive
 from tests.support.datasets import decoded, make_voc
+from tests.support.http_server import fault_server  # noqa: F401 (fixture)
 from tests.support.eval_graphs import quantize_red, tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
 from zoo_cli.cli import cli
 
@@ -77,15 +79,18 @@ def test_ray_run_is_the_single_process_run(ray_session, tiny_voc, voc, zoo_home)
     assert json.loads((folder / "metrics.json").read_text())["miou"] == single["miou"]
 
 
-def test_multiscale_flip_matches_single_process(ray_session, tiny_voc, voc, tmp_path):
+def test_multiscale_flip_matches_single_process(ray_session, tiny_voc, tiny_voc_graph, voc, tmp_path):
     root = voc[0]
-    args = ("--data-dir", root, "--scales", "0.75,1", "--flip")
+    graph = tmp_path / "frozen_inference_graph.pb"  # --graph: its bytes reach the workers by the object store
+    graph.write_bytes(tiny_voc_graph)
+    args = ("--data-dir", root, "--graph", graph, "--scales", "0.75,1", "--flip")
     single = run(*args, "--out", tmp_path / "single")
     distributed = run(*args, "--out", tmp_path / "ray", "--ray", "--workers", "2")
     assert distributed["scales"] == [0.75, 1.0] and distributed["flip"] is True
     assert np.array_equal(matrix_of(distributed), matrix_of(single))
     assert distributed["multiscale"] == single["multiscale"]
     assert distributed["per_class_iou"] == single["per_class_iou"]
+    assert distributed["graph"] == single["graph"] == str(graph)
 
 
 def test_more_workers_than_images(ray_session, tiny_voc, voc, tmp_path):
@@ -171,3 +176,40 @@ def test_plan_workers_fits_the_cluster():
         plan_workers([2], 3, 0, 100)
     with pytest.raises(UsageError, match="no Ray node has 4 CPUs"):
         plan_workers([2, 2], None, 4, 100)
+
+
+def test_a_node_gets_the_checkpoint_only_verified_against_the_drivers_install(fault_server, tmp_path):
+    """The worker side of checkpoint delivery (no Ray needed): install through the mirror pinned to the
+    driver's archive hash, reuse a matching install, refuse a changed archive or a different install."""
+    import dataclasses
+
+    from zoo_cli.cache import Cache
+    from zoo_cli.errors import CacheError, ChecksumError
+    from zoo_cli.fetch import install_checkpoint
+    from zoo_cli.ray_exec import graph_source, node_graph
+    from zoo_cli.registry import FROZEN_GRAPH, parse_registry
+
+    fault_server.add("models/m.tar.gz", zoo_archive(data_size=1000))
+    ckpt = parse_registry(registry_yaml([{"name": "m", "url": "http://zoo.invalid/models/m.tar.gz"}])).get("m")
+    mirror = fault_server.base_url
+    driver = Cache(tmp_path / "driver")
+    install_checkpoint(ckpt, driver, mirror=mirror, progress=False)  # no pin: the hash recorded on first use
+    source = graph_source(None, ckpt, driver, mirror=mirror)
+    assert source.archive_sha256 == driver.manifest("m")["sha256"]
+
+    node = tmp_path / "node"
+    path, _ = node_graph(dataclasses.replace(source, home=str(node)))
+    assert path == Cache(node).model_dir("m") / FROZEN_GRAPH
+    assert path.read_bytes() == (driver.model_dir("m") / FROZEN_GRAPH).read_bytes()
+    assert node_graph(dataclasses.replace(source, home=str(node)))[0] == path  # reused, not fetched again
+    assert len(fault_server.requests("models/m.tar.gz")) == 2  # the driver's and the node's downloads
+
+    changed = {**checkpoint_files(data_size=1000), FROZEN_GRAPH: frozen_graph_bytes(num_classes=19)}
+    fault_server.add("models/m.tar.gz", zoo_archive(files=changed))  # the server's file changed
+    with pytest.raises(ChecksumError, match="nothing was installed"):
+        node_graph(dataclasses.replace(source, home=str(tmp_path / "node2")))
+    assert not Cache(tmp_path / "node2").is_installed("m")
+    other = Cache(tmp_path / "node3")
+    install_checkpoint(ckpt, other, mirror=mirror, progress=False)  # holds the changed graph
+    with pytest.raises(CacheError, match="not the driver's install"):
+        node_graph(dataclasses.replace(source, home=str(other.home)))

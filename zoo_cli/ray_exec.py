@@ -254,12 +254,12 @@ class ProgressCounter:
 
 class EvalWorker:
     """One Ray actor: loads and re-targets the graph once (on its first call, so a restarted actor reloads it)
-    and scores whole shards of the split. The graph source and the dataset come with every call, not with the
-    constructor: Ray re-runs a call after a restart with its arguments, and warns against restartable actors
-    whose constructor arguments live in the object store."""
+    and scores whole shards of the split. The graph source, the dataset and the progress counter come with
+    every call, not with the constructor: Ray re-runs a call after a restart with its arguments, and warns
+    against restartable actors whose constructor arguments live in the object store."""
 
-    def __init__(self, ckpt: Any, options: dict[str, Any], counter: Any, die_once: str | None = None) -> None:
-        self.ckpt, self.options, self.counter, self.die_once = ckpt, options, counter, die_once
+    def __init__(self, ckpt: Any, options: dict[str, Any], die_once: str | None = None) -> None:
+        self.ckpt, self.options, self.die_once = ckpt, options, die_once
         self.runner = self.dataset = None
         self.host = socket.gethostname()
 
@@ -292,7 +292,7 @@ class EvalWorker:
                 "num_classes": runner.num_classes, "facts": evaluate.predictor_facts(runner.predictor),
                 "long_side": self.dataset.long_side}
 
-    def run_shard(self, k: int, n: int, source: GraphSource, dataset: Any) -> dict[str, Any]:
+    def run_shard(self, k: int, n: int, source: GraphSource, dataset: Any, counter: Any) -> dict[str, Any]:
         """Score shard K/N; the matrix is returned only when every image of it is in."""
         from zoo_cli import evaluate
 
@@ -300,12 +300,12 @@ class EvalWorker:
         o = self.options
         samples = evaluate.select(self.dataset.samples, limit=o["limit"], shard=(k, n))
         _check_visible([p for s in samples for p in (s.image_path, s.label_path)], self.dataset.root, self.host)
-        self.counter.start.remote(k)
+        counter.start.remote(k)
         predictor = runner.predictor
         before = getattr(predictor, "fitted", 0), getattr(predictor, "enlarged", 0)
 
         def on_image(done: int, _matrix: Any) -> None:
-            self.counter.add.remote(k)
+            counter.add.remote(k)
             if self.die_once and done == 1:
                 _die_once(self.die_once)  # mid-shard: one image in, the matrix not yet returned
 
@@ -440,7 +440,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
         counter = ray.remote(num_cpus=0)(ProgressCounter).remote()
         worker_cls = ray.remote(num_cpus=per, max_restarts=RETRIES, max_task_retries=RETRIES)(EvalWorker)
         ds_ref = ray.put(ds)
-        actors = [worker_cls.remote(ckpt, options, counter, die_once) for _ in range(n_workers)]
+        actors = [worker_cls.remote(ckpt, options, die_once) for _ in range(n_workers)]
         try:
             infos = _get(ray, [a.ready.remote(source, ds_ref) for a in actors], "loading the graph")
             loaded = time.perf_counter() - started
@@ -497,7 +497,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             def submit(actor: Any) -> None:
                 if todo:
                     k = todo.popleft()
-                    inflight[actor.run_shard.remote(k, n, source, ds_ref)] = (actor, k)
+                    inflight[actor.run_shard.remote(k, n, source, ds_ref, counter)] = (actor, k)
 
             try:
                 for actor in actors_used:
