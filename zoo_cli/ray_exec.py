@@ -525,6 +525,8 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                 raise
             finally:
                 bar.close()
+                for ref in inflight:  # cancelled before their actors are killed: no retry is attempted
+                    ray.cancel(ref)
             seconds = time.perf_counter() - eval_start
             ordered = [parts[k] for k in range(n)]
             total = merge_matrices([p[0] for p in ordered])  # what 'zoo eval merge' sums
