@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -143,6 +144,7 @@ def main() -> None:
     joined = cluster_startup()
     print(f"start-up: a node joining a running head {joined['node_join_s']:.2f} s; a driver connecting to it "
           f"{joined['driver_connect_s']:.2f} s")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
