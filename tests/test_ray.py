@@ -163,6 +163,7 @@ def test_plan_workers_fits_the_cluster():
     assert plan_workers([2], 1, 0, 100) == (1, 2)           # one worker gets the whole node
     assert plan_workers([8, 4], 3, 0, 100) == (3, 4)        # an even share, at most one node each
     assert plan_workers([2], None, 0, 1) == (1, 1)          # never more workers than images
+    assert plan_workers([8, 4], None, 0, 100, large=True) == (3, 4)  # large crops: smallest node-sized workers
     with pytest.raises(UsageError, match="does not fit"):
         plan_workers([2], 3, 0, 100)
     with pytest.raises(UsageError, match="no Ray node has 4 CPUs"):

@@ -99,12 +99,15 @@ def node_cpus(ray: Any) -> list[tuple[str, str, int]]:
     return out
 
 
-def plan_workers(cpus: Sequence[int], workers: int | None, threads: int, images: int) -> tuple[int, int]:
+def plan_workers(cpus: Sequence[int], workers: int | None, threads: int, images: int,
+                 large: bool = False) -> tuple[int, int]:
     """(actors, CPUs per actor) for ``images`` on nodes with ``cpus`` CPUs each.
 
     ``threads`` > 0 is each worker's CPU share (and TensorFlow threads); else a given ``workers`` splits the
     cluster evenly (at most one node per worker), and the default is one worker per CPU at 1 thread each,
-    which measured best for DeepLab on CPUs (docs/eval.md). Never more workers than images.
+    which measured best for DeepLab on CPUs (docs/eval.md) — or, for a ``large`` crop (memory: the
+    Cityscapes graphs need GBs per image), workers the size of the smallest node (one per node when the nodes
+    are alike). Never more workers than images.
     """
     if not cpus:
         raise ClusterError("the Ray cluster has no node with CPUs; start one with 'ray start --head'")
@@ -114,7 +117,7 @@ def plan_workers(cpus: Sequence[int], workers: int | None, threads: int, images:
     elif workers:
         per = max(1, min(biggest, total // workers))
     else:
-        per = 1
+        per = min(cpus) if large else 1
     if per > biggest:
         raise UsageError(f"--threads {threads}: no Ray node has {per} CPUs (the largest has {biggest}); "
                          "lower --threads")
@@ -351,7 +354,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _finished_shards(folder: Path, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Shards of ``plan`` already saved in ``folder``: K -> their metrics.json (with the matrix path)."""
+    """Shards of ``plan`` already saved in ``folder`` (matrix and metrics.json of this plan): K -> metrics."""
     from zoo_cli.evaluate import CONFUSION_FILE, METRICS_FILE
 
     done = {}
@@ -426,11 +429,12 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     with ray_cluster(address) as ray:
         connected = time.perf_counter() - started
         nodes = node_cpus(ray)
-        n_workers, per = plan_workers([c for _, _, c in nodes], workers, threads, len(selected))
+        crop = ckpt.eval_crop if ckpt is not None else None
+        large = crop is not None and crop[0] * crop[1] > evaluate.LARGE_CROP_PIXELS
+        n_workers, per = plan_workers([c for _, _, c in nodes], workers, threads, len(selected), large)
         # --threads is the worker's CPU share here; its images at once split it (never TensorFlow's default of
         # all the node's cores, which several workers on one node would oversubscribe).
-        run_jobs, tf_threads = evaluate.plan_parallelism(jobs, 0, ckpt.eval_crop if ckpt is not None else None,
-                                                         cpus=per)
+        run_jobs, tf_threads = evaluate.plan_parallelism(jobs, 0, crop, cpus=per)
         tf_threads = tf_threads or per
         options = dict(threads=tf_threads, inter_threads=inter_threads or per, scales=scales, flip=flip,
                        crop=crop, row=row, limit=limit, jobs=run_jobs)
