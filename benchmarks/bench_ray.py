@@ -114,7 +114,8 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in configs}
     walls: dict[str, list[float]] = {name: [] for name in configs}
     ready: dict[str, list[float]] = {name: [] for name in configs}
-    matrices = set()
+    reference = None  # the first run's matrix: every run must give exactly this one
+    differing: list[str] = []
     for r in range(args.rounds):
         names = list(configs) if r % 2 == 0 else list(reversed(configs))
         for name in names:
@@ -123,11 +124,15 @@ def main() -> None:
             walls[name].append(wall)
             if "ray" in result.extra:
                 ready[name].append(result.extra["ray"]["ready_seconds"])
-            matrices.add(np.load(result.confusion_path).tobytes())
+            matrix = np.load(result.confusion_path)
+            reference = matrix if reference is None else reference
+            if not np.array_equal(matrix, reference):
+                differing.append(f"round {r + 1} {name}")
             print(f"round {r + 1}: {name}: {result.images_per_second:.2f} img/s, wall {wall:.1f} s "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
     ray.shutdown()
-    print(f"all {sum(len(v) for v in rates.values())} runs gave {'the same matrix' if len(matrices) == 1 else 'DIFFERENT MATRICES'}")
+    runs = sum(len(v) for v in rates.values())
+    print(f"all {runs} runs gave the same matrix" if not differing else f"DIFFERENT MATRICES: {differing}")
 
     med = {name: statistics.median(v) for name, v in rates.items()}
     names = list(configs)

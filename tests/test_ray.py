@@ -83,10 +83,11 @@ def test_multiscale_flip_matches_single_process(ray_session, tiny_voc, tiny_voc_
     root = voc[0]
     graph = tmp_path / "frozen_inference_graph.pb"  # --graph: its bytes reach the workers by the object store
     graph.write_bytes(tiny_voc_graph)
-    args = ("--data-dir", root, "--graph", graph, "--scales", "0.75,1", "--flip")
+    args = ("--data-dir", root, "--graph", graph, "--scales", "0.75,1", "--flip", "--crop", "44,44")
     single = run(*args, "--out", tmp_path / "single")
     distributed = run(*args, "--out", tmp_path / "ray", "--ray", "--workers", "2")
     assert distributed["scales"] == [0.75, 1.0] and distributed["flip"] is True
+    assert distributed["setting"] == single["setting"] == "scales-0.75-1-flip-crop44x44"
     assert np.array_equal(matrix_of(distributed), matrix_of(single))
     assert distributed["multiscale"] == single["multiscale"]
     assert distributed["per_class_iou"] == single["per_class_iou"]

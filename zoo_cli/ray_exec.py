@@ -226,6 +226,19 @@ def _check_visible(paths: Sequence[Path], root: Path, host: str) -> None:
                                f"path, so mount it at {root} on every node (a shared file system, see docs/scale.md)")
 
 
+def _driver_threads_env(value: str | None) -> None:
+    """Give this worker the driver's OMP_NUM_THREADS (or none), before TensorFlow is imported.
+
+    Ray sets OMP_NUM_THREADS in its workers; with it set, TensorFlow's CPU kernels round differently (measured:
+    a few pixels' ArgMax flip on a random-weight MobileNet-v2), so the worker mirrors the driver to compute
+    exactly what the single-process run computes.
+    """
+    if value is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = value
+
+
 def _die_once(marker: str) -> None:
     """Test hook (ZOO_TEST_RAY_DIE_ONCE): the first caller creates ``marker`` and exits its process hard."""
     try:
@@ -273,6 +286,7 @@ class EvalWorker:
             from zoo_cli import evaluate
 
             self.dataset = dataset
+            _driver_threads_env(self.options["omp_num_threads"])
             _check_visible([dataset.root], dataset.root, self.host)
             path, cleanup = node_graph(source, get_object=ray.get)
             o = self.options
@@ -429,15 +443,16 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     with ray_cluster(address) as ray:
         connected = time.perf_counter() - started
         nodes = node_cpus(ray)
-        crop = ckpt.eval_crop if ckpt is not None else None
-        large = crop is not None and crop[0] * crop[1] > evaluate.LARGE_CROP_PIXELS
+        eval_crop = ckpt.eval_crop if ckpt is not None else None
+        large = eval_crop is not None and eval_crop[0] * eval_crop[1] > evaluate.LARGE_CROP_PIXELS
         n_workers, per = plan_workers([c for _, _, c in nodes], workers, threads, len(selected), large)
         # --threads is the worker's CPU share here; its images at once split it (never TensorFlow's default of
         # all the node's cores, which several workers on one node would oversubscribe).
-        run_jobs, tf_threads = evaluate.plan_parallelism(jobs, 0, crop, cpus=per)
+        run_jobs, tf_threads = evaluate.plan_parallelism(jobs, 0, eval_crop, cpus=per)
         tf_threads = tf_threads or per
         options = dict(threads=tf_threads, inter_threads=inter_threads or per, scales=scales, flip=flip,
-                       crop=crop, row=row, limit=limit, jobs=run_jobs)
+                       crop=crop, row=row, limit=limit, jobs=run_jobs,
+                       omp_num_threads=os.environ.get("OMP_NUM_THREADS"))  # see _driver_threads_env
         log(f"Ray: {sum(c for _, _, c in nodes)} CPUs on {len(nodes)} node(s); {n_workers} worker(s) x {per} CPU(s), "
             f"{run_jobs} image(s) at once with {tf_threads} TensorFlow thread(s) each")
         source = graph_source(ray, ckpt, cache, user_graph, mirror=mirror, offline=offline)
@@ -557,8 +572,9 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
 class BenchNode:
     """One Ray actor per node holding all of its CPUs: bench tasks on a node run one at a time."""
 
-    def __init__(self, cpus: int) -> None:
+    def __init__(self, cpus: int, omp_num_threads: str | None) -> None:
         self.cpus = cpus
+        _driver_threads_env(omp_num_threads)  # before TensorFlow: latency as the single process measures it
 
     def bench(self, source: GraphSource, ckpt: Any, scales: tuple[float, ...], flip: bool,
               options: dict[str, Any]) -> list[Any]:
@@ -626,8 +642,10 @@ def bench_all_ray(registry: Any, cache: Any, *, address: str | None = None, mirr
         if not nodes:
             raise ClusterError("the Ray cluster has no node with CPUs; start one with 'ray start --head'")
         node_cls = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(BenchNode)
-        actors = [node_cls.options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
-                                   ).remote(cpus) for node_id, _host, cpus in nodes]
+        omp = os.environ.get("OMP_NUM_THREADS")  # see _driver_threads_env
+        actors = [node_cls.options(num_cpus=cpus,
+                                   scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+                                   ).remote(cpus, omp) for node_id, _host, cpus in nodes]
         order = {id(t[2]): i for i, t in enumerate(tasks)}
         inflight: dict[Any, tuple[Any, Any, Any]] = {}
         found: list[tuple[int, Any]] = []
