@@ -11,6 +11,8 @@ weights, ~2.75 B Multiply-Adds) on a synthetic VOC-layout split of 500x375 / 375
    a driver connecting to a running head (``ray.init(address=...)``), with ``ray.cluster_utils.Cluster``;
    plus what a run pays before its first image (actors starting, TensorFlow import, graph load).
 
+CPU s per image is the workers' CPU time on their shards (all threads; for the single process the whole call,
+model loading included): unlike images/s it hardly depends on how many cores other programs leave free.
 images/s counts the evaluation phase of each run (the result's ``seconds``: first shard sent to last matrix
 in, for Ray; the dataset loop, for the single process); ``wall`` adds connecting and loading the workers.
 The four configurations alternate within each round so a change in the machine's load hits all alike.
@@ -120,12 +122,16 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in configs}
     walls: dict[str, list[float]] = {name: [] for name in configs}
     ready: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}  # CPU seconds per image
     reference = None  # the first run's matrix: every run must give exactly this one
     differing: list[str] = []
     for r in range(args.rounds):
         names = list(configs) if r % 2 == 0 else list(reversed(configs))
         for name in names:
+            cpu0 = time.process_time()
             result, wall = configs[name](tmp / f"out-{r}-{len(rates[name])}-{abs(hash(name))}")
+            used = result.extra["ray"]["worker_cpu_seconds"] if "ray" in result.extra else time.process_time() - cpu0
+            cpu[name].append(used / result.num_images)
             rates[name].append(result.images_per_second)
             walls[name].append(wall)
             if "ray" in result.extra:
@@ -142,12 +148,15 @@ def main() -> None:
 
     med = {name: statistics.median(v) for name, v in rates.items()}
     names = list(configs)
-    print("\n| configuration | images/s (median) | per round | wall (median) | before the first image (median) |")
-    print("|---|---:|---|---:|---:|")
+    print("\n| configuration | images/s (median) | per round | CPU s per image (median) | wall (median) | "
+          "before the first image (median) |")
+    print("|---|---:|---|---:|---:|---:|")
     for name in names:
         per = ", ".join(f"{v:.2f}" for v in rates[name])
         before = f"{statistics.median(ready[name]):.1f} s" if ready[name] else "-"
-        print(f"| {name} | {med[name]:.2f} | {per} | {statistics.median(walls[name]):.1f} s | {before} |")
+        print(f"| {name} | {med[name]:.2f} | {per} | {statistics.median(cpu[name]):.3f} | "
+              f"{statistics.median(walls[name]):.1f} s | {before} |")
+    print("(CPU: the workers' CPU time on their shards; for the single process, the whole call incl. loading)")
     print(f"\nscaling 2 workers / 1 worker (1 thread each): {med[names[2]] / med[names[1]]:.2f}x (goal >= 1.8x); "
           f"per round {[round(b / a, 2) for a, b in zip(rates[names[1]], rates[names[2]])]}")
     print(f"overhead ray 1 worker x all CPUs / single process: {med[names[3]] / med[names[0]]:.2f}x (goal >= 0.95x); "

@@ -320,6 +320,7 @@ class EvalWorker:
         counter.start.remote(k)
         predictor = runner.predictor
         before = getattr(predictor, "fitted", 0), getattr(predictor, "enlarged", 0)
+        cpu = time.process_time()
 
         def on_image(done: int, _matrix: Any) -> None:
             counter.add.remote(k)
@@ -330,6 +331,7 @@ class EvalWorker:
             self.dataset, predictor, limit=o["limit"], shard=(k, n), jobs=o["jobs"], progress=False,
             on_image=on_image, num_classes=runner.num_classes)
         return {"shard": k, "matrix": matrix.matrix, "images": count, "seconds": seconds, "host": self.host,
+                "cpu_seconds": time.process_time() - cpu,
                 "fitted": getattr(predictor, "fitted", 0) - before[0],
                 "enlarged": getattr(predictor, "enlarged", 0) - before[1]}
 
@@ -498,6 +500,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                                                  resume, log)
             n = plan["shards"]
             parts: dict[int, tuple[Any, int, int, int]] = {}  # K -> (matrix, images, fitted, enlarged)
+            cpu_seconds = 0.0  # the workers' CPU time on this invocation's shards (all their threads)
             for k, meta in done.items():
                 matrix = ConfusionMatrix.load(folder / f"shard-{k}of{n}" / evaluate.CONFUSION_FILE,
                                           meta.get("ignore_label"))
@@ -534,6 +537,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                         part.extra["ray_node"] = out["host"]
                         evaluate.save_result(part, matrix, folder / f"shard-{k}of{n}")
                         parts[k] = (matrix, out["images"], out["fitted"], out["enlarged"])
+                        cpu_seconds += out["cpu_seconds"]
                         submit(actor)
                         running = merge_matrices([p[0] for p in parts.values()])
                         bar.set_postfix_str(f"mIOU {running.mean_iou() * 100:.2f}%", refresh=False)
@@ -560,7 +564,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     result.extra["ray"] = {"workers": len(actors_used), "cpus_per_worker": per, "tensorflow_threads": tf_threads,
                            "jobs": run_jobs, "shards": n, "resumed_shards": len(done), "resumed_images": resumed,
                            "nodes": sorted({i["host"] for i in infos}), "connect_seconds": round(connected, 3),
-                           "ready_seconds": round(loaded, 3)}
+                           "ready_seconds": round(loaded, 3), "worker_cpu_seconds": round(cpu_seconds, 3)}
     evaluate.save_result(result, total, out_dir)
     shutil.rmtree(folder, ignore_errors=True)  # the final result is in; the shards were only for --resume
     return result
