@@ -111,12 +111,13 @@ def test_light_commands_never_import_tensorflow(tmp_path):
     code = (
         "import sys\n"
         "from zoo_cli.cli import cli\n"
-        "for args in (['--help'], ['list'], ['list', '--json'], ['info', 'xception65_coco_voc_trainval']):\n"
+        "for args in (['--help'], ['list'], ['list', '--json'], ['info', 'xception65_coco_voc_trainval'],\n"
+        "             ['eval', '--help'], ['bench', '--help']):\n"
         "    try:\n"
         "        cli.main(args, prog_name='zoo', standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('tensorflow', 'matplotlib') if m in sys.modules]\n"
+        "heavy = [m for m in ('tensorflow', 'matplotlib', 'ray') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     env = {**os.environ, "ZOO_HOME": str(tmp_path)}

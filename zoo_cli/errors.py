@@ -80,6 +80,12 @@ class FileSystemError(ZooError):
     exit_code = 8
 
 
+class ClusterError(ZooError):
+    """The Ray cluster cannot be reached, or its workers died more often than the retries allow."""
+
+    exit_code = 9
+
+
 def describe_os_error(exc: OSError) -> str:
     """A one-line message for an OSError: what failed, on which path, and what fixes it."""
     path = exc.filename if exc.filename is not None else "a file"

@@ -846,6 +846,95 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
         return ImagePredictions(Path(out_dir), palette, settings, model.crop_size, results, failed, notes)
 
 
+@dataclass
+class EvalRunner:
+    """A loaded graph ready to score a split: the model, the settings it runs, the predictor, the matrix size.
+
+    What :func:`load_eval_runner` builds; the single-process run and every Ray worker build it the same way.
+    """
+
+    model: Any  # zoo_cli.model.FrozenGraphModel
+    settings: Any  # zoo_cli.multiscale.EvalSettings
+    predictor: Predictor
+    num_classes: int
+    ignore_label: int  # the label id left out of the scores (scored_ignore_label)
+
+    def close(self) -> None:
+        """Release the predictor's and the model's sessions."""
+        if hasattr(self.predictor, "close"):
+            self.predictor.close()
+        self.model.close()
+
+
+def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset, *, threads: int = 0,
+                     inter_threads: int = 0, scales: str | Sequence[float] | None = None,
+                     flip: bool | None = None, crop: str | Sequence[int] | None = None,
+                     row: int | None = None) -> EvalRunner:
+    """Load ``graph_path`` and build the predictor ``zoo eval --data-dir`` runs on ``dataset`` (imports TensorFlow).
+
+    The graph's class count is checked before any re-targeting; an ADE20K dataset opened without a long side
+    takes the graph's crop. Options as :func:`evaluate_checkpoint`'s.
+    """
+    from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
+
+    model = FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads)
+    try:
+        # Before the predictor: a multi-scale one re-targets the graph, which a wrong graph should not reach.
+        num_classes = scored_classes(dataset, ckpt, model.num_classes)
+        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False)
+    except BaseException:
+        model.close()
+        raise
+    if dataset.kind == "ade20k" and dataset.long_side is None:
+        dataset.long_side = max(model.crop_size) if model.crop_size else None  # a bare graph: its own crop
+    return EvalRunner(model, settings, predictor, num_classes, scored_ignore_label(dataset, ckpt))
+
+
+def predictor_facts(predictor: Predictor) -> dict[str, Any]:
+    """What a predictor reports into a result: scales/flip run, images shrunk to fit, its ``describe()``."""
+    return {"scales": tuple(getattr(predictor, "scales", (1.0,))), "flip": bool(getattr(predictor, "flip", False)),
+            "fitted": int(getattr(predictor, "fitted", 0)),
+            "multiscale": predictor.describe() if hasattr(predictor, "describe") else None}
+
+
+def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, *, dataset: Dataset,
+                      ckpt: Any | None, graph_path: Path | str, shard: tuple[int, int] | None, num_classes: int,
+                      info: Any, settings: Any, facts: dict[str, Any], ignore_label: int | None = None) -> EvalResult:
+    """The :class:`EvalResult` of a scored split: metrics, the run's settings, the registry's reported rows.
+
+    ``info`` is the graph's GraphInfo, ``facts`` :func:`predictor_facts` (summed over workers by a
+    distributed run), so a single-process and a distributed run of the same images give the same result.
+    """
+    palette = class_palette(dataset.kind, ckpt)
+    scales_run, flip_run = tuple(facts["scales"]), bool(facts["flip"])
+    result = EvalResult(
+        summary=matrix.summary(palette.class_names), num_images=num_images, dataset=dataset.kind,
+        split=dataset.split, num_classes=num_classes,
+        ignore_label=dataset.ignore_label if ignore_label is None else ignore_label, scales=scales_run,
+        flip=flip_run, checkpoint=ckpt.name if ckpt else None, graph=str(graph_path), shard=shard,
+        seconds=seconds, fitted=int(facts["fitted"]), graph_info=info.to_json())
+    result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
+    result.extra["long_side"] = dataset.long_side
+    reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or info.crop_size
+    result.extra["reported"] = (reported_rows(ckpt, scales_run, flip_run, settings.crop, reference_crop)
+                                if ckpt else [])
+    result.extra["eval_settings"] = settings.to_json()
+    for rep_row in result.extra["reported"]:
+        rep_row["eval_crop"] = list(ckpt.eval_crop) if ckpt is not None and ckpt.eval_crop else None
+        rep_row["os_differs_from_graph"] = (settings.graph_output_stride is not None
+                                            and rep_row["output_stride"] != settings.graph_output_stride)
+    if facts.get("multiscale") is not None:
+        result.extra["multiscale"] = facts["multiscale"]
+    result.extra["setting"] = run_setting(ckpt, info, settings, facts)
+    return result
+
+
+def run_setting(ckpt: Any | None, info: Any, settings: Any, facts: dict[str, Any]) -> str:
+    """The :func:`setting_slug` naming a run's results folder (as :func:`build_eval_result` records it)."""
+    reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or info.crop_size
+    return setting_slug(tuple(facts["scales"]), bool(facts["flip"]), settings.crop, reference_crop)
+
+
 def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,
                         cache: Any | None = None, dataset: str | None = None, split: str = "val",
                         limit: int | None = None, shard: tuple[int, int] | str | None = None,
@@ -875,45 +964,23 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
     if not select(ds.samples, limit=limit, shard=shard):
         raise DatasetError(no_images_message(ds, limit, shard))
     jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
-    from zoo_cli.model import FrozenGraphModel  # imports TensorFlow
-
-    with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
-        # Before the predictor: a multi-scale one re-targets the graph, which a wrong graph should not reach.
-        num_classes = scored_classes(ds, ckpt, model.num_classes)
-        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False)
-        if ds.kind == "ade20k" and ds.long_side is None:
-            ds.long_side = max(model.crop_size) if model.crop_size else None  # a bare graph: its own crop
-        ignore_label = scored_ignore_label(ds, ckpt)
-        matrix, n, seconds = evaluate_dataset(ds, predictor, limit=limit, shard=shard, jobs=jobs,
-                                              progress=progress, num_classes=num_classes, ignore_label=ignore_label)
+    runner = load_eval_runner(graph_path, ckpt, ds, threads=threads, inter_threads=inter_threads, scales=scales,
+                              flip=flip, crop=crop, row=row)
+    try:
+        matrix, n, seconds = evaluate_dataset(ds, runner.predictor, limit=limit, shard=shard, jobs=jobs,
+                                              progress=progress, num_classes=runner.num_classes,
+                                              ignore_label=runner.ignore_label)
         if n == 0:
             raise DatasetError(no_images_message(ds, limit, shard))
-        palette = class_palette(ds.kind, ckpt)
-        scales_run = tuple(getattr(predictor, "scales", (1.0,)))
-        flip_run = bool(getattr(predictor, "flip", False))
-        info = model.info
-        result = EvalResult(
-            summary=matrix.summary(palette.class_names), num_images=n, dataset=ds.kind, split=ds.split,
-            num_classes=num_classes, ignore_label=ignore_label, scales=scales_run, flip=flip_run,
-            checkpoint=ckpt.name if ckpt else None, graph=str(graph_path), shard=shard, seconds=seconds,
-            fitted=int(getattr(predictor, "fitted", 0)), graph_info=info.to_json())
-        result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
-        result.extra["long_side"] = ds.long_side
-        reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or model.crop_size
-        result.extra["reported"] = (reported_rows(ckpt, scales_run, flip_run, settings.crop, reference_crop)
-                                    if ckpt else [])
-        result.extra["eval_settings"] = settings.to_json()
-        for rep_row in result.extra["reported"]:
-            rep_row["eval_crop"] = list(ckpt.eval_crop) if ckpt is not None and ckpt.eval_crop else None
-            rep_row["os_differs_from_graph"] = (settings.graph_output_stride is not None
-                                                and rep_row["output_stride"] != settings.graph_output_stride)
-        if hasattr(predictor, "describe"):
-            result.extra["multiscale"] = predictor.describe()
-        slug = setting_slug(scales_run, flip_run, settings.crop, reference_crop)
-        result.extra["setting"] = slug
+        result = build_eval_result(matrix, n, seconds, dataset=ds, ckpt=ckpt, graph_path=graph_path, shard=shard,
+                                   num_classes=runner.num_classes, ignore_label=runner.ignore_label,
+                                   info=runner.model.info,
+                                   settings=runner.settings, facts=predictor_facts(runner.predictor))
+    finally:
+        runner.close()
     if save:
         if out_dir is None:
             out_dir = default_results_dir(_env_cache(cache).results_dir, ckpt, graph_path, ds.kind, ds.split, shard,
-                                          setting=slug)
+                                          setting=result.extra["setting"])
         save_result(result, matrix, out_dir)
     return result

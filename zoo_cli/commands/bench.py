@@ -31,11 +31,16 @@ from zoo_cli.output import console, emit_json
 @click.option("--threads", default=0, show_default=True, type=ThreadCount(),
               help="TensorFlow intra-op threads (0 = all cores; at most 4 per CPU).")
 @click.option("--no-store", is_flag=True, help="Do not save results under the cache.")
+@click.option("--ray", "use_ray", is_flag=True, help="With --all: one task per checkpoint x setting on a Ray cluster, "
+              "one at a time per node (pip install 'zoo-cli[ray]'; see docs/scale.md).")
+@click.option("--ray-address", metavar="ADDR", help="With --ray: the cluster to join (auto, HOST:6379, "
+              "ray://HOST:10001; default RAY_ADDRESS, else a local instance).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @pass_app
 def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | None, runs: int, warmup: int,
             input_size: str | None, scales: str | None, flip: bool | None, data_dir: Path | None,
-            limit: int | None, threads: int, no_store: bool, as_json: bool) -> None:
+            limit: int | None, threads: int, no_store: bool, use_ray: bool, ray_address: str | None,
+            as_json: bool) -> None:
     """Measure latency, Multiply-Adds, params, peak memory (and mIOU) and compare with the reported numbers."""
     from zoo_cli import bench  # light; TensorFlow is imported when a graph is loaded
     from zoo_cli.bench_view import print_labelled, render_result
@@ -44,6 +49,9 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
     if not sweep and not name and not graph_path:
         raise UsageError("name a checkpoint (see 'zoo list'), pass --graph PATH, or use --all")
+    if (use_ray or ray_address) and not (sweep and use_ray):
+        raise UsageError("--ray runs the --all sweep on a Ray cluster (--ray-address with it); use "
+                         "'zoo bench --all --ray'")
     size, scale_list = bench.parse_size(input_size), bench.parse_scales(scales)
     bench.check_options(data_dir, limit, threads=threads, input_size=size, scales=scale_list, flip=flip,
                         ckpt=app.registry.get(name) if name else None)
@@ -58,8 +66,15 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         # slow multi-scale setting loses only that setting.
         options["on_result"] = lambda result: render_result(out, result)
     if sweep:
-        outcome = bench.bench_all(app.registry, app.cache, on_model=None if as_json else
-                                  (lambda n: console(stderr=True).print(f"benching {n} ...")), **options)
+        on_model = None if as_json else (lambda n: console(stderr=True).print(f"benching {n} ..."))
+        if use_ray:
+            from zoo_cli import ray_exec
+
+            outcome = ray_exec.bench_all_ray(app.registry, app.cache, address=ray_address,
+                                             mirror=app.settings.mirror, offline=app.settings.offline,
+                                             on_model=on_model, **options)
+        else:
+            outcome = bench.bench_all(app.registry, app.cache, on_model=on_model, **options)
         if as_json:
             emit_json(outcome.to_json())
         else:

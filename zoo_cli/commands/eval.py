@@ -134,13 +134,21 @@ def command() -> None:
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Weight of the class colours in the overlay PNGs.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
+@click.option("--ray", "use_ray", is_flag=True, help="Spread --data-dir over a Ray cluster's workers (pip install "
+              "'zoo-cli[ray]'); the same result as without. See docs/scale.md.")
+@click.option("--workers", type=click.IntRange(min=1), help="With --ray: worker processes (default: one per CPU "
+              "of the cluster; --threads is then each worker's CPU share).")
+@click.option("--ray-address", metavar="ADDR", help="With --ray: the cluster to join (auto, HOST:6379, "
+              "ray://HOST:10001; default RAY_ADDRESS, else a local instance on this machine's cores).")
+@click.option("--resume", is_flag=True, help="With --ray: keep the shards an interrupted run saved; run the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @pass_app
 def run(app: AppContext, name: str | None, graph_path: Path | None, images: tuple[Path, ...],
         data_dir: Path | None, dataset: str | None, split: str, limit: int | None, shard: str | None,
         out_dir: Path | None, threads: int, inter_threads: int, jobs: int | None, scales_text: str | None,
         flip: bool | None, crop_text: str | None, row: int | None, alpha: float,
-        progress: bool | None, as_json: bool) -> None:
+        progress: bool | None, use_ray: bool, workers: int | None, ray_address: str | None, resume: bool,
+        as_json: bool) -> None:
     """Predict images (--images PATH... --out DIR) or measure mIOU on a dataset split (--data-dir DIR).
 
     NAME is a registry checkpoint installed with 'zoo download NAME'; --graph PATH runs a frozen graph file
@@ -152,6 +160,8 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         raise UsageError("--images needs --out DIR, the directory for the label and overlay PNGs")
     if images and (shard or limit):
         raise UsageError("--shard and --limit apply to --data-dir evaluations only")
+    if images and (use_ray or workers or ray_address or resume):
+        raise UsageError("--ray, --workers, --ray-address and --resume apply to --data-dir evaluations only")
     from zoo_cli import evaluate  # light; TensorFlow is imported when the model loads
 
     shard_kn = evaluate.parse_shard(shard)
@@ -178,12 +188,33 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         if failure is not None:  # after the written images are listed: exit 7 names how many failed
             raise failure
         return
-    result = evaluate.evaluate_checkpoint(ckpt, data_dir, split=split, limit=limit, shard=shard_kn,
-                                          out_dir=out_dir, jobs=jobs, **common)
+    if use_ray or workers or ray_address or resume:
+        result = _run_on_ray(app, ckpt, data_dir, use_ray, shard, workers, ray_address, resume, as_json,
+                             split=split, limit=limit, out_dir=out_dir, jobs=jobs, **common)
+    else:
+        result = evaluate.evaluate_checkpoint(ckpt, data_dir, split=split, limit=limit, shard=shard_kn,
+                                              out_dir=out_dir, jobs=jobs, **common)
     if as_json:
         emit_json(result.to_json())
         return
     _print_result(result)
+
+
+def _run_on_ray(app: AppContext, ckpt, data_dir: Path, use_ray: bool, shard: str | None, workers: int | None,
+                ray_address: str | None, resume: bool, as_json: bool, **options):
+    """``--data-dir ... --ray``: the same evaluation on Ray workers (zoo_cli.ray_exec)."""
+    import os
+
+    if not use_ray:
+        raise UsageError("--workers, --ray-address and --resume apply to --ray runs; add --ray")
+    if shard:
+        raise UsageError("--ray cuts the split into shards itself; drop --shard")
+    from zoo_cli import ray_exec
+
+    return ray_exec.evaluate_checkpoint_ray(
+        ckpt, data_dir, workers=workers, address=ray_address, resume=resume, mirror=app.settings.mirror,
+        offline=app.settings.offline, die_once=os.environ.get("ZOO_TEST_RAY_DIE_ONCE") or None,  # test hook
+        log=None if as_json else (lambda msg: click.echo(msg, err=True)), **options)
 
 
 def _print_predictions(predictions) -> None:
