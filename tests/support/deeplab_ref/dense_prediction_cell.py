@@ -70,24 +70,23 @@ def _pyramid_pooling_arguments(crop_size: Sequence[int], output_stride: int, ima
 
 
 def split_separable_conv2d(inputs: Any, filters: int, kernel_size: Any = 3, rate: Any = 1,
-                           weight_decay: float = 0.00004, depthwise_weights_initializer_stddev: float = 0.33,
+                           depthwise_weights_initializer_stddev: float = 0.33,
                            pointwise_weights_initializer_stddev: float = 0.06, scope: str | None = None) -> Any:
     """core/utils.py split_separable_conv2d: depthwise (``scope_depthwise``) then 1x1 (``scope_pointwise``)."""
     outputs = slim.separable_conv2d(
         inputs, None, kernel_size=kernel_size, depth_multiplier=1, rate=rate,
         weights_initializer=tf.truncated_normal_initializer(stddev=depthwise_weights_initializer_stddev),
-        weights_regularizer=None, scope=scope + "_depthwise")
+        scope=scope + "_depthwise")
     return slim.conv2d(
         outputs, filters, 1,
         weights_initializer=tf.truncated_normal_initializer(stddev=pointwise_weights_initializer_stddev),
-        weights_regularizer=slim.l2_regularizer(weight_decay), scope=scope + "_pointwise")
+        scope=scope + "_pointwise")
 
 
 def build_cell(features: Any, *, output_stride: int = 16, crop_size: Sequence[int] | None = None,
                config: Sequence[Mapping[str, Any]] = BRANCH5_TOP1_CITYSCAPES,
                hparams: Mapping[str, Any] | None = None, image_pooling_crop_size: Sequence[int] | None = None,
-               weight_decay: float = 0.00004, reuse: Any = None,
-               scope: str | None = None) -> Any:
+               reuse: Any = None, scope: str | None = None) -> Any:
     """The cell on ``features`` (inference), as model.extract_features builds it.
 
     ``hparams`` updates :func:`dense_prediction_cell_hparams`; when it has no 'conv_rate_multiplier',
@@ -101,8 +100,8 @@ def build_cell(features: Any, *, output_stride: int = 16, crop_size: Sequence[in
         raise ValueError("conv_rate_multiplier cannot have value < 1.")
     depth = params["reduction_size"]
 
-    with slim.arg_scope([slim.conv2d, slim.separable_conv2d], weights_regularizer=slim.l2_regularizer(weight_decay),
-                        activation_fn=tf.nn.relu, normalizer_fn=batch_norm, padding="SAME", stride=1, reuse=reuse):
+    # No L2 regularizers (training-only ops that freezing prunes).
+    with slim.arg_scope([slim.conv2d, slim.separable_conv2d], activation_fn=tf.nn.relu, normalizer_fn=batch_norm, padding="SAME", stride=1, reuse=reuse):
         with slim.arg_scope([batch_norm], is_training=False, decay=_BATCH_NORM_DECAY, epsilon=_BATCH_NORM_EPSILON,
                             scale=True):
             with tf.variable_scope(scope, META_ARCHITECTURE_SCOPE, [features]):
@@ -118,7 +117,7 @@ def build_cell(features: Any, *, output_stride: int = 16, crop_size: Sequence[in
                             rate = [r * params["conv_rate_multiplier"] for r in op_config["rate"]]
                             branch_logits.append(split_separable_conv2d(
                                 op_input, filters=depth, kernel_size=op_config["kernel"], rate=rate,
-                                weight_decay=weight_decay, scope=branch_scope))
+                                scope=branch_scope))
                     elif op_config["op"] == "pyramid_pooling":
                         if crop_size is None:
                             raise ValueError("pyramid_pooling needs crop_size")

@@ -264,12 +264,12 @@ def batch_norm(inputs: Any, decay: float = 0.999, center: bool = True, scale: bo
                epsilon: float = 0.001, activation_fn: Callable[[Any], Any] | None = None,
                is_training: bool = False, reuse: Any = None, trainable: bool = True,
                outputs_collections: Any = None, scope: str | None = None) -> Any:
-    """slim.batch_norm as it builds in inference: one FusedBatchNormV3 under 'BatchNorm'.
+    """slim.batch_norm's inference graph, built directly: one FusedBatchNormV3 under 'BatchNorm'.
 
-    Same variables (BatchNorm/beta, gamma, moving_mean, moving_variance as model variables) and the
-    same node ('<scope>/BatchNorm/FusedBatchNormV3') as slim.batch_norm with is_training=False. slim's
-    own function cannot build on TF 2.21: its Keras path needs tf_keras.legacy_tf_layers (not in
-    tf_keras 2.21) and its fused path uses the removed tensorflow.python.framework.ops.Tensor.
+    Same variables (BatchNorm/beta, gamma, moving_mean, moving_variance, model variables) and the same
+    node ('<scope>/BatchNorm/FusedBatchNormV3' reading '<var>/read') as slim.batch_norm with
+    is_training=False, which on TF 2.21 goes through the tf_keras legacy layer whose add_weight scans every
+    global variable: quadratic in the variables of the graph, 30+ s for Xception's 146 batch norms.
     ``decay`` only matters for training, which this fixture never builds.
     """
     del decay
@@ -295,28 +295,25 @@ def batch_norm(inputs: Any, decay: float = 0.999, center: bool = True, scale: bo
         return slim.utils.collect_named_outputs(outputs_collections, sc.name, outputs)
 
 
-def xception_arg_scope(weight_decay: float = 0.0001, batch_norm_decay: float = BATCH_NORM_DECAY,
-                       batch_norm_epsilon: float = BATCH_NORM_EPSILON, batch_norm_scale: bool = True,
-                       weights_initializer_stddev: float = WEIGHTS_INITIALIZER_STDDEV,
-                       regularize_depthwise: bool = False, use_batch_norm: bool = True,
-                       use_bounded_activation: bool = False) -> Any:
+def xception_arg_scope(batch_norm_decay: float = BATCH_NORM_DECAY, batch_norm_epsilon: float = BATCH_NORM_EPSILON,
+                       batch_norm_scale: bool = True, weights_initializer_stddev: float = WEIGHTS_INITIALIZER_STDDEV,
+                       use_batch_norm: bool = True, use_bounded_activation: bool = False) -> Any:
     """core/xception.py xception_arg_scope with the values feature_extractor.extract_features passes.
 
-    Batch norm is this module's :func:`batch_norm` (slim.batch_norm's inference graph, see there).
+    Batch norm is :func:`batch_norm` (slim.batch_norm's inference graph, built faster). The L2 weight
+    regularizers are left out (like the rest of this package): they are training-only ops
+    that freezing prunes, so the exported graph is the same without them.
     """
     batch_norm_params = {"decay": batch_norm_decay, "epsilon": batch_norm_epsilon, "scale": batch_norm_scale}
-    depthwise_regularizer = slim.l2_regularizer(weight_decay) if regularize_depthwise else None
     activation_fn = tf.nn.relu6 if use_bounded_activation else tf.nn.relu
     with slim.arg_scope([slim.conv2d, slim.separable_conv2d],
                         weights_initializer=tf.truncated_normal_initializer(stddev=weights_initializer_stddev),
                         activation_fn=activation_fn,
                         normalizer_fn=batch_norm if use_batch_norm else None):
         with slim.arg_scope([batch_norm], **batch_norm_params):
-            with slim.arg_scope([slim.conv2d], weights_regularizer=slim.l2_regularizer(weight_decay)):
-                with slim.arg_scope([slim.separable_conv2d], weights_regularizer=depthwise_regularizer):
-                    with slim.arg_scope([xception_module], use_bounded_activation=use_bounded_activation,
-                                        use_explicit_padding=not use_bounded_activation) as arg_sc:
-                        return arg_sc
+            with slim.arg_scope([xception_module], use_bounded_activation=use_bounded_activation,
+                                use_explicit_padding=not use_bounded_activation) as arg_sc:
+                return arg_sc
 
 
 def xception(inputs: Any, blocks: Sequence[Block], *, output_stride: int | None, width: float = 1.0,
@@ -348,7 +345,7 @@ def xception(inputs: Any, blocks: Sequence[Block], *, output_stride: int | None,
 def build(images: Any, *, output_stride: int, depth_multiplier: float = 1.0, width: float = 1.0,
           multi_grid: Sequence[int] | None = None, scope: str | None = None, model_variant: str = "xception_65",
           regularize_depthwise: bool = False, use_bounded_activation: bool = False,
-          weight_decay: float = 0.0001, reuse: Any = None) -> tuple[Any, dict[str, Any]]:
+          reuse: Any = None) -> tuple[Any, dict[str, Any]]:
     """Build ``model_variant`` on preprocessed ``images`` inside its arg scope (the backbone contract).
 
     ``depth_multiplier`` is ignored, as for Xception in the reference. ``scope`` defaults to the
@@ -357,8 +354,7 @@ def build(images: Any, *, output_stride: int, depth_multiplier: float = 1.0, wid
     del depth_multiplier  # feature_extractor.extract_features never passes it to Xception.
     blocks = blocks_for(model_variant, width=width, multi_grid=multi_grid,
                         regularize_depthwise=regularize_depthwise)
-    arg_sc = xception_arg_scope(weight_decay=weight_decay, regularize_depthwise=regularize_depthwise,
-                                use_bounded_activation=use_bounded_activation)
+    arg_sc = xception_arg_scope(use_bounded_activation=use_bounded_activation)
     with slim.arg_scope(arg_sc):
         return xception(images, blocks, output_stride=output_stride, width=width, reuse=reuse,
                         scope=scope or NAME_SCOPE[model_variant])
@@ -384,3 +380,46 @@ BACKBONES: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
     "xception_65": build_xception_65,
     "xception_71": build_xception_71,
 }
+
+
+def _families() -> tuple[dict[str, Any], dict[str, tuple[Any, tuple[int, int], float | None, str]]]:
+    from .export import ExportConfig
+
+    narrow = 0.125  # 2048 -> 256, 728 -> 91, 32 -> 4 channels; same ops and wiring as the real network
+    families = {
+        # xception65_coco_voc_* / xception65_cityscapes_trainfine: ASPP (image pooling + 3 separable atrous
+        # branches) and the decoder at OS 4, at the two eval output strides of the zoo.
+        "xception65_os8_decoder": ExportConfig("xception_65", width=narrow, output_stride=8,
+                                               atrous_rates=(12, 24, 36), decoder_output_stride=(4,),
+                                               crop_size=(65, 65)),
+        "xception65_os16_decoder": ExportConfig("xception_65", width=narrow, output_stride=16,
+                                                atrous_rates=(6, 12, 18), decoder_output_stride=(4,),
+                                                crop_size=(129, 129)),
+        # xception71_dpc_cityscapes_*: the dense prediction cell replaces ASPP; decoder at OS 4.
+        "x71_dpc_os8": ExportConfig("xception_71", num_classes=19, width=narrow, output_stride=8,
+                                    dense_prediction_cell=True, decoder_output_stride=(4,), crop_size=(65, 129)),
+        "x71_dpc_os16": ExportConfig("xception_71", num_classes=19, width=narrow, output_stride=16,
+                                     dense_prediction_cell=True, decoder_output_stride=(4,), crop_size=(65, 129)),
+    }
+    x65 = {"atrous_rates": (6, 12, 18), "decoder_output_stride": (4,), "output_stride": 16}
+    cityscapes = (1025, 2049)
+    full_width = {
+        # name: (config, input size (H, W), seed Multiply-Adds in billions or None, seed row). Single-scale
+        # rows only: zoo computes the multi-scale ones from these graphs itself.
+        "x65_voc_os16_513": (ExportConfig("xception_65", **x65), (513, 513), 54.17,
+                             "xception65_coco_voc_trainaug, OS 16, [1.0], no flip"),
+        "x65_voc_os8_513": (ExportConfig("xception_65", output_stride=8, atrous_rates=(12, 24, 36),
+                                         decoder_output_stride=(4,)), (513, 513), None,
+                            "xception65_coco_voc_trainaug, OS 8, [1.0] (no seed row)"),
+        "x65_cityscapes_os16_1025x2049": (
+            ExportConfig("xception_65", num_classes=19, crop_size=cityscapes, **x65), cityscapes, 418.64,
+            "xception65_cityscapes_trainfine, OS 16, [1.0], no flip"),
+        "x71_dpc_cityscapes_os16_1025x2049": (
+            ExportConfig("xception_71", num_classes=19, crop_size=cityscapes, output_stride=16,
+                         dense_prediction_cell=True, decoder_output_stride=(4,)), cityscapes, 502.07,
+            "xception71_dpc_cityscapes_trainfine, OS 16, [1.0], no flip"),
+    }
+    return families, full_width
+
+
+FAMILIES, FULL_WIDTH = _families()
