@@ -154,8 +154,10 @@ def test_backbone_os32_and_end_points() -> None:
     """A bare Xception-65 at OS 32 on 513x513: 17x17 features, the reference's end point names."""
     t = tf()
     v1 = t.compat.v1
-    with t.Graph().as_default() as graph:
-        v1.get_variable_scope().set_use_resource(False)
+    def constant_getter(getter: Any, name: str, shape: Any = None, dtype: Any = None, **kwargs: Any) -> Any:
+        return t.zeros(shape, dtype or t.float32, name=name)  # shapes only: no variables to create
+
+    with t.Graph().as_default() as graph, v1.variable_scope(v1.get_variable_scope(), custom_getter=constant_getter):
         images = v1.placeholder(t.float32, [1, 513, 513, 3])
         features, end_points = xception.build_xception_65(images, output_stride=32, width=0.0625)
     assert features.shape.as_list() == [1, 17, 17, 128]

@@ -101,7 +101,8 @@ def build_cell(features: Any, *, output_stride: int = 16, crop_size: Sequence[in
     depth = params["reduction_size"]
 
     # No L2 regularizers (training-only ops that freezing prunes).
-    with slim.arg_scope([slim.conv2d, slim.separable_conv2d], activation_fn=tf.nn.relu, normalizer_fn=batch_norm, padding="SAME", stride=1, reuse=reuse):
+    with slim.arg_scope([slim.conv2d, slim.separable_conv2d], activation_fn=tf.nn.relu, normalizer_fn=batch_norm,
+                        padding="SAME", stride=1, reuse=reuse):
         with slim.arg_scope([batch_norm], is_training=False, decay=_BATCH_NORM_DECAY, epsilon=_BATCH_NORM_EPSILON,
                             scale=True):
             with tf.variable_scope(scope, META_ARCHITECTURE_SCOPE, [features]):

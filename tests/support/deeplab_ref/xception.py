@@ -1,4 +1,4 @@
-"""Xception-65 / Xception-71 backbones as research/deeplab core/xception.py builds them for an export.
+"""Xception-41 / 65 / 71 backbones as research/deeplab core/xception.py builds them for an export.
 
 Graph mode (tf.compat.v1) with tf_slim, inference only (batch norm with is_training=False), so a frozen
 graph has the reference's op types and node names: fixed_padding's Pad before every strided conv,
@@ -37,24 +37,6 @@ from tf_slim.nets import resnet_utils
 DEFAULT_MULTI_GRID = (1, 1, 1)
 # use_bounded_activation's clip value (core/xception.py _CLIP_CAP).
 _CLIP_CAP = 6
-
-# core/feature_extractor.py: the end points the decoder reads, per decoder output stride.
-DECODER_END_POINTS: dict[str, dict[int, tuple[str, ...]]] = {
-    "xception_65": {
-        4: ("entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise",),
-        8: ("entry_flow/block3/unit_1/xception_module/separable_conv2_pointwise",),
-        16: ("exit_flow/block1/unit_1/xception_module/separable_conv2_pointwise",),
-    },
-    "xception_71": {
-        4: ("entry_flow/block3/unit_1/xception_module/separable_conv2_pointwise",),
-        8: ("entry_flow/block5/unit_1/xception_module/separable_conv2_pointwise",),
-        16: ("exit_flow/block1/unit_1/xception_module/separable_conv2_pointwise",),
-    },
-}
-# core/feature_extractor.py name_scope: the variable scope of each backbone.
-NAME_SCOPE = {"xception_65": "xception_65", "xception_71": "xception_71"}
-# core/feature_extractor.py _PREPROCESS_FN: both use _preprocess_zero_mean_unit_range (2/255 * x - 1).
-PREPROCESSING = {"xception_65": "zero_mean_unit_range", "xception_71": "zero_mean_unit_range"}
 
 # Batch-norm settings feature_extractor.extract_features passes to xception_arg_scope.
 BATCH_NORM_DECAY = 0.9997
@@ -222,8 +204,16 @@ def xception_block(scope: str, depth_list: Sequence[int], skip_connection_type: 
 
 
 # (scope, depth_list, skip, activation_fn_in_separable_conv, num_units, stride); the last block takes
-# multi_grid. Straight from xception_65_factory / xception_71_factory.
+# multi_grid. Straight from xception_41 / xception_65_factory / xception_71_factory.
 _SPECS: dict[str, tuple[tuple[str, tuple[int, int, int], str, bool, int, int], ...]] = {
+    "xception_41": (
+        ("entry_flow/block1", (128, 128, 128), "conv", False, 1, 2),
+        ("entry_flow/block2", (256, 256, 256), "conv", False, 1, 2),
+        ("entry_flow/block3", (728, 728, 728), "conv", False, 1, 2),
+        ("middle_flow/block1", (728, 728, 728), "sum", False, 8, 1),
+        ("exit_flow/block1", (728, 1024, 1024), "conv", False, 1, 2),
+        ("exit_flow/block2", (1536, 1536, 2048), "none", True, 1, 1),
+    ),
     "xception_65": (
         ("entry_flow/block1", (128, 128, 128), "conv", False, 1, 2),
         ("entry_flow/block2", (256, 256, 256), "conv", False, 1, 2),
@@ -349,7 +339,7 @@ def build(images: Any, *, output_stride: int, depth_multiplier: float = 1.0, wid
     """Build ``model_variant`` on preprocessed ``images`` inside its arg scope (the backbone contract).
 
     ``depth_multiplier`` is ignored, as for Xception in the reference. ``scope`` defaults to the
-    reference's name scope ('xception_65' / 'xception_71').
+    reference's name scope, which is the variant's name ('xception_65', ...).
     """
     del depth_multiplier  # feature_extractor.extract_features never passes it to Xception.
     blocks = blocks_for(model_variant, width=width, multi_grid=multi_grid,
@@ -357,7 +347,15 @@ def build(images: Any, *, output_stride: int, depth_multiplier: float = 1.0, wid
     arg_sc = xception_arg_scope(use_bounded_activation=use_bounded_activation)
     with slim.arg_scope(arg_sc):
         return xception(images, blocks, output_stride=output_stride, width=width, reuse=reuse,
-                        scope=scope or NAME_SCOPE[model_variant])
+                        scope=scope or model_variant)
+
+
+def build_xception_41(images: Any, *, output_stride: int, depth_multiplier: float = 1.0, width: float = 1.0,
+                      multi_grid: Sequence[int] | None = None, scope: str = "xception_41",
+                      **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """Xception-41 backbone (see :func:`build`); no zoo checkpoint uses it."""
+    return build(images, output_stride=output_stride, depth_multiplier=depth_multiplier, width=width,
+                 multi_grid=multi_grid, scope=scope, model_variant="xception_41", **kwargs)
 
 
 def build_xception_65(images: Any, *, output_stride: int, depth_multiplier: float = 1.0, width: float = 1.0,
@@ -377,6 +375,7 @@ def build_xception_71(images: Any, *, output_stride: int, depth_multiplier: floa
 
 
 BACKBONES: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
+    "xception_41": build_xception_41,
     "xception_65": build_xception_65,
     "xception_71": build_xception_71,
 }
