@@ -86,7 +86,7 @@ def variable_value(seed: int, name: str, shape: Sequence[int]) -> np.ndarray:
 
     Kernels are He-normal (fan-in from the kernel shape, depthwise kernels by kh*kw), batch norm is close
     to the identity (gamma ~ 1, beta ~ 0, moving mean ~ 0, moving variance ~ 1) so activations stay O(1)
-    without calibration, biases are small.
+    without calibration, biases are small; the logits kernels are centred over their input channels.
     """
     digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
     rng = np.random.RandomState(int.from_bytes(digest[:4], "little"))
@@ -103,6 +103,10 @@ def variable_value(seed: int, name: str, shape: Sequence[int]) -> np.ndarray:
     elif len(shape) == 4:
         fan_in = shape[0] * shape[1] * (1 if leaf == "depthwise_weights" else shape[2])
         value = rng.normal(0.0, np.sqrt(2.0 / max(fan_in, 1)), shape)
+        if name.startswith("logits/") and leaf == "weights":
+            # Features after a ReLU share a large positive mean; class kernels that are zero-mean over the
+            # input channels ignore it, so the argmax follows the spatial variation of the features.
+            value -= value.mean(axis=2, keepdims=True)
     elif len(shape) == 2:
         value = rng.normal(0.0, np.sqrt(2.0 / max(shape[0], 1)), shape)
     else:
