@@ -33,10 +33,10 @@ reference's ops and names. Facts that shape the graph:
 * end points: 'layer_N' for every layer plus 'layer_N/<op>' for each op of the layer's scope whose name
   ends in 'output' (e.g. 'layer_7/depthwise_output', the OS-8 end point the MobileNet-v3 decoder reads).
 
-Batch norm: tf_slim 1.1's ``slim.batch_norm`` needs tf_keras (its layer path) or the removed
-``ops.Tensor`` (its fused path) on TensorFlow 2.21, so :func:`batch_norm` builds what slim's fused
-inference path builds (variables beta, gamma, moving_mean, moving_variance under 'BatchNorm', one
-FusedBatchNormV3) and stands in for it through the arg scopes.
+Batch norm: on TensorFlow 2.21 tf_slim 1.1's ``slim.batch_norm`` needs tf_keras's legacy layers (its
+default path) or the removed ``ops.Tensor`` (its own fused path), so :func:`batch_norm` builds what it
+builds at inference (variables gamma, beta, moving_mean, moving_variance under 'BatchNorm', one
+FusedBatchNormV3 reading them, epsilon 0.001) and stands in for it through the arg scopes.
 """
 
 from __future__ import annotations
@@ -110,10 +110,11 @@ def batch_norm(inputs: Any, decay: float = 0.999, center: bool = True, scale: bo
         raise ValueError("this reference fixture builds inference graphs only (is_training=False)")
     channels = int(inputs.shape[-1])
     with tf1.variable_scope(scope, "BatchNorm", [inputs], reuse=reuse):
-        beta = (slim.model_variable("beta", [channels], initializer=tf1.zeros_initializer())
-                if center else tf.constant(0.0, shape=[channels]))
+        # gamma before beta, as the reference's Keras-backed slim.batch_norm creates them
         gamma = (slim.model_variable("gamma", [channels], initializer=tf1.ones_initializer())
                  if scale else tf.constant(1.0, shape=[channels]))
+        beta = (slim.model_variable("beta", [channels], initializer=tf1.zeros_initializer())
+                if center else tf.constant(0.0, shape=[channels]))
         mean = slim.model_variable("moving_mean", [channels], initializer=tf1.zeros_initializer(),
                                    trainable=False)
         variance = slim.model_variable("moving_variance", [channels], initializer=tf1.ones_initializer(),
