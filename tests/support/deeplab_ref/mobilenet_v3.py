@@ -372,3 +372,79 @@ BACKBONES: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
     "mobilenet_v3_small_seg": mobilenet_v3_small_seg,
     "mobilenet_edgetpu": mobilenet_edgetpu,
 }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Export configurations
+
+from .export import ExportConfig  # noqa: E402  (the package's __init__ imports export first)
+
+CITYSCAPES_CLASSES = 19
+CITYSCAPES_CROP = (1025, 2049)
+
+
+def mnv3_seg_config(model_variant: str, *, crop_size: tuple[int, int], image_pooling_crop_size: tuple[int, int],
+                    image_pooling_stride: tuple[int, int] = (4, 5), output_stride: int = 32,
+                    depth_multiplier: float = 1.0, seed: int = 0) -> ExportConfig:
+    """The seed's MobileNet-v3 Cityscapes flags (model_zoo.md) at a given crop and image-pooling window."""
+    return ExportConfig(
+        model_variant=model_variant, num_classes=CITYSCAPES_CLASSES, crop_size=crop_size,
+        output_stride=output_stride, decoder_output_stride=(8,), depth_multiplier=depth_multiplier,
+        add_image_level_feature=True, image_pooling_crop_size=image_pooling_crop_size,
+        image_pooling_stride=image_pooling_stride, aspp_convs_filters=128, aspp_with_concat_projection=False,
+        aspp_with_squeeze_and_excitation=True, image_se_uses_qsigmoid=True, decoder_use_sum_merge=True,
+        decoder_filters=CITYSCAPES_CLASSES, decoder_output_is_logits=True, seed=seed)
+
+
+def edgetpu_config(*, crop_size: tuple[int, int], output_stride: int, slim_version: bool = False,
+                   depth_multiplier: float | None = None, seed: int = 0) -> ExportConfig:
+    """EdgeTPU-DeepLab(-slim): the MobileNet-v2 Cityscapes flags (no ASPP rates, no decoder, global image
+    pooling) with model_variant mobilenet_edgetpu; -slim has depth multiplier 0.75 and 128 ASPP filters."""
+    if depth_multiplier is None:
+        depth_multiplier = 0.75 if slim_version else 1.0
+    return ExportConfig(
+        model_variant="mobilenet_edgetpu", num_classes=CITYSCAPES_CLASSES, crop_size=crop_size,
+        output_stride=output_stride, decoder_output_stride=None, atrous_rates=None,
+        depth_multiplier=depth_multiplier, aspp_convs_filters=128 if slim_version else 256, seed=seed)
+
+
+# Small test versions. The seed's image pooling (crop 1025x2049, OS 32: a 33x65 feature map; window from
+# image_pooling_crop_size 769 -> 25x25, stride 4x5 -> a 3x9 grid of windows that tile the map exactly,
+# (33 - 25) % 4 == (65 - 25) % 5 == 0) is scaled down by keeping the stride 4x5 and the exact tiling with a
+# 5x5 window (image_pooling_crop_size 129 = (5 - 1) * 32 + 1) on a 9x15 map (crop 257x449): a 2x3 grid.
+# image_pooling_crop_size cannot simply shrink with the crop: the window must stay inside the feature map
+# (VALID pooling) and strides are integers, so 769 * 257 / 1025 would leave a 7x7 window that 4x5 strides do
+# not tile.
+FAMILIES: dict[str, ExportConfig] = {
+    "mnv3_large": mnv3_seg_config("mobilenet_v3_large_seg", crop_size=(257, 449),
+                                  image_pooling_crop_size=(129, 129)),
+    "mnv3_small": mnv3_seg_config("mobilenet_v3_small_seg", crop_size=(257, 449),
+                                  image_pooling_crop_size=(129, 129)),
+    "edgetpu_os32": edgetpu_config(crop_size=(129, 193), output_stride=32),
+    "edgetpu_os16": edgetpu_config(crop_size=(129, 193), output_stride=16),
+    "edgetpu_slim_os32": edgetpu_config(crop_size=(129, 193), output_stride=32, slim_version=True),
+    "edgetpu_slim_os16": edgetpu_config(crop_size=(129, 193), output_stride=16, slim_version=True),
+}
+
+_EDGETPU_ROW = "EdgeTPU-DeepLab (EdgeMobilenet-1.0), eval OS {os}, scales [1.0]"
+_EDGETPU_SLIM_ROW = "EdgeTPU-DeepLab-slim (EdgeMobilenet-0.75, ASPP 128), eval OS {os}, scales [1.0]"
+
+# Seed rows at full width: name -> (config, input (H, W) counted at, seed Multiply-Adds in billions, row).
+# The EdgeTPU rows come twice: at the Cityscapes eval crop and at 513x513, the input their figures match
+# (see docs/bench.md, "MobileNet-v3 and EdgeTPU Multiply-Adds").
+FULL_WIDTH: dict[str, tuple[ExportConfig, tuple[int, int], float | None, str]] = {
+    "mnv3_large_cityscapes": (
+        mnv3_seg_config("mobilenet_v3_large_seg", crop_size=CITYSCAPES_CROP, image_pooling_crop_size=(769, 769)),
+        CITYSCAPES_CROP, 15.95, "mobilenetv3_large_cityscapes_trainfine, eval OS 32, scales [1.0]"),
+    "mnv3_small_cityscapes": (
+        mnv3_seg_config("mobilenet_v3_small_seg", crop_size=CITYSCAPES_CROP, image_pooling_crop_size=(769, 769)),
+        CITYSCAPES_CROP, 4.63, "mobilenetv3_small_cityscapes_trainfine, eval OS 32, scales [1.0]"),
+}
+for _os, _madds, _slim_madds in ((32, 5.6, 3.5), (16, 7.1, 4.3)):
+    for _size, _suffix in ((CITYSCAPES_CROP, "cityscapes"), ((513, 513), "513")):
+        FULL_WIDTH[f"edgetpu_os{_os}_{_suffix}"] = (
+            edgetpu_config(crop_size=_size, output_stride=_os), _size, _madds, _EDGETPU_ROW.format(os=_os))
+        FULL_WIDTH[f"edgetpu_slim_os{_os}_{_suffix}"] = (
+            edgetpu_config(crop_size=_size, output_stride=_os, slim_version=True), _size, _slim_madds,
+            _EDGETPU_SLIM_ROW.format(os=_os))
+del _os, _madds, _slim_madds, _size, _suffix
