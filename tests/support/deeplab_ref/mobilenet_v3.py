@@ -33,10 +33,11 @@ reference's ops and names. Facts that shape the graph:
 * end points: 'layer_N' for every layer plus 'layer_N/<op>' for each op of the layer's scope whose name
   ends in 'output' (e.g. 'layer_7/depthwise_output', the OS-8 end point the MobileNet-v3 decoder reads).
 
-Batch norm: on TensorFlow 2.21 tf_slim 1.1's ``slim.batch_norm`` needs tf_keras's legacy layers (its
-default path) or the removed ``ops.Tensor`` (its own fused path), so :func:`batch_norm` builds what it
-builds at inference (variables gamma, beta, moving_mean, moving_variance under 'BatchNorm', one
-FusedBatchNormV3 reading them, epsilon 0.001) and stands in for it through the arg scopes.
+Batch norm: :func:`batch_norm` stands in for ``slim.batch_norm`` through the arg scopes. At inference it
+builds what slim's Keras-backed batch norm builds (variables gamma, beta, moving_mean, moving_variance under
+'BatchNorm', one FusedBatchNormV3 reading them, epsilon 0.001): the frozen backbones are identical node for
+node, attributes included (checked for large at OS 8 and small at OS 16), and building them takes about a
+third less time, which keeps the tests that export every family affordable.
 """
 
 from __future__ import annotations
