@@ -38,7 +38,7 @@ def _row(name: str, config, size, seed, export_graph, count_madds) -> str:
     tfprof = report.tfprof_float_ops / 1e9 if report.tfprof_float_ops is not None else float("nan")
     vs_seed = f"{100.0 * (madds - seed) / seed:+.1f}%" if seed else "-"
     seed_text = f"{seed:.2f}B" if seed else "-"
-    return (f"| {name:32} | {size[0]}x{size[1]:<5} | OS {config.output_stride:2} | {madds:7.3f}B | {backbone:7.3f}B | "
+    return (f"| {name:32} | {f'{size[0]}x{size[1]}':9} | OS {config.output_stride:2} | {madds:7.3f}B | {backbone:7.3f}B | "
             f"{tfprof:7.3f}B | {tfprof / 2:7.3f}B | {seed_text:>7} | {vs_seed:>7} | {report.params / 1e6:5.3f}M | "
             f"{seconds:5.1f} |")
 
