@@ -1,6 +1,6 @@
 """The reference-export fixtures (tests/support/deeplab_ref) against a graph the reference code exported.
 
-/work/shared/testdata holds a frozen MobileNet-v2 graph written by research/deeplab's export path itself;
+shared/testdata holds a frozen MobileNet-v2 graph written by research/deeplab's export path itself;
 our export of the same configuration must have the same nodes, ops, wiring and attributes (only the
 random weights differ), and the facts its .json lists. The other tests cover what the fixtures promise
 their users: weights that depend only on (seed, variable name), working multi-scale + flip and decoder
@@ -18,7 +18,8 @@ import pytest
 
 from tests.support.tfgraph import GraphRunner, const_value, random_image, tf
 
-REFERENCE_PB = Path("/work/shared/testdata/deeplab_export_mnv2_dm05_os16_513.pb")
+# shared/ sits beside the checkout (as for the seed, tests/support/seed.py).
+REFERENCE_PB = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "deeplab_export_mnv2_dm05_os16_513.pb"
 REFERENCE_FACTS = REFERENCE_PB.with_suffix(".json")
 
 pytestmark = pytest.mark.skipif(not REFERENCE_PB.exists(), reason="reference-built test data not present")
@@ -111,7 +112,8 @@ def _producer(nodes, ref):
 
 def test_preprocessing_chain_is_the_one_the_reference_facts_list(ours_513, facts):
     nodes = _nodes(ours_513)
-    chain = [re.fullmatch(r"(\S+) \((\w+)\)", item).groups() for item in facts["preprocessing_chain_from_mean_subtraction"]]
+    chain = [re.fullmatch(r"(\S+) \((\w+)\)", item).groups()
+             for item in facts["preprocessing_chain_from_mean_subtraction"]]
     for name, op in chain:
         assert nodes[name].op == op, name
     for (previous, _), (name, _) in zip(chain, chain[1:]):
