@@ -432,7 +432,7 @@ _EDGETPU_SLIM_ROW = "EdgeTPU-DeepLab-slim (EdgeMobilenet-0.75, ASPP 128), eval O
 
 # Seed rows at full width: name -> (config, input (H, W) counted at, seed Multiply-Adds in billions, row).
 # The EdgeTPU rows come twice: at the Cityscapes eval crop and at 513x513, the input their figures match
-# (see docs/bench.md, "MobileNet-v3 and EdgeTPU Multiply-Adds").
+# (see docs/bench.md, "MobileNet-v3 and EdgeTPU Multiply-Adds"; counted by benchmarks/bench_family_madds.py).
 FULL_WIDTH: dict[str, tuple[ExportConfig, tuple[int, int], float | None, str]] = {
     "mnv3_large_cityscapes": (
         mnv3_seg_config("mobilenet_v3_large_seg", crop_size=CITYSCAPES_CROP, image_pooling_crop_size=(769, 769)),
@@ -448,4 +448,10 @@ for _os, _madds, _slim_madds in ((32, 5.6, 3.5), (16, 7.1, 4.3)):
         FULL_WIDTH[f"edgetpu_slim_os{_os}_{_suffix}"] = (
             edgetpu_config(crop_size=_size, output_stride=_os, slim_version=True), _size, _slim_madds,
             _EDGETPU_SLIM_ROW.format(os=_os))
-del _os, _madds, _slim_madds, _size, _suffix
+# Not seed rows: the MobileNet-v3 rows at other output strides, for reading the seed's OS-32 figures.
+for _name in ("mnv3_large_cityscapes", "mnv3_small_cityscapes"):
+    for _os in (16, 8):
+        _config, _size, _, _row = FULL_WIDTH[_name]
+        FULL_WIDTH[f"{_name}_os{_os}"] = (replace(_config, output_stride=_os), _size, None,
+                                          f"not a seed row: {_row.split(',')[0]} at OS {_os}")
+del _os, _madds, _slim_madds, _size, _suffix, _name, _config, _row
