@@ -414,8 +414,8 @@ def edgetpu_config(*, crop_size: tuple[int, int], output_stride: int, slim_versi
 # (33 - 25) % 4 == (65 - 25) % 5 == 0) is scaled down by keeping the stride 4x5 and the exact tiling with a
 # 5x5 window (image_pooling_crop_size 129 = (5 - 1) * 32 + 1) on a 9x15 map (crop 257x449): a 2x3 grid.
 # image_pooling_crop_size cannot simply shrink with the crop: the window must stay inside the feature map
-# (VALID pooling) and strides are integers, so 769 * 257 / 1025 would leave a 7x7 window that 4x5 strides do
-# not tile.
+# (VALID pooling) and strides are integers: 769 scaled like the crop (to 193) gives a 7x7 window on the 9x15
+# map, which 4x5 strides do not tile.
 FAMILIES: dict[str, ExportConfig] = {
     "mnv3_large": mnv3_seg_config("mobilenet_v3_large_seg", crop_size=(257, 449),
                                   image_pooling_crop_size=(129, 129)),
