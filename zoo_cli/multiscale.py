@@ -300,7 +300,7 @@ class MultiScalePredictor:
         self.graph_crop = self.pattern.crop
         self.crop = tuple(crop) if crop else self.graph_crop
         self.num_classes = self.pattern.num_classes
-        self._graphs: dict[tuple[int, int], Any] = {}  # crop -> re-targeted GraphDef without weights, or why not
+        self._graphs: dict[Any, Any] = {}  # (crop, scale) -> re-targeted GraphDef without weights, or why not
         self._nets: dict[tuple[int, int], _CropNet | str] = {}
         self._plans: dict[Any, _Plan] = {}
         self._lock = threading.RLock()
@@ -308,7 +308,7 @@ class MultiScalePredictor:
         self.skipped: list[SkippedScale] = []
         for s in self.scales if not self.dynamic else ():
             c = scaled_crop(self.crop, s)
-            gd = self._graph_at(c)
+            gd = self._graph_at(c, s)
             if isinstance(gd, str):
                 self.skipped.append(SkippedScale(s, c, gd))
         if self.skipped and (strict or len(self.skipped) == len(self.scales)):
@@ -363,24 +363,31 @@ class MultiScalePredictor:
 
     # -- graphs
 
-    def _graph_at(self, crop: tuple[int, int] | None) -> Any:
-        """The network re-targeted to ``crop`` up to its logits, without the weights (imports map them onto
-        the first import), or why it cannot be built (a string). ``None``: a graph without a baked crop."""
+    def _graph_at(self, crop: tuple[int, int] | None, scale: float = 1.0) -> Any:
+        """The network re-targeted to ``crop`` (for the multi-scale factor ``scale``) up to its logits, without
+        the weights (imports map them onto the first import), or why it cannot be built (a string). ``None``: a
+        graph without a baked crop."""
         crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        p = self.pattern
+        # Only a fixed-window image pooling depends on the scale itself (its window follows the scale).
+        scale = float(scale) if getattr(p, "image_pools", ()) else 1.0
+        key = (crop, scale)
         with self._lock:
-            if crop not in self._graphs:
+            if key not in self._graphs:
                 tf = import_tf()
-                p = self.pattern
-                gd, reason = (self.graph_def, None) if crop == p.crop else rt.retarget_or_none(self.graph_def, crop, p)
+                if crop == p.crop and scale == 1.0:
+                    gd, reason = self.graph_def, None
+                else:
+                    gd, reason = rt.retarget_or_none(self.graph_def, crop, p, scale)
                 if gd is None:
-                    self._graphs[crop] = reason or "re-targeting failed"
+                    self._graphs[key] = reason or "re-targeting failed"
                 else:
                     gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [rt._node_of(p.logits), rt.OUTPUT_NAME])
                     keep = [n for n in gd.node if n.name not in self._weights]
                     del gd.node[:]
                     gd.node.extend(keep)
-                    self._graphs[crop] = rt._strip_colocation(gd)
-            return self._graphs[crop]
+                    self._graphs[key] = rt._strip_colocation(gd)
+            return self._graphs[key]
 
     def _weight_map(self, graph_def: Any) -> dict[str, Any]:
         get = self.graph.get_tensor_by_name
@@ -466,7 +473,7 @@ class MultiScalePredictor:
                     c, gd, target = None, self._graph_at(None), None
                 else:
                     c = scaled_crop(crop, s)
-                    gd = self._graph_at(c)
+                    gd = self._graph_at(c, s)
                     if isinstance(gd, str):
                         raise ModelError(f"scale {s:g} needs crop {c[0]}x{c[1]}, which cannot be built: {gd}")
                     target = p.logits_size_at(crop, max(1.0, s))

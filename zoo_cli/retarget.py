@@ -115,9 +115,11 @@ class CropPattern:
     pad_height_const: str
     pad_width_const: str
     shape_const: str | None  # the [1, h, w, 3] (or [h, w]) Const sizing the final resize; None if dynamic
-    avg_pools: tuple[str, ...]
+    avg_pools: tuple[str, ...]  # global image pooling (kernel = the feature map at the crop)
     resizes: tuple[str, ...]
     atrous: tuple[tuple[str, str], ...]  # (SpaceToBatchND, BatchToSpaceND) node names
+    # Image pooling over a fixed window (image_pooling_crop_size), resized back to the feature size.
+    image_pools: tuple[str, ...] = ()
     # The encoder's output stride (the seed's "Eval OS"): the coarsest feature map on the way from the image
     # to the logits, outside image pooling and atrous space-to-batch. With a decoder the logits stride is finer.
     encoder_stride: int = 0
@@ -350,12 +352,19 @@ def analyse(graph_def: Any) -> CropPattern:
         raise _refuse(f"logits of {logits_size} are not the crop {crop} at an output stride")
 
     global_pools = []
+    image_pools = []
     for n in avg:
         ksize = list(n.attr["ksize"].list.i)
         if n.attr["data_format"].s not in (b"", b"NHWC"):
             raise _refuse(f"AvgPool {n.name} is not NHWC")
-        if spatial.get(_tensor(n.input[0])) == (ksize[1], ksize[2]):
+        src = spatial.get(_tensor(n.input[0]))
+        if src == (ksize[1], ksize[2]):
             global_pools.append(n.name)
+        elif src is not None and min(ksize[1], ksize[2]) > 1 and any(
+                spatial.get(_tensor(r.name)) == src and n.name in g.ancestors([r.name]) for r in resizes):
+            # Image pooling over a window set by image_pooling_crop_size (MobileNet-v3): pooled, then resized
+            # back to the feature size. Its window follows the scale in multi-scale runs, not the crop.
+            image_pools.append(n.name)
 
     shape_const = None
     if not dynamic_size:
@@ -393,7 +402,7 @@ def analyse(graph_def: Any) -> CropPattern:
         logits_size=logits_size, logits_stride=(int(strides[0]), int(strides[1])),
         upsampled_logits=_tensor(final.name), argmax=argmax.name, num_classes=int(logit_shape[-1]),
         pad_height_const=pad_h, pad_width_const=pad_w, shape_const=shape_const,
-        avg_pools=tuple(sorted(global_pools)), resizes=tuple(sorted(r.name for r in resizes)),
+        avg_pools=tuple(sorted(global_pools)), image_pools=tuple(sorted(image_pools)), resizes=tuple(sorted(r.name for r in resizes)),
         atrous=tuple(sorted(atrous)), encoder_stride=int(encoder_stride), spatial=spatial,
     )
 
@@ -603,8 +612,13 @@ def required_paddings(size: int, base: tuple[int, int], block: int) -> tuple[lis
     return [base[0], base[1] + extra], [0, extra]
 
 
-def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern | None = None) -> Any:
+def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern | None = None,
+             scale: float = 1.0) -> Any:
     """A copy of ``graph_def`` rebuilt for the static ``crop`` (H, W); the original is left untouched.
+
+    ``scale`` is the multi-scale factor the crop comes from: research/deeplab's ``multi_scale_logits`` scales
+    ``image_pooling_crop_size`` with the image, so a fixed-window image pooling (MobileNet-v3) gets the window
+    of ``scale_dimension(image_pooling_crop_size, scale)``; a plain crop change (``scale`` 1) keeps it.
 
     The result pads to the new crop, pools over the new feature size, resizes to the new sizes and its
     atrous convs use paddings/crops computed for the new feature sizes; TensorFlow's static shape inference
@@ -628,6 +642,9 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
 
     _set_const(out, pattern.pad_height_const, crop[0])
     _set_const(out, pattern.pad_width_const, crop[1])
+    if scale != 1.0:
+        for name in pattern.image_pools:
+            _scale_pool_window(nodes[name], pattern, g, scale)
     if pattern.shape_const is not None:
         v = g.const_value(pattern.shape_const).reshape(-1).copy()
         if len(v) == 4:
@@ -662,6 +679,22 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
             del n.attr["_output_shapes"]
     del tf
     return out
+
+
+def _scale_pool_window(node: Any, pattern: CropPattern, g: _Graph, scale: float) -> None:
+    """The window of a fixed-window image pooling at ``scale``: the reference pools
+    ``scale_dimension(scale_dimension(image_pooling_crop_size, scale), 1 / OS)``; the crop size is
+    ``(k - 1) * OS + 1`` for the window ``k`` at stride ``OS`` (the zoo's 769 -> 25 at OS 32)."""
+    src = pattern.spatial[_tensor(node.input[0])]
+    ksize = list(node.attr["ksize"].list.i)
+    new = []
+    for i, (full, size) in enumerate(zip(pattern.crop, src)):
+        stride = _stride_for(full, size)
+        if stride is None:
+            raise _refuse(f"the image pooling {node.name} reads a feature map of no output stride")
+        pool_crop = (ksize[1 + i] - 1) * stride + 1
+        new.append(int((int((pool_crop - 1) * scale + 1) - 1) / stride + 1))
+    node.attr["ksize"].list.i[:] = [1, new[0], new[1], 1]
 
 
 def _apply(out: Any, nodes: dict, g: _Graph, pattern: CropPattern, targets: dict) -> None:
@@ -754,9 +787,10 @@ def _verify(out: Any, pattern: CropPattern, crop: tuple[int, int], g: _Graph) ->
     return need
 
 
-def retarget_or_none(graph_def: Any, crop: tuple[int, int], pattern: CropPattern) -> tuple[Any, str | None]:
+def retarget_or_none(graph_def: Any, crop: tuple[int, int], pattern: CropPattern,
+                     scale: float = 1.0) -> tuple[Any, str | None]:
     """``(graph, None)`` or ``(None, reason)``: for callers that report skipped scales instead of failing."""
     try:
-        return retarget(graph_def, crop, pattern), None
+        return retarget(graph_def, crop, pattern, scale), None
     except ModelError as exc:
         return None, str(exc)
