@@ -12,25 +12,9 @@ every backbone module of the package that can be imported (mobilenet_v2, xceptio
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
-
-def _alias_legacy_batch_norm() -> None:
-    """Let slim.batch_norm work on TF >= 2.16: TF lazily imports 'tf_keras.legacy_tf_layers.normalization',
-    a module tf_keras ships as 'tf_keras.src.legacy_tf_layers.normalization'."""
-    try:
-        importlib.import_module("tf_keras.legacy_tf_layers.normalization")
-    except ImportError:
-        legacy = importlib.import_module("tf_keras.src.legacy_tf_layers")
-        normalization = importlib.import_module("tf_keras.src.legacy_tf_layers.normalization")
-        sys.modules.setdefault("tf_keras.legacy_tf_layers", legacy)
-        sys.modules.setdefault("tf_keras.legacy_tf_layers.normalization", normalization)
-
-
-_alias_legacy_batch_norm()
-
-from .export import ExportConfig, build_export_graph, export_graph, frozen_weights, variable_value  # noqa: E402
+from .export import ExportConfig, FrozenVariables, build_export_graph, export_graph, frozen_weights, variable_value
 
 _BACKBONE_MODULES = ("mobilenet_v2", "xception", "mobilenet_v3")
 
@@ -51,5 +35,5 @@ def _collect(attribute: str) -> dict[str, Any]:
 FAMILIES: dict[str, ExportConfig] = _collect("FAMILIES")
 FULL_WIDTH: dict[str, tuple[ExportConfig, tuple[int, int], float | None, str]] = _collect("FULL_WIDTH")
 
-__all__ = ["ExportConfig", "FAMILIES", "FULL_WIDTH", "build_export_graph", "export_graph", "frozen_weights",
+__all__ = ["ExportConfig", "FAMILIES", "FrozenVariables", "FULL_WIDTH", "build_export_graph", "export_graph", "frozen_weights",
            "variable_value"]
