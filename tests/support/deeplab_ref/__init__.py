@@ -7,6 +7,9 @@ for every architecture family of the zoo, with deterministic random weights.
 ``FAMILIES`` maps a zoo family to a small test config; ``FULL_WIDTH`` maps a seed row to
 ``(config, input size (H, W), seed Multiply-Adds in billions or None, seed row)``. Both are collected from
 every backbone module of the package that can be imported (mobilenet_v2, xception, mobilenet_v3).
+
+Exports are built without variables (:class:`FrozenVariables` makes each one the Const + '/read' Identity
+that freezing leaves) and memoised per process; every module uses the one batch norm of ``layers``.
 """
 
 from __future__ import annotations
@@ -35,5 +38,5 @@ def _collect(attribute: str) -> dict[str, Any]:
 FAMILIES: dict[str, ExportConfig] = _collect("FAMILIES")
 FULL_WIDTH: dict[str, tuple[ExportConfig, tuple[int, int], float | None, str]] = _collect("FULL_WIDTH")
 
-__all__ = ["ExportConfig", "FAMILIES", "FrozenVariables", "FULL_WIDTH", "build_export_graph", "export_graph", "frozen_weights",
-           "variable_value"]
+__all__ = ["ExportConfig", "FAMILIES", "FULL_WIDTH", "FrozenVariables", "build_export_graph", "export_graph",
+           "frozen_weights", "variable_value"]

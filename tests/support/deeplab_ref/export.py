@@ -10,6 +10,12 @@ RawSemanticPredictions, crop to the resized size, nearest-neighbour resize to th
 SemanticPredictions). Only the inference paths exist (is_training=False, no regularizers: they are
 pruned by freezing anyway).
 
+Variables are never created: :class:`FrozenVariables` builds each as the Const + '<name>/read' Identity that
+convert_variables_to_constants leaves of a RefVariable, and the graph is pruned to its outputs as freezing
+does. Checked once against the former Variables + session + convert_variables_to_constants builder: the same
+GraphDef bytes for every MobileNet family, and rebuilt with the weights of the graph research/deeplab wrote
+(tests/data), that graph byte for byte.
+
 Known deviation: upstream predict_labels_multi_scale assigns a softmax into a Tensor (a TypeError); here
 the multi-scale probabilities are the averaged softmax the labels are the argmax of.
 """
