@@ -76,8 +76,9 @@ def _export_graph(name: str):
 def _backbone(variant: str, output_stride: int):
     tf1 = tf.compat.v1
     graph = tf.Graph()
-    with graph.as_default():
-        tf1.get_variable_scope().set_use_resource(False)
+    # Variables as constants (what a frozen export holds): no variables to create or initialise.
+    with graph.as_default(), tf1.variable_scope(tf1.get_variable_scope(),
+                                                custom_getter=deeplab_ref.FrozenVariables(seed=0)):
         images = tf1.placeholder(tf.float32, [1, *PROBE_HW, 3], name="images")
         features, end_points = mobilenet_v3.BACKBONES[variant](images, output_stride=output_stride)
     return graph, features, end_points

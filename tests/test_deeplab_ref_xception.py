@@ -184,35 +184,3 @@ def test_same_seed_same_weights_at_os8_and_os16(exports: Any) -> None:
                                                           "moving_variance")))
     for key in weights:
         assert a[key].attr["value"].tensor.tensor_content == b[key].attr["value"].tensor.tensor_content, key
-
-
-def test_batch_norm_builds_what_slim_batch_norm_builds() -> None:
-    """xception.batch_norm (used for speed) freezes to the same nodes and values as slim.batch_norm."""
-    import tf_slim as slim
-
-    t = tf()
-    v1 = t.compat.v1
-    x = np.random.RandomState(0).randn(1, 5, 5, 3).astype(np.float32)
-
-    def frozen(norm: Any) -> tuple[Any, np.ndarray]:
-        with t.Graph().as_default() as graph:
-            v1.get_variable_scope().set_use_resource(False)
-            inp = v1.placeholder(t.float32, [1, 5, 5, 3], name="x")
-            with slim.arg_scope([norm], is_training=False, scale=True, epsilon=1e-3):
-                y = slim.conv2d(inp, 4, 3, normalizer_fn=norm, scope="conv")
-            out = t.identity(y, name="out")
-            with v1.Session(graph=graph) as sess:
-                feeds = {v.initializer.inputs[1]: np.random.RandomState(len(v.op.name)).rand(*v.shape.as_list())
-                         for v in v1.global_variables()}
-                sess.run([v.initializer for v in v1.global_variables()], feeds)
-                value = sess.run(out, {inp: x})
-                gd = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["out"])
-        return gd, value
-
-    ours, ours_value = frozen(xception.batch_norm)
-    theirs, theirs_value = frozen(slim.batch_norm)
-    def key(gd: Any) -> list[tuple[str, str, list[str]]]:
-        return sorted((n.name, n.op, list(n.input)) for n in gd.node)
-
-    assert key(ours) == key(theirs)
-    np.testing.assert_allclose(ours_value, theirs_value, rtol=1e-6)

@@ -7,30 +7,17 @@ for every architecture family of the zoo, with deterministic random weights.
 ``FAMILIES`` maps a zoo family to a small test config; ``FULL_WIDTH`` maps a seed row to
 ``(config, input size (H, W), seed Multiply-Adds in billions or None, seed row)``. Both are collected from
 every backbone module of the package that can be imported (mobilenet_v2, xception, mobilenet_v3).
+
+Exports are built without variables (:class:`FrozenVariables` makes each one the Const + '/read' Identity
+that freezing leaves) and memoised per process; every module uses the one batch norm of ``layers``.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
-
-def _alias_legacy_batch_norm() -> None:
-    """Let slim.batch_norm work on TF >= 2.16: TF lazily imports 'tf_keras.legacy_tf_layers.normalization',
-    a module tf_keras ships as 'tf_keras.src.legacy_tf_layers.normalization'."""
-    try:
-        importlib.import_module("tf_keras.legacy_tf_layers.normalization")
-    except ImportError:
-        legacy = importlib.import_module("tf_keras.src.legacy_tf_layers")
-        normalization = importlib.import_module("tf_keras.src.legacy_tf_layers.normalization")
-        sys.modules.setdefault("tf_keras.legacy_tf_layers", legacy)
-        sys.modules.setdefault("tf_keras.legacy_tf_layers.normalization", normalization)
-
-
-_alias_legacy_batch_norm()
-
-from .export import ExportConfig, build_export_graph, export_graph, frozen_weights, variable_value  # noqa: E402
+from .export import ExportConfig, FrozenVariables, build_export_graph, export_graph, frozen_weights, variable_value
 
 _BACKBONE_MODULES = ("mobilenet_v2", "xception", "mobilenet_v3")
 
@@ -51,5 +38,5 @@ def _collect(attribute: str) -> dict[str, Any]:
 FAMILIES: dict[str, ExportConfig] = _collect("FAMILIES")
 FULL_WIDTH: dict[str, tuple[ExportConfig, tuple[int, int], float | None, str]] = _collect("FULL_WIDTH")
 
-__all__ = ["ExportConfig", "FAMILIES", "FULL_WIDTH", "build_export_graph", "export_graph", "frozen_weights",
-           "variable_value"]
+__all__ = ["ExportConfig", "FAMILIES", "FULL_WIDTH", "FrozenVariables", "build_export_graph", "export_graph",
+           "frozen_weights", "variable_value"]

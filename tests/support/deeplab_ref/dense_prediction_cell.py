@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
-from .xception import batch_norm
+from .layers import batch_norm
 
 # research/deeplab core/dense_prediction_cell_branch5_top1_cityscapes.json, in file order. 'input' -1
 # reads the backbone features, i >= 0 reads branch i's output; 'rate' is [rate_h, rate_w] at OS 16.

@@ -10,13 +10,21 @@ RawSemanticPredictions, crop to the resized size, nearest-neighbour resize to th
 SemanticPredictions). Only the inference paths exist (is_training=False, no regularizers: they are
 pruned by freezing anyway).
 
+Variables are never created: :class:`FrozenVariables` builds each as the Const + '<name>/read' Identity that
+convert_variables_to_constants leaves of a RefVariable, and the graph is pruned to its outputs as freezing
+does. Checked once against the former Variables + session + convert_variables_to_constants builder: the same
+GraphDef bytes for every MobileNet family, and rebuilt with the weights of the graph research/deeplab wrote
+(tests/data), that graph byte for byte.
+
 Known deviation: upstream predict_labels_multi_scale assigns a softmax into a Tensor (a TypeError); here
 the multi-scale probabilities are the averaged softmax the labels are the argmax of.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
@@ -25,6 +33,7 @@ import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
 from . import feature_extractor
+from .layers import batch_norm
 
 INPUT_NAME = "ImageTensor"
 OUTPUT_NAME = "SemanticPredictions"
@@ -112,6 +121,17 @@ def variable_value(seed: int, name: str, shape: Sequence[int]) -> np.ndarray:
     else:
         value = rng.normal(0.0, 0.05, shape)
     return value.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8192)
+def _small_variable_value(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    # Exports of one test session share most variables; seeding a RandomState per variable is what costs.
+    value = variable_value(seed, name, shape)
+    value.setflags(write=False)
+    return value
+
+
+_SMALL_VARIABLE = 1 << 16  # elements; full-width kernels are not kept
 
 
 # ------------------------------------------------------------------------------------------ core/utils.py
@@ -264,7 +284,6 @@ def extract_features(images: Any, config: ExportConfig) -> tuple[Any, dict[str, 
             features, output_stride=config.output_stride, crop_size=config.crop_size,
             image_pooling_crop_size=config.image_pooling_crop_size)
         return concat_logits, end_points
-    batch_norm = slim.batch_norm
     activation_fn = tf.nn.relu6 if config.use_bounded_activation else tf.nn.relu
     with slim.arg_scope([slim.conv2d, slim.separable_conv2d], activation_fn=activation_fn,
                         normalizer_fn=batch_norm, padding="SAME", stride=1), \
@@ -323,10 +342,10 @@ def refine_by_decoder(features: Any, end_points: dict[str, Any], config: ExportC
         activation_fn, normalizer_fn, conv2d_kernel, separable = None, None, 1, False
     else:
         activation_fn = tf.nn.relu6 if config.use_bounded_activation else tf.nn.relu
-        normalizer_fn, conv2d_kernel = slim.batch_norm, 3
+        normalizer_fn, conv2d_kernel = batch_norm, 3
     with slim.arg_scope([slim.conv2d, slim.separable_conv2d], activation_fn=activation_fn,
                         normalizer_fn=normalizer_fn, padding="SAME", stride=1), \
-            slim.arg_scope([slim.batch_norm], **batch_norm_params()), \
+            slim.arg_scope([batch_norm], **batch_norm_params()), \
             tf.variable_scope("decoder", "decoder", [features]):
         decoder_features = features
         scope_suffix = ""
@@ -463,12 +482,59 @@ def _create_input_tensors(config: ExportConfig) -> tuple[Any, Any, Any]:
     return image, original_image_size, resized_image_size
 
 
-def build_export_graph(config: ExportConfig) -> tuple[Any, list[str]]:
-    """The (unfrozen) export graph of ``config`` and its output node names."""
+class FrozenVariables:
+    """Root variable-scope custom getter: every variable is built the way freezing leaves a RefVariable.
+
+    A variable '<name>' becomes Const '<name>' holding its value (``weights[name]`` if given, else
+    :func:`variable_value`) and Identity '<name>/read' colocated with it, the tensor the layers read; no
+    Variable, initializer or session is created. Reuse follows tf.get_variable's rules (a second creation
+    without reuse, or reuse of a variable never created, is an error).
+    """
+
+    def __init__(self, seed: int, weights: Mapping[str, np.ndarray] | None = None) -> None:
+        self.seed = seed
+        self.weights = weights or {}
+        self.reads: dict[str, Any] = {}
+
+    def __call__(self, getter: Any, name: str, *args: Any, shape: Any = None, dtype: Any = None,
+                 reuse: Any = None, **kwargs: Any) -> Any:
+        del getter, args, kwargs  # never create a real variable
+        read = self.reads.get(name)
+        if read is not None:
+            if not reuse:
+                raise ValueError(f"Variable {name} already exists, disallowed (no reuse in its scope)")
+            return read
+        if reuse is True:
+            raise ValueError(f"Variable {name} does not exist, but its scope reuses variables")
+        if dtype is not None and tf.as_dtype(dtype).base_dtype != tf.float32:
+            raise ValueError(f"variable {name} has dtype {dtype}; the fixtures only build float32 variables")
+        shape = tf.TensorShape(shape).as_list()
+        value = self.weights.get(name)
+        if value is None:
+            value = (_small_variable_value(self.seed, name, tuple(shape)) if np.prod(shape) <= _SMALL_VARIABLE
+                     else variable_value(self.seed, name, shape))
+        elif list(value.shape) != shape:
+            raise ValueError(f"weight {name} has shape {list(value.shape)}, the graph wants {shape}")
+        graph = tf.get_default_graph()
+        # Outside any caller's name scope, control dependencies and colocation, like a variable.
+        with graph.name_scope(None), graph.control_dependencies(None), \
+                graph.colocate_with(None, ignore_existing=True):
+            const = tf.constant(np.asarray(value, np.float32), dtype=tf.float32, name=name)
+            if const.op.name != name:
+                raise ValueError(f"variable name {name} is already taken by another op")
+            with graph.colocate_with(const.op):
+                read = tf.identity(const, name=name + "/read")
+        self.reads[name] = read
+        return read
+
+
+def build_export_graph(config: ExportConfig,
+                       weights: Mapping[str, np.ndarray] | None = None) -> tuple[Any, list[str]]:
+    """The export graph of ``config`` with its variables already constants (:class:`FrozenVariables`),
+    and its output node names; :func:`export_graph` prunes it to the outputs."""
     graph = tf.Graph()
-    with graph.as_default():
-        # The reference's variables are RefVariables ('<name>/read' Identity after freezing).
-        tf.get_variable_scope().set_use_resource(False)
+    with graph.as_default(), \
+            tf.variable_scope(tf.get_variable_scope(), custom_getter=FrozenVariables(config.seed, weights)):
         image, image_size, resized_image_size = _create_input_tensors(config)
         if tuple(config.inference_scales) == (1.0,):
             predictions = predict_labels(image, config)
@@ -490,28 +556,60 @@ def build_export_graph(config: ExportConfig) -> tuple[Any, list[str]]:
     return graph, outputs
 
 
+def _freeze(config: ExportConfig, weights: Mapping[str, np.ndarray] | None) -> Any:
+    """build_export_graph, then what convert_variables_to_constants would add: devices cleared, the graph
+    pruned to the outputs, a variable's Const left with only dtype and value, its '/read' Identity with only
+    T and the colocation '_class' (the '_output_shapes' of the other nodes stay)."""
+    graph, outputs = build_export_graph(config, weights)
+    graph_def = graph.as_graph_def(add_shapes=True)
+    by_name = {node.name: node for node in graph_def.node}
+    for node in graph_def.node:
+        node.device = ""
+        variable = by_name.get(node.name[:-len("/read")]) if node.name.endswith("/read") else None
+        if node.op == "Identity" and variable is not None and variable.op == "Const" \
+                and list(node.input) == [variable.name]:
+            del node.attr["_output_shapes"]
+            del variable.attr["_output_shapes"]
+    return tf.graph_util.extract_sub_graph(graph_def, outputs)
+
+
+def _weights_digest(weights: Mapping[str, np.ndarray] | None) -> str | None:
+    if not weights:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        value = np.ascontiguousarray(weights[name])
+        digest.update(f"{name}\0{value.dtype.str}\0{value.shape}\0".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+# export_graph's memo: (config, weights digest) -> serialized GraphDef, least recently used first.
+_CACHE: OrderedDict[tuple[ExportConfig, str | None], bytes] = OrderedDict()
+CACHE_LIMIT_BYTES = 256 * 2**20  # small test exports are a few MB; full-width ones may not be kept
+
+
 def export_graph(config: ExportConfig, weights: Mapping[str, np.ndarray] | None = None) -> Any:
     """Frozen GraphDef of ``config`` exactly as export_model.py writes it, with deterministic weights; a
     variable named in ``weights`` (e.g. the Consts of another frozen export: :func:`frozen_weights`) takes that
-    value instead, so the same network can be rebuilt at another crop or with other inference scales."""
-    graph, outputs = build_export_graph(config)
-    weights = weights or {}
-    with graph.as_default():
-        variables = tf.global_variables()
-        feeds = {}
-        for v in variables:
-            value = weights.get(v.op.name)
-            if value is not None and list(value.shape) != v.shape.as_list():
-                raise ValueError(f"weight {v.op.name} has shape {list(value.shape)}, the graph wants {v.shape}")
-            feeds[v.initializer.inputs[1]] = (value if value is not None
-                                              else variable_value(config.seed, v.op.name, v.shape.as_list()))
-        with tf.Session(graph=graph) as sess:
-            sess.run([v.initializer for v in variables], feeds)
-            graph_def = graph.as_graph_def(add_shapes=True)
-            for node in graph_def.node:
-                node.device = ""
-            frozen = tf.graph_util.convert_variables_to_constants(sess, graph_def, outputs)
-    return frozen
+    value instead, so the same network can be rebuilt at another crop or with other inference scales.
+
+    Memoised on (config, weights' content) within the process: each call returns a fresh GraphDef that
+    the caller may modify.
+    """
+    key = (config, _weights_digest(weights))
+    data = _CACHE.get(key)
+    if data is None:
+        data = _freeze(config, weights).SerializeToString()
+        if len(data) <= CACHE_LIMIT_BYTES:
+            _CACHE[key] = data
+            while sum(len(v) for v in _CACHE.values()) > CACHE_LIMIT_BYTES:
+                _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    graph_def = tf.GraphDef()
+    graph_def.ParseFromString(data)
+    return graph_def
 
 
 def frozen_weights(graph_def: Any) -> dict[str, np.ndarray]:

@@ -31,6 +31,8 @@ from typing import Any, Callable
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
+from .layers import batch_norm
+
 # feature_extractor.py: deeplab stops MobileNet-v2 at layer_18 (expanded_conv_16, 320 x multiplier).
 FINAL_ENDPOINT = "layer_18"
 NAME_SCOPE = {"mobilenet_v2": "MobilenetV2"}
@@ -103,14 +105,14 @@ def expanded_conv(inputs: Any, num_outputs: int, *, expansion_size: int, stride:
         net = input_tensor
         if expansion_size > net.shape[3]:
             net = slim.conv2d(net, expansion_size, [1, 1], stride=1, scope="expand",
-                              normalizer_fn=slim.batch_norm)
+                              normalizer_fn=batch_norm)
             net = tf.identity(net, "expansion_output")
             tensors["expansion_output"] = net
         net = slim.separable_conv2d(net, None, kernel_size, depth_multiplier=1, stride=stride, rate=rate,
-                                    normalizer_fn=slim.batch_norm, padding="SAME", scope="depthwise")
+                                    normalizer_fn=batch_norm, padding="SAME", scope="depthwise")
         net = tf.identity(net, name="depthwise_output")
         tensors["depthwise_output"] = net
-        net = slim.conv2d(net, num_outputs, [1, 1], stride=1, scope="project", normalizer_fn=slim.batch_norm,
+        net = slim.conv2d(net, num_outputs, [1, 1], stride=1, scope="project", normalizer_fn=batch_norm,
                           activation_fn=tf.identity)
         tensors["projection_output"] = net
         if stride == 1 and net.get_shape().as_list()[3] == input_depth:
@@ -130,8 +132,8 @@ def mobilenet_base(inputs: Any, *, depth_multiplier: float, output_stride: int |
     plan = layer_strides_and_rates([spec.stride for spec in V2_SPEC], output_stride)
     end_points: dict[str, Any] = {}
     with tf.variable_scope(scope, default_name="Mobilenet") as vs, tf.name_scope(vs.original_name_scope), \
-            slim.arg_scope([slim.batch_norm], is_training=False, center=True, scale=True), \
-            slim.arg_scope([slim.conv2d, slim.separable_conv2d], normalizer_fn=slim.batch_norm,
+            slim.arg_scope([batch_norm], is_training=False, center=True, scale=True), \
+            slim.arg_scope([slim.conv2d, slim.separable_conv2d], normalizer_fn=batch_norm,
                            activation_fn=tf.nn.relu6, padding="SAME"):
         net = inputs
         for i, (spec, (stride, rate)) in enumerate(zip(V2_SPEC, plan)):

@@ -33,11 +33,7 @@ reference's ops and names. Facts that shape the graph:
 * end points: 'layer_N' for every layer plus 'layer_N/<op>' for each op of the layer's scope whose name
   ends in 'output' (e.g. 'layer_7/depthwise_output', the OS-8 end point the MobileNet-v3 decoder reads).
 
-Batch norm: :func:`batch_norm` stands in for ``slim.batch_norm`` through the arg scopes. At inference it
-builds what slim's Keras-backed batch norm builds (variables gamma, beta, moving_mean, moving_variance under
-'BatchNorm', one FusedBatchNormV3 reading them, epsilon 0.001): the frozen backbones are identical node for
-node, attributes included (checked for large at OS 8 and small at OS 16), and building them takes about a
-third less time, which keeps the tests that export every family affordable.
+Batch norm is the package's one inference batch norm (layers.batch_norm, slim.batch_norm's graph).
 """
 
 from __future__ import annotations
@@ -49,6 +45,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 import tf_slim as slim
+
+from .layers import batch_norm
 
 tf1 = tf.compat.v1
 
@@ -99,30 +97,6 @@ def hard_sigmoid(x: Any) -> Any:
 
 
 _ACTIVATIONS: dict[str, Callable[[Any], Any]] = {"relu": tf.nn.relu, "hard_swish": hard_swish}
-
-
-@slim.add_arg_scope
-def batch_norm(inputs: Any, decay: float = 0.999, center: bool = True, scale: bool = False,
-               epsilon: float = 0.001, is_training: bool = False, scope: str | None = None,
-               reuse: Any = None) -> Any:
-    """Inference batch norm with slim.batch_norm's variables and op (see the module docstring)."""
-    del decay  # only moves the statistics in training
-    if is_training:
-        raise ValueError("this reference fixture builds inference graphs only (is_training=False)")
-    channels = int(inputs.shape[-1])
-    with tf1.variable_scope(scope, "BatchNorm", [inputs], reuse=reuse):
-        # gamma before beta, as the reference's Keras-backed slim.batch_norm creates them
-        gamma = (slim.model_variable("gamma", [channels], initializer=tf1.ones_initializer())
-                 if scale else tf.constant(1.0, shape=[channels]))
-        beta = (slim.model_variable("beta", [channels], initializer=tf1.zeros_initializer())
-                if center else tf.constant(0.0, shape=[channels]))
-        mean = slim.model_variable("moving_mean", [channels], initializer=tf1.zeros_initializer(),
-                                   trainable=False)
-        variance = slim.model_variable("moving_variance", [channels], initializer=tf1.ones_initializer(),
-                                       trainable=False)
-        outputs, _, _ = tf1.nn.fused_batch_norm(inputs, gamma, beta, mean=mean, variance=variance,
-                                                epsilon=epsilon, is_training=False)
-        return outputs
 
 
 # ---------------------------------------------------------------------------------------------------------

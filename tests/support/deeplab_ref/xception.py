@@ -32,6 +32,8 @@ import tensorflow.compat.v1 as tf
 import tf_slim as slim
 from tf_slim.nets import resnet_utils
 
+from .layers import batch_norm
+
 # research/deeplab core/xception.py: unit rates when multi_grid is None (common.py's default, and no
 # zoo Xception train/eval command sets --multi_grid).
 DEFAULT_MULTI_GRID = (1, 1, 1)
@@ -249,48 +251,12 @@ def blocks_for(model_variant: str, *, width: float = 1.0, multi_grid: Sequence[i
     return blocks
 
 
-@slim.add_arg_scope
-def batch_norm(inputs: Any, decay: float = 0.999, center: bool = True, scale: bool = False,
-               epsilon: float = 0.001, activation_fn: Callable[[Any], Any] | None = None,
-               is_training: bool = False, reuse: Any = None, trainable: bool = True,
-               outputs_collections: Any = None, scope: str | None = None) -> Any:
-    """slim.batch_norm's inference graph, built directly: one FusedBatchNormV3 under 'BatchNorm'.
-
-    Same variables (BatchNorm/beta, gamma, moving_mean, moving_variance, model variables) and the same
-    node ('<scope>/BatchNorm/FusedBatchNormV3' reading '<var>/read') as slim.batch_norm with
-    is_training=False, which on TF 2.21 goes through the tf_keras legacy layer whose add_weight scans every
-    global variable: quadratic in the variables of the graph, 30+ s for Xception's 146 batch norms.
-    ``decay`` only matters for training, which this fixture never builds.
-    """
-    del decay
-    if is_training:
-        raise ValueError("this reference fixture builds inference graphs only (is_training=False)")
-    with tf.variable_scope(scope, "BatchNorm", [inputs], reuse=reuse) as sc:
-        inputs = tf.convert_to_tensor(inputs)
-        dtype = inputs.dtype.base_dtype
-        params_shape = inputs.get_shape()[-1:]
-        beta = (slim.model_variable("beta", shape=params_shape, dtype=dtype, initializer=tf.zeros_initializer(),
-                                    trainable=trainable) if center else tf.constant(0.0, dtype, params_shape))
-        gamma = (slim.model_variable("gamma", shape=params_shape, dtype=dtype, initializer=tf.ones_initializer(),
-                                     trainable=trainable) if scale else tf.constant(1.0, dtype, params_shape))
-        moving_mean = slim.model_variable("moving_mean", shape=params_shape, dtype=dtype,
-                                          initializer=tf.zeros_initializer(), trainable=False)
-        moving_variance = slim.model_variable("moving_variance", shape=params_shape, dtype=dtype,
-                                              initializer=tf.ones_initializer(), trainable=False)
-        outputs, _, _ = tf.nn.fused_batch_norm(inputs, gamma, beta, mean=moving_mean, variance=moving_variance,
-                                               epsilon=epsilon, is_training=False)
-        outputs.set_shape(inputs.get_shape())
-        if activation_fn is not None:
-            outputs = activation_fn(outputs)
-        return slim.utils.collect_named_outputs(outputs_collections, sc.name, outputs)
-
-
 def xception_arg_scope(batch_norm_decay: float = BATCH_NORM_DECAY, batch_norm_epsilon: float = BATCH_NORM_EPSILON,
                        batch_norm_scale: bool = True, weights_initializer_stddev: float = WEIGHTS_INITIALIZER_STDDEV,
                        use_batch_norm: bool = True, use_bounded_activation: bool = False) -> Any:
     """core/xception.py xception_arg_scope with the values feature_extractor.extract_features passes.
 
-    Batch norm is :func:`batch_norm` (slim.batch_norm's inference graph, built faster). The L2 weight
+    Batch norm is layers.batch_norm (slim.batch_norm's inference graph, built directly). The L2 weight
     regularizers are left out (like the rest of this package): they are training-only ops
     that freezing prunes, so the exported graph is the same without them.
     """
