@@ -1,0 +1,106 @@
+"""Output-stride rewriting (zoo_cli.output_stride) against faithful reference exports: the rewrite of a graph
+exported at one output stride equals a native export of the same weights at the other (the fixtures' weights
+are a pure function of (seed, variable name, shape)): logits to float tolerance, labels identical, the same
+Multiply-Adds; also composed with crop re-targeting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tests.support.deeplab_ref import FAMILIES, ExportConfig
+from tests.support.tfgraph import GraphRunner
+from tests.test_family_exports import export, smooth_image
+
+
+def at_os(cfg: ExportConfig, os_: int, crop=None) -> ExportConfig:
+    """``cfg`` at output stride ``os_``: ASPP rates are given for the OS (12/24/36 at 8, 6/12/18 at 16)."""
+    rates = tuple(r * cfg.output_stride // os_ for r in cfg.atrous_rates) if cfg.atrous_rates else None
+    return dataclasses.replace(cfg, output_stride=os_, atrous_rates=rates, crop_size=crop or cfg.crop_size)
+
+
+MNV2_DM10 = ExportConfig("mobilenet_v2", crop_size=(65, 65), output_stride=8)  # full width, small crop
+MNV2_DM05 = ExportConfig("mobilenet_v2", depth_multiplier=0.5, crop_size=(65, 97), output_stride=8)
+# (config at its own OS, the other OS)
+CASES = {
+    "mnv2_dm10_8to16": (MNV2_DM10, 16),
+    "mnv2_dm05_16to8": (at_os(MNV2_DM05, 16), 8),
+    "xception65_decoder_8to16": (FAMILIES["xception65_os8_decoder"], 16),
+    "xception65_decoder_16to8": (at_os(FAMILIES["xception65_os8_decoder"], 16), 8),
+    "x71_dpc_8to16": (FAMILIES["x71_dpc_os8"], 16),
+    "x71_dpc_16to8": (FAMILIES["x71_dpc_os16"], 8),
+    "mnv3_large_32to16": (FAMILIES["mnv3_large"], 16),
+    "mnv3_small_16to32": (at_os(FAMILIES["mnv3_small"], 16), 32),
+    "edgetpu_16to32": (FAMILIES["edgetpu_os16"], 32),
+    "edgetpu_32to16": (FAMILIES["edgetpu_os32"], 16),
+}
+
+
+def compare(mine, native, crop, seed=0):
+    from zoo_cli import retarget
+
+    p_mine, p_native = retarget.analyse(mine), retarget.analyse(native)
+    image = smooth_image(crop[0] - 2, crop[1] - 3, seed=seed)
+    feed = {p_native.input_tensor: image[None]}
+    a_labels, a_logits = GraphRunner(native).run(["SemanticPredictions:0", p_native.logits], feed)
+    b_labels, b_logits = GraphRunner(mine).run(["SemanticPredictions:0", p_mine.logits], feed)
+    assert b_logits.shape == a_logits.shape
+    scale = float(np.abs(a_logits).max())
+    np.testing.assert_allclose(b_logits, a_logits, rtol=0, atol=1e-4 * scale)
+    np.testing.assert_array_equal(b_labels, a_labels)
+    assert len(np.unique(a_labels)) > 1  # labels that vary, so equality means something
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rewrite_equals_native_export_of_the_same_weights(case):
+    from zoo_cli import output_stride, retarget
+    from zoo_cli.flops import count_madds
+
+    cfg, target = CASES[case]
+    native = export(at_os(cfg, target))
+    mine = output_stride.rewrite_output_stride(export(cfg), target)
+    assert retarget.analyse(mine).encoder_stride == target
+    compare(mine, native, cfg.crop_size)
+    assert count_madds(mine, cfg.crop_size).madds == count_madds(native, cfg.crop_size).madds
+
+
+@pytest.mark.parametrize("case", ["mnv2_dm10_8to16", "xception65_decoder_8to16"])
+def test_rewrite_composes_with_crop_retargeting(case):
+    """OS first, then the crop: equals the native export at the other OS and the other crop."""
+    from zoo_cli import output_stride, retarget
+
+    cfg, target = CASES[case]
+    crop = (97, 129)
+    rewritten = output_stride.rewrite_output_stride(export(cfg), target)
+    mine = retarget.retarget(rewritten, crop)
+    compare(mine, export(at_os(cfg, target, crop)), crop, seed=3)
+
+
+def test_supported_output_strides_and_refusal():
+    from zoo_cli import output_stride
+    from zoo_cli.errors import ModelError
+
+    assert output_stride.supported_output_strides(export(MNV2_DM10)) == (8, 16, 32)
+    # MobileNet-v3 at OS 32 has no atrous conv and its decoder reads OS 8: OS 8 would need the decoder's
+    # stride; what it can do is 16 and 32
+    with pytest.raises(ModelError, match="cannot rewrite this graph's output stride"):
+        output_stride.rewrite_output_stride(export(FAMILIES["x71_dpc_os16"]), 32)
+
+
+def test_multiscale_predictor_runs_the_rewritten_graph():
+    """A multi-scale run of the rewritten graph equals the same run of the native export."""
+    from zoo_cli import output_stride
+    from zoo_cli.multiscale import MultiScalePredictor
+
+    cfg, target = CASES["mnv2_dm10_8to16"]
+    image = smooth_image(60, 58, seed=5)
+    runs = []
+    for gd in (output_stride.rewrite_output_stride(export(cfg), target), export(at_os(cfg, target))):
+        ms = MultiScalePredictor(gd, scales=(0.75, 1.25), flip=True)
+        try:
+            runs.append(ms.predict(image))
+        finally:
+            ms.close()
+    np.testing.assert_array_equal(runs[0], runs[1])
