@@ -32,7 +32,8 @@ CASES = {
     "x71_dpc_8to16": (FAMILIES["x71_dpc_os8"], 16),
     "x71_dpc_16to8": (FAMILIES["x71_dpc_os16"], 8),
     "mnv3_large_32to16": (FAMILIES["mnv3_large"], 16),
-    "mnv3_small_16to32": (at_os(FAMILIES["mnv3_small"], 16), 32),
+    "mnv3_small_16to32": (at_os(FAMILIES["mnv3_small"], 16), 32),  # loses the residual slim adds at stride 1
+    "mnv3_small_32to16": (FAMILIES["mnv3_small"], 16),  # gains it
     "edgetpu_16to32": (FAMILIES["edgetpu_os16"], 32),
     "edgetpu_32to16": (FAMILIES["edgetpu_os32"], 16),
 }

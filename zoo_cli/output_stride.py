@@ -309,6 +309,13 @@ def _coarsen(net: _Net, editor: _Editor) -> None:
         early_inputs = [p for p in _data_producers(net, n) if p in region and p not in late]
         if not early_inputs:
             continue
+        late_inputs = [p for p in _data_producers(net, n) if p in late]
+        if node.op in ("Add", "AddV2") and len(early_inputs) == 1 and len(late_inputs) == 1:
+            # slim adds a residual to a block only while it runs at stride 1: the block that strides again
+            # loses it (its output is the projection alone, as in a native export at the coarser OS)
+            editor.rewire(n, late_inputs[0])
+            editor.remove(n)
+            continue
         if node.op not in CONV_OPS or n in net.unit_of or net.stride(node) != 1:
             raise _refuse(f"{node.op} {n} joins the feature map before and after the hidden stride")
         transitions.append(n)
@@ -401,6 +408,9 @@ def _refine(net: _Net, editor: _Editor) -> None:
             node.input[0] = producer.input[0]
             node.attr["padding"].s = b"SAME"
             editor.remove(producer.name)
+    for n in transitions:
+        if g.nodes[n].op == "DepthwiseConv2dNative" and _strided_padding_style(net) == "same":
+            _add_residual(net, editor, n)
     pooled = _pooled_by_head(net, late)
     for conv in _late_convs(net, late):
         if conv in transitions:
@@ -410,6 +420,67 @@ def _refine(net: _Net, editor: _Editor) -> None:
             continue
         _set_rate(net, editor, conv, (rate[0] * 2, rate[1] * 2))
     _resize_late(net, editor, late, old, old // 2)
+
+
+_POINTWISE = ("FusedBatchNorm", "FusedBatchNormV3", "Relu", "Relu6", "Identity", "Mul", "Sigmoid", "BiasAdd")
+
+
+def _add_residual(net: _Net, editor: _Editor, depthwise: str) -> None:
+    """slim's expanded_conv adds ``input`` to its output when it runs at stride 1 and keeps its depth: a
+    MobileNet block that no longer strides gains that residual (as in a native export at the finer OS)."""
+    g = net.g
+    up, queue, seen = None, [rt._node_of(g.nodes[depthwise].input[0])], set()
+    while queue and up is None:  # the expansion: the nearest conv above, through activations
+        cur = g.nodes[queue.pop(0)]
+        if cur.name in seen or cur.op == "Const":
+            continue
+        seen.add(cur.name)
+        if cur.op in CONV_OPS or cur.op in rt.PLACEHOLDER_OPS:
+            up = cur
+        else:
+            queue.extend(rt._node_of(r) for r in rt._data_inputs(cur))
+    block_in = up.input[0] if up is not None and up.op == "Conv2D" and max(net.kernel(up.name)) == 1 \
+        else g.nodes[depthwise].input[0]
+    # down to the projection (the nearest 1x1 conv at the feature resolution), then its batch norm chain
+    project, queue, seen = None, [depthwise], set()
+    while queue and project is None:
+        cur = queue.pop(0)
+        if cur in seen:
+            continue
+        seen.add(cur)
+        for c in g.consumers.get(cur, []):
+            if c.name not in net.scope:
+                continue
+            if c.op == "Conv2D":
+                if c.name not in net.unit_of and max(net.kernel(c.name)) == 1 and (net.hw(c.name) or (1, 1))[0] > 1:
+                    project = c
+                    break
+            elif c.op not in CONV_OPS:
+                queue.append(c.name)
+    if project is None:
+        raise _refuse(f"the block of {depthwise} has no 1x1 projection after it")
+    chain = [project]
+    while True:
+        cons = [c for c in g.consumers.get(chain[-1].name, []) if c.name in net.scope]
+        if len(cons) == 1 and cons[0].op in ("FusedBatchNorm", "FusedBatchNormV3", "Identity", "BiasAdd"):
+            chain.append(cons[0])
+        else:
+            break
+    depth_in = (net.shapes.get(rt._tensor(block_in)) or [None])[-1]
+    depth_out = (net.shapes.get(rt._tensor(chain[-1].name)) or [None])[-1]
+    if depth_in is None or depth_in != depth_out:
+        return
+    if any(c.op in ("Add", "AddV2") and rt._node_of(block_in) in {rt._node_of(r) for r in c.input}
+           for x in chain for c in g.consumers.get(x.name, [])):
+        return  # it has one already
+    # after the projection's batch norm (and its Identity, where slim puts the add)
+    src = chain[2] if len(chain) > 2 and chain[2].op == "Identity" else chain[min(1, len(chain) - 1)]
+    add = editor.out.node.add()
+    add.name, add.op = editor._unique(f"{src.name}/zoo_os/add"), "AddV2"
+    editor.nodes[add.name] = add
+    add.attr["T"].CopyFrom(g.nodes[depthwise].attr["T"])
+    editor.rewire(src.name, add.name)
+    add.input.extend([src.name, block_in])
 
 
 def _pooled_by_head(net: _Net, late: set[str]) -> set[str]:
