@@ -105,3 +105,18 @@ def test_multiscale_predictor_runs_the_rewritten_graph():
         finally:
             ms.close()
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_round_trip_guard_passes_on_a_true_rewrite_and_refuses_a_wrong_one():
+    from zoo_cli import output_stride, retarget
+    from zoo_cli.errors import ModelError
+
+    cfg, target = CASES["mnv2_dm10_8to16"]
+    gd = export(cfg)
+    pattern = retarget.analyse(gd)
+    good = output_stride.rewrite_output_stride(gd, target)
+    assert output_stride.guard_rewrite(gd, good, pattern, target)["round_trip_pixels_differ"] <= 0.005
+    # another network's graph at OS 16 (other weights): its round trip is not this graph
+    other = export(dataclasses.replace(at_os(cfg, target), seed=7))
+    with pytest.raises(ModelError, match="does not reproduce its own output"):
+        output_stride.guard_rewrite(gd, other, pattern, target)

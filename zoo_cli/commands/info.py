@@ -26,6 +26,9 @@ def command(app: AppContext, name: str, inspect: bool, as_json: bool) -> None:
         from zoo_cli.model import inspect_graph  # imports TensorFlow; only here
 
         graph_info = inspect_graph(cache.frozen_graph_path(ckpt)).to_json()
+        from zoo_cli.output_stride import output_strides_of
+
+        graph_info["output_strides"] = output_strides_of(cache.frozen_graph_path(ckpt))
     if as_json:
         data = {**ckpt.to_json(), "downloaded": manifest is not None,
                 "path": str(cache.model_dir(ckpt.name)) if manifest else None, "manifest": manifest}
@@ -94,4 +97,5 @@ _GRAPH_LABELS = {
     "decoder_output_stride": "decoder stride",  # None without a decoder
     "retargetable": "other crops/scales",      # the crop pattern was found (multi-scale can run)
     "retarget_problem": "why not",
+    "output_strides": "runs at OS",            # zoo_cli.output_stride can rewrite it to these
 }
