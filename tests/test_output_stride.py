@@ -120,3 +120,59 @@ def test_round_trip_guard_passes_on_a_true_rewrite_and_refuses_a_wrong_one():
     other = export(dataclasses.replace(at_os(cfg, target), seed=7))
     with pytest.raises(ModelError, match="does not reproduce its own output"):
         output_stride.guard_rewrite(gd, other, pattern, target)
+
+
+def _eval_json(args):
+    import json
+
+    from click.testing import CliRunner
+
+    from zoo_cli.cli import cli
+
+    result = CliRunner().invoke(cli, ["eval", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_cli_default_row_runs_at_its_own_output_stride(zoo_home, tmp_path, monkeypatch):
+    """The test registry's row 1 is OS 16: the installed OS 8 graph is rewritten to OS 16 and measures what the
+    native OS 16 export of the same weights measures; --output-stride 8 runs it as exported."""
+    from tests.support.datasets import make_voc
+    from tests.support.eval_graphs import install_tiny_voc
+
+    cfg = FAMILIES["mnv2_os8"]
+    install_tiny_voc(zoo_home, tmp_path, monkeypatch, export(cfg).SerializeToString())
+    native = tmp_path / "native_os16.pb"
+    native.write_bytes(export(at_os(cfg, 16)).SerializeToString())
+    make_voc(tmp_path / "voc", n=2)
+    data = ["--data-dir", str(tmp_path / "voc")]
+    run = _eval_json(["tiny_voc", *data, "--out", str(tmp_path / "a")])
+    assert run["eval_settings"]["row"] == 1 and run["eval_settings"]["output_stride"] == 16
+    assert run["setting"] == "single-scale-os16"
+    assert run["output_stride_rewrite"]["guard"]["round_trip_pixels_differ"] <= 0.005
+    want = _eval_json(["tiny_voc", "--graph", str(native), *data, "--out", str(tmp_path / "b")])
+    assert (run["miou"], run["per_class_iou"], run["pixels"]) == (want["miou"], want["per_class_iou"], want["pixels"])
+    own = _eval_json(["tiny_voc", *data, "--output-stride", "8", "--out", str(tmp_path / "c")])
+    # --output-stride 8: the first row at OS 8 (row 2, multi-scale + flip), the graph as it is
+    assert own["eval_settings"]["row"] == 2 and own["setting"] == "scales-0.5-0.75-1-flip"
+    assert "output_stride_rewrite" not in own
+
+
+def test_cli_refuses_an_output_stride_it_cannot_map_in_one_line(zoo_home, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tests.support.datasets import make_voc
+    from tests.support.eval_graphs import install_tiny_voc
+    from zoo_cli.cli import cli
+
+    from tests.support.eval_graphs import build_graph
+
+    # a crop-pattern graph without atrous convs or strided k x k convs: nothing says how its OS would change
+    install_tiny_voc(zoo_home, tmp_path, monkeypatch, build_graph(crop=(40, 40), num_classes=21).SerializeToString())
+    make_voc(tmp_path / "voc", n=1)
+    result = CliRunner().invoke(cli, ["eval", "tiny_voc", "--data-dir", str(tmp_path / "voc"), "--output-stride",
+                                      "32", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot rewrite this graph's output stride" in lines[0], result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()

@@ -608,8 +608,8 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
     (scale 1, no flip, the graph's own crop; what the reference vis.py runs), not an eval row's.
 
     ``runnable_os``: the output strides the graph can be rewritten to (zoo_cli.output_stride); the default row
-    is then the first row at any of them, and the run's ``output_stride`` is the row's (``output_stride``
-    overrides). Without it only rows at the graph's own OS are default candidates.
+    is then the first row at any of them, and the run's ``output_stride`` is the row's. ``output_stride``
+    (``--output-stride``) overrides it, and the default row is then the first row at that OS. Without it only rows at the graph's own OS are default candidates.
     """
     rows = tuple(getattr(ckpt, "evals", ()) or ())
     notes: list[str] = []
@@ -623,7 +623,7 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
             raise UsageError(f"--row {row} does not exist; the checkpoint's rows are {listing}")
         index, chosen = row, rows[row - 1]
     elif rows and not as_exported:
-        can_run = set(runnable_os) if runnable_os else {graph_output_stride}
+        can_run = {output_stride} if output_stride else (set(runnable_os) if runnable_os else {graph_output_stride})
         for i, r in enumerate(rows, 1):
             if graph_output_stride is not None and r.output_stride in can_run:
                 index, chosen = i, r
