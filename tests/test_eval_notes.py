@@ -57,7 +57,7 @@ def test_output_wording(zoo, tmp_path):
     assert result.exit_code == 0, result.output
     assert "(background 100%, person <1%)" in result.output
     make_voc(tmp_path / "voc", n=1)
-    result = zoo("tiny_voc", "--data-dir", tmp_path / "voc", "--row", "1", "--out", tmp_path / "r")
+    result = zoo("tiny_voc", "--data-dir", tmp_path / "voc", "--scales", "1", "--no-flip", "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
     assert "per-class IoU (- = class absent)\n" in result.output
     measured = next(line for line in result.output.splitlines() if "measured" in line)

@@ -336,14 +336,18 @@ def test_zoo_eval_overrides_and_statements(zoo_ms, tmp_path):
 
     _, invoke = zoo_ms
     make_voc(tmp_path / "voc", n=2, size=(40, 52))
-    data = _eval_json(invoke, "tiny_ms", "--data-dir", tmp_path / "voc", "--row", "1")
+    # --row 1 is an OS 16 row: this tiny graph (no atrous convs) cannot be rewritten to OS 16, so it is refused
+    refused = invoke("tiny_ms", "--data-dir", tmp_path / "voc", "--row", "1")
+    assert refused.exit_code == 6 and "cannot rewrite this graph's output stride" in refused.output
+    # asked to run the OS 16 row's scales at the graph's own OS 8: it runs, and says the row is not comparable
+    data = _eval_json(invoke, "tiny_ms", "--data-dir", tmp_path / "voc", "--row", "1", "--output-stride", "8")
     assert data["scales"] == [1.0] and data["flip"] is False and data["eval_settings"]["os_differs"]
     assert any("not comparable" in n for n in data["eval_settings"]["notes"])
     data = _eval_json(invoke, "tiny_ms", "--data-dir", tmp_path / "voc", "--scales", "[0.75:0.25:1.25]",
                       "--no-flip", "--crop", "97,97")
     assert data["scales"] == [0.75, 1.0, 1.25] and data["flip"] is False
     assert data["multiscale"]["eval_crop"] == [97, 97] and data["multiscale"]["graph_crop"] == [65, 65]
-    human = invoke("tiny_ms", "--data-dir", tmp_path / "voc", "--row", "1")
+    human = invoke("tiny_ms", "--data-dir", tmp_path / "voc", "--row", "1", "--output-stride", "8")
     assert human.exit_code == 0, human.output
     assert "crop 65x65" in human.output and "OS differs from the graph's 8" in human.output
     assert "not comparable" in human.output

@@ -681,7 +681,8 @@ def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path |
 
 
 def setting_slug(scales: Sequence[float], flip: bool, crop: Sequence[int] | None = None,
-                 reference_crop: Sequence[int] | None = None) -> str:
+                 reference_crop: Sequence[int] | None = None, output_stride: int | None = None,
+                 graph_output_stride: int | None = None) -> str:
     """A directory name for an eval setting: ``single-scale``, ``scales-0.75-1-1.25-flip``, ``scales-1-flip``;
     ``-crop1000x1000`` is added when ``crop`` is not ``reference_crop`` (the registry's eval crop, else the
     graph's), so runs at different settings never overwrite each other's results."""
@@ -690,6 +691,8 @@ def setting_slug(scales: Sequence[float], flip: bool, crop: Sequence[int] | None
         "scales-" + "-".join(f"{s:g}" for s in scales) + ("-flip" if flip else "")
     if crop is not None and (reference_crop is None or tuple(crop) != tuple(reference_crop)):
         slug += f"-crop{crop[0]}x{crop[1]}"
+    if output_stride and graph_output_stride and output_stride != graph_output_stride:
+        slug += f"-os{output_stride}"  # a rewritten graph (zoo_cli.output_stride)
     return slug
 
 
@@ -756,14 +759,22 @@ def check_graph_memory(model: Any, settings: Any) -> None:
 
 def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[float] | None,
                             flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
-                            as_exported: bool) -> tuple[Any, Predictor]:
+                            as_exported: bool, output_stride: int | None = None) -> tuple[Any, Predictor]:
     from zoo_cli.multiscale import choose_settings, parse_crop, parse_scales
+    from zoo_cli.output_stride import OsRewrites
 
     info = model.info
-    settings = choose_settings(ckpt, graph_output_stride=info.encoder_output_stride or info.output_stride,
-                               graph_crop=model.crop_size, scales=parse_scales(scales), flip=flip,
-                               crop=parse_crop(crop), row=row, as_exported=as_exported)
+    graph_os = info.encoder_output_stride or info.output_stride
+    rewrites = OsRewrites(model, graph_os)
+    rows = tuple(getattr(ckpt, "evals", ()) or ())
+    runnable = rewrites.runnable([r.output_stride for r in rows]) if rows and not as_exported and row is None \
+        and output_stride is None else None
+    settings = choose_settings(ckpt, graph_output_stride=graph_os, graph_crop=model.crop_size,
+                               scales=parse_scales(scales), flip=flip, crop=parse_crop(crop), row=row,
+                               as_exported=as_exported, output_stride=output_stride, runnable_os=runnable)
     check_graph_memory(model, settings)
+    if settings.output_stride and graph_os and settings.output_stride != graph_os:
+        return settings, rewrites.predictor(settings)  # refuses in one line when the OS cannot be mapped
     predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
     return settings, predictor
 
@@ -807,7 +818,8 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
                               dataset: str | None = None, threads: int = 0, inter_threads: int = 0,
                               scales: str | Sequence[float] | None = None, flip: bool | None = None,
                               crop: str | Sequence[int] | None = None, row: int | None = None,
-                              alpha: float = 0.5, progress: bool | None = None) -> ImagePredictions:
+                              alpha: float = 0.5, progress: bool | None = None,
+                              output_stride: int | None = None) -> ImagePredictions:
     """``zoo eval NAME --images ...``: label PNGs and overlays of ``images`` (files or directories) in ``out_dir``.
 
     Runs ``graph_path`` if given, else ``ckpt``'s installed graph (``cache`` defaults to ZOO_HOME's). The
@@ -827,7 +839,8 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
         if kind is not None:  # before the predictor: a multi-scale one re-targets the graph first
             check_graph_classes(kind, ckpt, model.num_classes)
-        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=True)
+        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=True,
+                                                      output_stride=output_stride)
         palette = class_palette(kind, ckpt, model.num_classes)
         notes = []
         if palette.dataset == GENERIC and palette.class_names == generic_palette(palette.num_classes).class_names:
@@ -869,7 +882,7 @@ class EvalRunner:
 def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset, *, threads: int = 0,
                      inter_threads: int = 0, scales: str | Sequence[float] | None = None,
                      flip: bool | None = None, crop: str | Sequence[int] | None = None,
-                     row: int | None = None) -> EvalRunner:
+                     row: int | None = None, output_stride: int | None = None) -> EvalRunner:
     """Load ``graph_path`` and build the predictor ``zoo eval --data-dir`` runs on ``dataset`` (imports TensorFlow).
 
     The graph's class count is checked before any re-targeting; an ADE20K dataset opened without a long side
@@ -881,7 +894,8 @@ def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset,
     try:
         # Before the predictor: a multi-scale one re-targets the graph, which a wrong graph should not reach.
         num_classes = scored_classes(dataset, ckpt, model.num_classes)
-        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False)
+        settings, predictor = _settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False,
+                                                      output_stride=output_stride)
     except BaseException:
         model.close()
         raise
@@ -894,7 +908,8 @@ def predictor_facts(predictor: Predictor) -> dict[str, Any]:
     """What a predictor reports into a result: scales/flip run, images shrunk to fit, its ``describe()``."""
     return {"scales": tuple(getattr(predictor, "scales", (1.0,))), "flip": bool(getattr(predictor, "flip", False)),
             "fitted": int(getattr(predictor, "fitted", 0)),
-            "multiscale": predictor.describe() if hasattr(predictor, "describe") else None}
+            "multiscale": predictor.describe() if hasattr(predictor, "describe") else None,
+            "output_stride_rewrite": getattr(predictor, "output_stride_rewrite", None)}
 
 
 def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, *, dataset: Dataset,
@@ -919,12 +934,14 @@ def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, 
     result.extra["reported"] = (reported_rows(ckpt, scales_run, flip_run, settings.crop, reference_crop)
                                 if ckpt else [])
     result.extra["eval_settings"] = settings.to_json()
+    run_os = settings.output_stride or settings.graph_output_stride
     for rep_row in result.extra["reported"]:
         rep_row["eval_crop"] = list(ckpt.eval_crop) if ckpt is not None and ckpt.eval_crop else None
-        rep_row["os_differs_from_graph"] = (settings.graph_output_stride is not None
-                                            and rep_row["output_stride"] != settings.graph_output_stride)
+        rep_row["os_differs_from_graph"] = run_os is not None and rep_row["output_stride"] != run_os
     if facts.get("multiscale") is not None:
         result.extra["multiscale"] = facts["multiscale"]
+    if facts.get("output_stride_rewrite"):
+        result.extra["output_stride_rewrite"] = facts["output_stride_rewrite"]
     result.extra["setting"] = run_setting(ckpt, info, settings, facts)
     return result
 
@@ -932,7 +949,8 @@ def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, 
 def run_setting(ckpt: Any | None, info: Any, settings: Any, facts: dict[str, Any]) -> str:
     """The :func:`setting_slug` naming a run's results folder (as :func:`build_eval_result` records it)."""
     reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or info.crop_size
-    return setting_slug(tuple(facts["scales"]), bool(facts["flip"]), settings.crop, reference_crop)
+    return setting_slug(tuple(facts["scales"]), bool(facts["flip"]), settings.crop, reference_crop,
+                        settings.output_stride, settings.graph_output_stride)
 
 
 def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,
@@ -942,7 +960,7 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
                         inter_threads: int = 0, jobs: int | None = None,
                         scales: str | Sequence[float] | None = None, flip: bool | None = None,
                         crop: str | Sequence[int] | None = None, row: int | None = None,
-                        progress: bool | None = None) -> EvalResult:
+                        progress: bool | None = None, output_stride: int | None = None) -> EvalResult:
     """``zoo eval NAME --data-dir DIR``: mIOU / pixel accuracy of a checkpoint on a dataset split.
 
     Runs ``graph_path`` if given, else ``ckpt``'s installed graph (``cache`` defaults to ZOO_HOME's). The
@@ -965,7 +983,7 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
         raise DatasetError(no_images_message(ds, limit, shard))
     jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
     runner = load_eval_runner(graph_path, ckpt, ds, threads=threads, inter_threads=inter_threads, scales=scales,
-                              flip=flip, crop=crop, row=row)
+                              flip=flip, crop=crop, row=row, output_stride=output_stride)
     try:
         matrix, n, seconds = evaluate_dataset(ds, runner.predictor, limit=limit, shard=shard, jobs=jobs,
                                               progress=progress, num_classes=runner.num_classes,

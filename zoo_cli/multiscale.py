@@ -619,6 +619,7 @@ class EvalSettings:
     graph_output_stride: int | None
     notes: list[str]
     source: str = ""  # where the settings come from, e.g. "eval row 2" or "the graph as exported"
+    output_stride: int | None = None  # the OS the run uses (the graph is rewritten when not its own)
 
     def describe(self) -> str:
         """One line, e.g. ``scale 1, no flip, crop 513x513 (the graph as exported)``."""
@@ -635,8 +636,9 @@ class EvalSettings:
             "row": self.row_index, "row_conditions": self.row.describe() if self.row is not None else None,
             "row_output_stride": self.row.output_stride if self.row is not None else None,
             "graph_output_stride": self.graph_output_stride,
-            "os_differs": bool(self.row is not None and self.graph_output_stride is not None
-                               and self.row.output_stride != self.graph_output_stride),
+            "output_stride": self.output_stride or self.graph_output_stride,
+            "os_differs": bool(self.row is not None and (self.output_stride or self.graph_output_stride) is not None
+                               and self.row.output_stride != (self.output_stride or self.graph_output_stride)),
             "notes": list(self.notes),
         }
 
@@ -644,12 +646,17 @@ class EvalSettings:
 def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_crop: tuple[int, int] | None,
                     scales: Sequence[float] | None = None, flip: bool | None = None,
                     crop: tuple[int, int] | None = None, row: int | None = None,
-                    as_exported: bool = False) -> EvalSettings:
+                    as_exported: bool = False, output_stride: int | None = None,
+                    runnable_os: Sequence[int] | None = None) -> EvalSettings:
     """Defaults from the checkpoint's eval row the graph can reproduce (its output stride), overridden by
     explicit ``scales`` / ``flip`` / ``crop``; ``row`` (1-based) picks another row.
 
     ``as_exported`` (``zoo eval --images``): unless ``row`` is given, the defaults are the graph as exported
     (scale 1, no flip, the graph's own crop; what the reference vis.py runs), not an eval row's.
+
+    ``runnable_os``: the output strides the graph can be rewritten to (zoo_cli.output_stride); the default row
+    is then the first row at any of them, and the run's ``output_stride`` is the row's. ``output_stride``
+    (``--output-stride``) overrides it, and the default row is then the first row at that OS. Without it only rows at the graph's own OS are default candidates.
     """
     rows = tuple(getattr(ckpt, "evals", ()) or ())
     notes: list[str] = []
@@ -663,16 +670,23 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
             raise UsageError(f"--row {row} does not exist; the checkpoint's rows are {listing}")
         index, chosen = row, rows[row - 1]
     elif rows and not as_exported:
+        can_run = {output_stride} if output_stride else (set(runnable_os) if runnable_os else {graph_output_stride})
         for i, r in enumerate(rows, 1):
-            if graph_output_stride is not None and r.output_stride == graph_output_stride:
+            if graph_output_stride is not None and r.output_stride in can_run:
                 index, chosen = i, r
                 break
         if chosen is None:
             notes.append(f"no reported row is at the graph's output stride {graph_output_stride}; running single "
                          "scale without flip (pick a row with --row N)")
-    if chosen is not None and graph_output_stride is not None and chosen.output_stride != graph_output_stride:
-        notes.append(f"row {index} was measured at OS {chosen.output_stride} but this frozen graph runs at OS "
-                     f"{graph_output_stride}: the measured and reported numbers are not comparable")
+    if output_stride is not None:
+        run_os = int(output_stride)
+    elif chosen is not None and (runnable_os is not None or row is not None):
+        run_os = chosen.output_stride  # the graph is rewritten to the row's OS (or refused)
+    else:
+        run_os = graph_output_stride
+    if chosen is not None and run_os is not None and chosen.output_stride != run_os:
+        notes.append(f"row {index} was measured at OS {chosen.output_stride} but this run is at OS "
+                     f"{run_os}: the measured and reported numbers are not comparable")
     use_scales = tuple(scales) if scales else (tuple(chosen.scales) if chosen is not None else (1.0,))
     use_flip = bool(flip) if flip is not None else (bool(chosen.flip) if chosen is not None else False)
     registry_crop = getattr(ckpt, "eval_crop", None) if (chosen is not None or not as_exported) else None
@@ -683,7 +697,9 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
         source = "the graph as exported"
     else:
         source = "no eval row at the graph's output stride" if rows else "no reported eval rows"
-    given = [opt for opt, value in (("--scales", scales), ("--flip", flip is not None), ("--crop", crop)) if value]
+    given = [opt for opt, value in (("--scales", scales), ("--flip", flip is not None), ("--crop", crop),
+                                    ("--output-stride", output_stride)) if value]
     if given:
         source += f", {'/'.join(given)} given"
-    return EvalSettings(use_scales, use_flip, use_crop, index, chosen, graph_output_stride, notes, source)
+    return EvalSettings(use_scales, use_flip, use_crop, index, chosen, graph_output_stride, notes, source,
+                        run_os)

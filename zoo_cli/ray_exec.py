@@ -293,7 +293,8 @@ class EvalWorker:
             try:
                 self.runner = evaluate.load_eval_runner(path, self.ckpt, dataset, threads=o["threads"],
                                                         inter_threads=o["inter_threads"], scales=o["scales"],
-                                                        flip=o["flip"], crop=o["crop"], row=o["row"])
+                                                        flip=o["flip"], crop=o["crop"], row=o["row"],
+                                                        output_stride=o["output_stride"])
             except ZooError as exc:
                 raise _renamed(exc, path, source.path) from None
             finally:
@@ -415,6 +416,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                             inter_threads: int = 0, jobs: int | None = None,
                             scales: str | Sequence[float] | None = None, flip: bool | None = None,
                             crop: str | Sequence[int] | None = None, row: int | None = None,
+                            output_stride: int | None = None,
                             progress: bool | None = None, workers: int | None = None, address: str | None = None,
                             resume: bool = False, mirror: str | None = None, offline: bool = False,
                             shards: int | None = None, die_once: str | None = None,
@@ -454,7 +456,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
         run_jobs, tf_threads = evaluate.plan_parallelism(jobs, 0, eval_crop, cpus=per)
         tf_threads = tf_threads or per
         options = dict(threads=tf_threads, inter_threads=inter_threads or per, scales=scales, flip=flip,
-                       crop=crop, row=row, limit=limit, jobs=run_jobs,
+                       crop=crop, row=row, output_stride=output_stride, limit=limit, jobs=run_jobs,
                        omp_num_threads=os.environ.get("OMP_NUM_THREADS"))  # see _driver_threads_env
         log(f"Ray: {sum(c for _, _, c in nodes)} CPUs on {len(nodes)} node(s); {n_workers} worker(s) x {per} CPU(s), "
             f"{run_jobs} image(s) at once with {tf_threads} TensorFlow thread(s) each")

@@ -128,9 +128,12 @@ def command() -> None:
 @click.option("--crop", "crop_text", metavar="H,W", help="Eval crop H,W (or HxW, as bench --input-size) the image is padded to (default: --data-dir the "
               "registry's, e.g. 513,513 VOC/ADE20K, 1025,2049 Cityscapes; --images the graph's own); the graph is "
               "re-targeted to it.")
-@click.option("--row", type=int, help="Take scales/flip from the checkpoint's N-th eval row (1-based, see "
-              "'zoo info NAME'); default: --data-dir the first row at the graph's output stride, --images none "
+@click.option("--row", type=int, help="Take scales/flip/output stride from the checkpoint's N-th eval row (1-based, see "
+              "'zoo info NAME'); default: --data-dir the first row whose output stride the graph can be "
+              "rewritten to, --images none "
               "(the graph as exported: scale 1, no flip).")
+@click.option("--output-stride", "output_stride", type=click.Choice(["8", "16", "32"]),
+              help="Run at this output stride: the graph is rewritten to it in memory (default: the row's).")
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Weight of the class colours in the overlay PNGs.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal).")
@@ -146,7 +149,8 @@ def command() -> None:
 def run(app: AppContext, name: str | None, graph_path: Path | None, images: tuple[Path, ...],
         data_dir: Path | None, dataset: str | None, split: str, limit: int | None, shard: str | None,
         out_dir: Path | None, threads: int, inter_threads: int, jobs: int | None, scales_text: str | None,
-        flip: bool | None, crop_text: str | None, row: int | None, alpha: float,
+        flip: bool | None, crop_text: str | None, row: int | None, output_stride: str | None,
+        alpha: float,
         progress: bool | None, use_ray: bool, workers: int | None, ray_address: str | None, resume: bool,
         as_json: bool) -> None:
     """Predict images (--images PATH... --out DIR) or measure mIOU on a dataset split (--data-dir DIR).
@@ -173,7 +177,7 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         progress = False
     common = dict(graph_path=graph_path, cache=app.cache, dataset=dataset, threads=threads,
                   inter_threads=inter_threads, scales=scales_text, flip=flip, crop=crop_text, row=row,
-                  progress=progress)
+                  progress=progress, output_stride=int(output_stride) if output_stride else None)
     if images:
         try:
             predictions = evaluate.predict_checkpoint_images(ckpt, images, out_dir, alpha=alpha, **common)

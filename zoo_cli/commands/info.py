@@ -44,10 +44,17 @@ def _info_json(app: AppContext, ckpt, inspect: bool) -> dict:
     if data.get("url"):
         data["url"] = redact(data["url"])
     if inspect:
-        from zoo_cli.model import inspect_graph  # imports TensorFlow; only here
-
-        data["graph"] = inspect_graph(cache.frozen_graph_path(ckpt)).to_json()
+        data["graph"] = _inspect(cache, ckpt)
     return data
+
+
+def _inspect(cache, ckpt) -> dict:
+    """What --inspect shows: the loaded graph's structure and the output strides it can run at."""
+    from zoo_cli.model import inspect_graph  # imports TensorFlow; only here
+    from zoo_cli.output_stride import output_strides_of
+
+    path = cache.frozen_graph_path(ckpt)
+    return {**inspect_graph(path).to_json(), "output_strides": output_strides_of(path)}
 
 
 def _show(app: AppContext, ckpt, inspect: bool, as_json: bool) -> None:
@@ -58,9 +65,7 @@ def _show(app: AppContext, ckpt, inspect: bool, as_json: bool) -> None:
     manifest = cache.manifest(ckpt.name)
     graph_info = None
     if inspect:
-        from zoo_cli.model import inspect_graph  # imports TensorFlow; only here
-
-        graph_info = inspect_graph(cache.frozen_graph_path(ckpt)).to_json()
+        graph_info = _inspect(cache, ckpt)
     out = console()
     out.print(f"[bold]{ckpt.name}[/bold]")
     fields = [
@@ -122,4 +127,5 @@ _GRAPH_LABELS = {
     "decoder_output_stride": "decoder stride",  # None without a decoder
     "retargetable": "other crops/scales",      # the crop pattern was found (multi-scale can run)
     "retarget_problem": "why not",
+    "output_strides": "runs at OS",            # zoo_cli.output_stride can rewrite it to these
 }
