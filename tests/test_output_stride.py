@@ -176,3 +176,28 @@ def test_cli_refuses_an_output_stride_it_cannot_map_in_one_line(zoo_home, tmp_pa
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot rewrite this graph's output stride" in lines[0], result.output
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_bench_measures_a_row_at_another_output_stride_on_the_rewritten_graph(zoo_home, tmp_path, monkeypatch):
+    """zoo bench: the installed OS 8 graph's OS 16 row (the test registry's row 1) is measured on the graph
+    rewritten to OS 16: its Multiply-Adds are the native OS 16 export's, and the row is comparable."""
+    import json
+
+    from click.testing import CliRunner
+
+    from tests.support.eval_graphs import install_tiny_voc
+    from zoo_cli.cli import cli
+    from zoo_cli.flops import count_madds
+
+    cfg = FAMILIES["mnv2_os8"]
+    install_tiny_voc(zoo_home, tmp_path, monkeypatch, export(cfg).SerializeToString())
+    result = CliRunner().invoke(cli, ["bench", "tiny_voc", "--scales", "1", "--no-flip", "--input-size", "65x65",
+                                      "--runs", "1", "--warmup", "0", "--no-store", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rewrite = data["conditions"]["output_stride_rewrite"]
+    assert (rewrite["from"], rewrite["to"]) == (8, 16) and rewrite["guard"]["round_trip_pixels_differ"] <= 0.005
+    assert data["conditions"]["output_stride"] == 16
+    native = count_madds(export(at_os(cfg, 16)), (65, 65))
+    assert data["measured"]["madds"] == native.madds
+    assert not any("not comparable: the graph runs at OS" in c.get("note", "") for c in data["comparison"])
