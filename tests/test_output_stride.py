@@ -201,3 +201,28 @@ def test_bench_measures_a_row_at_another_output_stride_on_the_rewritten_graph(zo
     native = count_madds(export(at_os(cfg, 16)), (65, 65))
     assert data["measured"]["madds"] == native.madds
     assert not any("not comparable: the graph runs at OS" in c.get("note", "") for c in data["comparison"])
+
+
+def test_bench_output_stride_option_runs_there_or_refuses_in_one_line(zoo_home, tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from tests.support.eval_graphs import build_graph, install_tiny_voc
+    from zoo_cli.cli import cli
+    from zoo_cli.flops import count_madds
+
+    cfg = FAMILIES["mnv2_dm05_os16"]
+    install_tiny_voc(zoo_home, tmp_path, monkeypatch, export(cfg).SerializeToString())
+    args = ["bench", "tiny_voc", "--scales", "1", "--no-flip", "--input-size", "129x129", "--runs", "1",
+            "--warmup", "0", "--json", "--output-stride", "8"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["conditions"]["output_stride"] == 8 and data["conditions"]["output_stride_rewrite"]["to"] == 8
+    assert data["measured"]["madds"] == count_madds(export(at_os(cfg, 8)), (129, 129)).madds
+    stored = sorted(p.name for p in (zoo_home / "results" / "bench").glob("*.json"))
+    assert len(stored) == 1 and "__single-os8__" in stored[0]  # never over a run at the graph's own OS
+    install_tiny_voc(zoo_home, tmp_path, monkeypatch, build_graph(crop=(40, 40), num_classes=21).SerializeToString())
+    refused = CliRunner().invoke(cli, args[:6] + ["40x40"] + args[7:])
+    assert refused.exit_code == 6 and refused.output.count("\n") == 1 and "Traceback" not in refused.output

@@ -330,7 +330,9 @@ def result_file_name(result: BenchResult) -> str:
     if result.measured.get("miou") is not None:
         subset = eval_subset(result.conditions.get("eval"))
         miou = "__miou" if subset is None else f"__miou-limit{result.conditions['eval'].get('limit') or subset}"
-    return f"{safe}__{result.setting.key}__{size}__{result.conditions['machine_key']}{miou}.json"
+    rewrite = result.conditions.get("output_stride_rewrite") or {}
+    stride = f"-os{rewrite['to']}" if rewrite and "failed" not in rewrite else ""  # never over the graph's own OS
+    return f"{safe}__{result.setting.key}{stride}__{size}__{result.conditions['machine_key']}{miou}.json"
 
 
 def save_result(result: BenchResult, directory: Path) -> Path:
@@ -595,12 +597,15 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
                 graph_for_size: GraphForSize | None = None, data_dir: Path | None = None,
                 limit: int | None = None, store: Path | None = None,
                 progress: bool | None = False, datasets: dict[str, Any] | None = None,
-                on_result: Callable[[BenchResult], None] | None = None) -> list[BenchResult]:
+                on_result: Callable[[BenchResult], None] | None = None,
+                output_stride: int | None = None) -> list[BenchResult]:
     """Measure every setting of a graph (see :func:`bench_settings`); stores each result under ``store``.
 
     ``datasets`` are the eval splits :func:`open_bench_datasets` opened for ``data_dir`` (opened here if not given).
     ``on_result`` is called with each result as soon as it is measured (and stored), so a caller can show it
     before the next, slower setting starts and an interruption loses only the unfinished setting.
+    ``output_stride`` runs every setting at that stride (the graph rewritten in memory; a graph that cannot be
+    rewritten is a ModelError); by default a setting runs at its reported rows' stride.
     """
     from zoo_cli.model import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
 
@@ -614,10 +619,12 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
     else:
         source = "--input-size"
     results = []
+    # --output-stride: every setting at that stride (refused here, in one line, when the graph cannot get there)
+    forced = rewrite_to(graph_def, output_stride) if output_stride is not None else None
     for setting in settings:
         try:
             # A setting reported only at another output stride runs on the graph rewritten to it (in memory).
-            run_graph, rewrite = _graph_at_rows_os(graph_def, setting)
+            run_graph, rewrite = forced or _graph_at_rows_os(graph_def, setting)
             rewritten = rewrite is not None and "failed" not in rewrite
             result = measure_setting(run_graph, setting, name=name, input_size=tuple(input_size),
                                      input_size_source=source, runs=runs, warmup=warmup, threads=threads,
@@ -658,7 +665,6 @@ def _graph_at_rows_os(graph_def: Any, setting: BenchSetting) -> tuple[Any, dict[
     if not setting.rows:
         return graph_def, None
     from zoo_cli import retarget
-    from zoo_cli.output_stride import guard_rewrite, timed_rewrite
 
     try:
         pattern = retarget.analyse(graph_def)
@@ -666,12 +672,23 @@ def _graph_at_rows_os(graph_def: Any, setting: BenchSetting) -> tuple[Any, dict[
         return graph_def, None  # no crop pattern: the stride cannot be read either; compare() says so
     if any(row.output_stride == pattern.encoder_stride for row in setting.rows):
         return graph_def, None
-    target = setting.rows[0].output_stride
     try:
-        rewritten, seconds = timed_rewrite(graph_def, target, pattern)
-        guard = guard_rewrite(graph_def, rewritten, pattern, target)
+        return rewrite_to(graph_def, setting.rows[0].output_stride, pattern)
     except ModelError as exc:  # measured at the graph's own stride; compare() marks the row not comparable
-        return graph_def, {"from": pattern.encoder_stride, "to": target, "failed": str(exc)}
+        return graph_def, {"from": pattern.encoder_stride, "to": setting.rows[0].output_stride, "failed": str(exc)}
+
+
+def rewrite_to(graph_def: Any, target: int, pattern: Any | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """The graph at output stride ``target`` (rewritten in memory and guarded, zoo_cli.output_stride) and the
+    rewrite's facts, or the graph itself and None when it already runs there; a ModelError when it cannot."""
+    from zoo_cli import retarget
+    from zoo_cli.output_stride import guard_rewrite, timed_rewrite
+
+    pattern = pattern or retarget.analyse(graph_def)
+    if target == pattern.encoder_stride:
+        return graph_def, None
+    rewritten, seconds = timed_rewrite(graph_def, target, pattern)
+    guard = guard_rewrite(graph_def, rewritten, pattern, target)
     return rewritten, {"from": pattern.encoder_stride, "to": target, "seconds": round(seconds, 3), "guard": guard}
 
 

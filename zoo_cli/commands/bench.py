@@ -35,12 +35,15 @@ from zoo_cli.output import console, emit_json
               "one at a time per node (pip install 'zoo-cli[ray]'; see docs/scale.md).")
 @click.option("--ray-address", metavar="ADDR", help="With --ray: the cluster to join (auto, HOST:6379, "
               "ray://HOST:10001; default RAY_ADDRESS, else a local instance).")
+@click.option("--output-stride", "output_stride", type=click.Choice(["8", "16", "32"]),
+              help="Run at this output stride: the graph is rewritten to it in memory (default: each reported "
+                   "row's; docs/output_stride.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @pass_app
 def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | None, runs: int, warmup: int,
             input_size: str | None, scales: str | None, flip: bool | None, data_dir: Path | None,
             limit: int | None, threads: int, no_store: bool, use_ray: bool, ray_address: str | None,
-            as_json: bool) -> None:
+            output_stride: str | None, as_json: bool) -> None:
     """Measure latency, Multiply-Adds, params, peak memory (and mIOU) and compare with the reported numbers."""
     from zoo_cli import bench  # light; TensorFlow is imported when a graph is loaded
     from zoo_cli.bench_view import print_labelled, render_result
@@ -60,6 +63,8 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
         warmup=warmup, threads=threads, data_dir=data_dir, limit=limit,
         store=None if no_store else bench.results_dir(app.cache), progress=None if not as_json else False,
     )
+    if output_stride:
+        options["output_stride"] = int(output_stride)
     out = console()
     if not as_json:
         # Each setting's table (and its 'saved' line) is printed as soon as it is measured, so Ctrl-C during a
