@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.errors import ModelError, UsageError
@@ -762,6 +762,18 @@ class SweepOutcome:
         return {"results": [r.to_json() for r in self.results], "failures": self.failures, "skipped": self.skipped}
 
 
+def sweep_checkpoints(registry: Iterable[Checkpoint], cache: Any, outcome: SweepOutcome) -> Iterator[Checkpoint]:
+    """The checkpoints a sweep benches: those with a frozen graph that are installed; the others it records in
+    ``outcome.skipped`` (the single-machine and the Ray sweep share this)."""
+    for ckpt in registry:
+        if not ckpt.has_frozen_graph:
+            continue
+        if not cache.is_installed(ckpt.name):
+            outcome.skipped[ckpt.name] = "not downloaded"
+            continue
+        yield ckpt
+
+
 def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[[str], None] | None = None,
               **options: Any) -> SweepOutcome:
     """Bench every downloaded checkpoint that has a frozen graph; a failing model is recorded, not fatal."""
@@ -770,12 +782,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[
 
     check_options(options.get("data_dir"), options.get("limit"))
     outcome = SweepOutcome()
-    for ckpt in registry:
-        if not ckpt.has_frozen_graph:
-            continue
-        if not cache.is_installed(ckpt.name):
-            outcome.skipped[ckpt.name] = "not downloaded"
-            continue
+    for ckpt in sweep_checkpoints(registry, cache, outcome):
         if on_model is not None:
             on_model(ckpt.name)
         try:

@@ -631,12 +631,7 @@ def bench_all_ray(registry: Any, cache: Any, *, address: str | None = None, mirr
     with ray_cluster(address) as ray:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        for ckpt in registry:
-            if not ckpt.has_frozen_graph:
-                continue
-            if not cache.is_installed(ckpt.name):
-                outcome.skipped[ckpt.name] = "not downloaded"
-                continue
+        for ckpt in bench.sweep_checkpoints(registry, cache, outcome):
             try:
                 per_model = dict(options)
                 bench._open_datasets_first(ckpt, per_model)

@@ -80,7 +80,9 @@ class _Graph:
             queue.extend(_node_of(r) for r in _data_inputs(self.nodes[name]))
         return seen
 
-    def descendants(self, name: str) -> set[str]:
+    def descendants(self, name: str, within: set[str] | None = None, stop_ops: tuple[str, ...] = ()) -> set[str]:
+        """Names of all nodes fed (directly or not) by ``name``, itself included; only nodes in ``within`` when
+        given, and not walking past nodes whose op is in ``stop_ops`` (they are included)."""
         seen: set[str] = set()
         queue = deque([name])
         while queue:
@@ -88,7 +90,9 @@ class _Graph:
             if cur in seen:
                 continue
             seen.add(cur)
-            queue.extend(c.name for c in self.consumers.get(cur, []))
+            if self.nodes[cur].op in stop_ops:
+                continue
+            queue.extend(c.name for c in self.consumers.get(cur, []) if within is None or c.name in within)
         return seen
 
     def const_value(self, ref: str) -> np.ndarray | None:
@@ -493,16 +497,7 @@ def _encoder_path(g: _Graph, start: str, logits_anc: set[str], s2b: list[Any]) -
         b2s = _matching_batch_to_space(g, node)
         if b2s is not None:
             inside |= (g.descendants(node.name) & g.ancestors([b2s.name])) - {b2s.name}
-    seen: set[str] = set()
-    queue = deque([start])
-    while queue:
-        name = queue.popleft()
-        if name in seen:
-            continue
-        seen.add(name)
-        if g.nodes[name].op in _POOL_OPS:
-            continue
-        queue.extend(c.name for c in g.consumers.get(name, []) if c.name in logits_anc)
+    seen = g.descendants(start, within=logits_anc, stop_ops=_POOL_OPS)
     return sorted(n for n in seen - inside if g.nodes[n].op not in _POOL_OPS + ("Const",) and n in logits_anc)
 
 
