@@ -81,14 +81,15 @@ def test_encoder_and_decoder_output_strides(family):
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_retargeted_crops_equal_native_exports(family):
-    """The smallest and largest crops of the family's seed multi-scale row (all six for MobileNet-v2 VOC)."""
+    """Every crop of the seed's VOC multi-scale row for MobileNet-v2 OS 8; for the other families the largest
+    (the smallest runs, against the reference's own native build of it, in the multi-scale test below)."""
     from zoo_cli import retarget
 
     cfg = FAMILIES[family]
     gd = export(cfg)
     pattern = retarget.analyse(gd)
     scales = seed_scales(cfg)
-    crops = [scaled(cfg.crop_size, s) for s in (scales if family == "mnv2_os8" else (scales[0], scales[-1]))]
+    crops = [scaled(cfg.crop_size, s) for s in (scales if family == "mnv2_os8" else (scales[-1],))]
     for crop in crops:
         if crop == tuple(cfg.crop_size):
             continue
