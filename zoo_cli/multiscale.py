@@ -140,7 +140,6 @@ def parse_crop(text: str | Sequence[int] | None, option: str = "--crop") -> tupl
     return values[0], values[1]
 
 
-
 # ------------------------------------------------------------------------------------------- numpy
 
 
@@ -291,11 +290,9 @@ class MultiScalePredictor:
             try:
                 self.pattern = rt.analyse(self.graph_def)
             except ModelError:
-                # No crop baked in: a graph that runs any image size as it is takes the scaled images directly.
-                try:
-                    self.pattern = rt.analyse_dynamic(self.graph_def)
-                except ModelError:
-                    raise
+                # No crop baked in: a graph that runs any image size as it is takes the scaled images directly
+                # (a graph that is neither is refused by analyse_dynamic).
+                self.pattern = rt.analyse_dynamic(self.graph_def)
                 self.dynamic = True
         self.graph_crop = self.pattern.crop
         self.crop = tuple(crop) if crop else self.graph_crop
