@@ -289,10 +289,12 @@ class MultiScalePredictor:
         if self.pattern is None:
             try:
                 self.pattern = rt.analyse(self.graph_def)
-            except ModelError:
-                # No crop baked in: a graph that runs any image size as it is takes the scaled images directly
-                # (a graph that is neither is refused by analyse_dynamic).
-                self.pattern = rt.analyse_dynamic(self.graph_def)
+            except ModelError as exc:
+                # No crop baked in: a graph that runs any image size as it is takes the scaled images directly.
+                try:
+                    self.pattern = rt.analyse_dynamic(self.graph_def)
+                except ModelError:
+                    raise exc from None  # neither: the crop pattern's reason is the one that says what is missing
                 self.dynamic = True
         self.graph_crop = self.pattern.crop
         self.crop = tuple(crop) if crop else self.graph_crop
