@@ -80,6 +80,10 @@ def _show(app: AppContext, ckpt, inspect: bool, as_json: bool) -> None:
         ("sha256", ckpt.sha256 or "not pinned (recorded on first download)"),
         ("archive contents", ", ".join(ckpt.contents)),
     ]
+    if ckpt.madds_input_size:  # the reported Multiply-Adds refer to another input than the eval crop
+        fields.append(("MAdds input", "x".join(map(str, ckpt.madds_input_size))))
+    if ckpt.madds_note:
+        fields.append(("MAdds note", ckpt.madds_note))
     for key, value in fields:
         out.print(f"  {key:<17} {value}", soft_wrap=True)  # long URLs stay whole, copyable
     if ckpt.model_flags:
