@@ -44,3 +44,29 @@ def batch_norm(inputs: Any, decay: float = 0.999, center: bool = True, scale: bo
         if activation_fn is not None:
             outputs = activation_fn(outputs)
         return slim.utils.collect_named_outputs(outputs_collections, sc.name, outputs)
+
+
+# slim nets/mobilenet rules shared by MobileNet-v2, -v3 and EdgeTPU.
+
+
+def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
+    """slim mobilenet's channel rounding: nearest multiple of ``divisor``, never more than 10% down."""
+    if min_value is None:
+        min_value = divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:
+        new_value += divisor
+    return new_value
+
+
+def layer_strides_and_rates(strides: list[int], output_stride: int | None) -> list[tuple[int, int]]:
+    """mobilenet_base's conversion of layer strides into (stride, atrous rate) for an output stride."""
+    current_stride, rate, out = 1, 1, []
+    for stride in strides:
+        if output_stride is not None and current_stride == output_stride:
+            out.append((1, rate))
+            rate *= stride
+        else:
+            out.append((stride, 1))
+            current_stride *= stride
+    return out

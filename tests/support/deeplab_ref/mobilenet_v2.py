@@ -31,7 +31,7 @@ from typing import Any, Callable
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
-from .layers import batch_norm
+from .layers import batch_norm, layer_strides_and_rates, make_divisible
 
 # feature_extractor.py: deeplab stops MobileNet-v2 at layer_18 (expanded_conv_16, 320 x multiplier).
 FINAL_ENDPOINT = "layer_18"
@@ -42,16 +42,6 @@ DECODER_END_POINTS = {
                      16: ("layer_14/depthwise_output",)},
 }
 PREPROCESSING = {"mobilenet_v2": "zero_mean_unit_range"}
-
-
-def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
-    """slim mobilenet's channel rounding: nearest multiple of ``divisor``, never more than 10% down."""
-    if min_value is None:
-        min_value = divisor
-    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if new_value < 0.9 * value:
-        new_value += divisor
-    return new_value
 
 
 @dataclass(frozen=True)
@@ -80,19 +70,6 @@ V2_SPEC: tuple[LayerSpec, ...] = (
     LayerSpec("expanded", 320),
     LayerSpec("conv", 1280, kernel_size=(1, 1)),
 )
-
-
-def layer_strides_and_rates(strides: list[int], output_stride: int | None) -> list[tuple[int, int]]:
-    """mobilenet_base's conversion of layer strides into (stride, atrous rate) for an output stride."""
-    current_stride, rate, out = 1, 1, []
-    for stride in strides:
-        if output_stride is not None and current_stride == output_stride:
-            out.append((1, rate))
-            rate *= stride
-        else:
-            out.append((stride, 1))
-            current_stride *= stride
-    return out
 
 
 def expanded_conv(inputs: Any, num_outputs: int, *, expansion_size: int, stride: int = 1, rate: int = 1,

@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
-from .layers import batch_norm
+from .layers import batch_norm, layer_strides_and_rates, make_divisible
 
 tf1 = tf.compat.v1
 
@@ -74,15 +74,6 @@ BN_DECAY = 0.997
 BN_EPSILON = 0.001
 SE_SQUEEZE_FACTOR = 4
 HARD_SIGMOID_SCALE = 0.16667  # the SE gate's literal constant (not exactly 1/6)
-
-
-def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
-    """slim's _make_divisible: nearest multiple of ``divisor`` (>= ``min_value``), never more than 10 % down."""
-    min_value = divisor if min_value is None else min_value
-    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return int(new)
 
 
 def hard_swish(x: Any) -> Any:
@@ -291,17 +282,11 @@ def mobilenet_base(images: Any, spec: tuple[Layer, ...], *, output_stride: int |
             tf1.variable_scope(outer):
         net = tf1.identity(images, "input")
         with tf1.variable_scope(outer) as base, tf1.name_scope(base.original_name_scope):
-            current_stride, rate = 1, 1
             end_points: dict[str, Any] = {}
             scopes: dict[str, str] = {}
-            for i, layer in enumerate(spec):
+            plan = layer_strides_and_rates([layer.stride for layer in spec], output_stride)
+            for i, (layer, (layer_stride, layer_rate)) in enumerate(zip(spec, plan)):
                 num_outputs = make_divisible(layer.num_outputs * depth_multiplier, 8, 8)
-                if output_stride is not None and current_stride == output_stride:
-                    layer_stride, layer_rate = 1, rate
-                    rate *= layer.stride
-                else:
-                    layer_stride, layer_rate = layer.stride, 1
-                    current_stride *= layer.stride
                 if isinstance(layer, Conv):
                     rate_args = {"rate": layer_rate} if layer_rate > 1 else {}
                     kernel = (layer.kernel, layer.kernel)
