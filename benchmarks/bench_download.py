@@ -7,8 +7,8 @@ it from tests/support/http_server.py in a separate process on 127.0.0.1, then ti
 (median of --repeat interleaved rounds, dirty pages synced before each run, source archive in
 the page cache, files written to --workdir):
 
-    transfer   curl -s -o FILE URL         vs  zoo_cli.download.fetch_file (stream + sha256 in the same pass)
-    unpack     tar -xzf FILE -C DIR        vs  zoo_cli.archive.extract_archive (checked, data filter, CRC)
+    transfer   curl -s -o FILE URL         vs  zoo_cli.hub.transfer.fetch_file (stream + sha256 in the same pass)
+    unpack     tar -xzf FILE -C DIR        vs  zoo_cli.hub.archive.extract_archive (checked, data filter, CRC)
     end to end curl -o && tar -xzf         vs  zoo download NAME (transfer, verify, unpack, per-file hashes,
                                                manifest, atomic rename)
 
@@ -129,9 +129,9 @@ def main() -> None:
             out.mkdir(parents=True)
 
         py = sys.executable
-        fetch_code = ("import sys; from pathlib import Path; from zoo_cli.download import fetch_file; "
+        fetch_code = ("import sys; from pathlib import Path; from zoo_cli.hub.transfer import fetch_file; "
                       "fetch_file(sys.argv[1], Path(sys.argv[2]), progress=False)")
-        extract_code = ("import sys; from pathlib import Path; from zoo_cli.archive import extract_archive; "
+        extract_code = ("import sys; from pathlib import Path; from zoo_cli.hub.archive import extract_archive; "
                         "extract_archive(Path(sys.argv[1]), Path(sys.argv[2]))")
         results = interleaved({
             "curl -o": (lambda: ["curl", "-s", "-o", str(out / "a.tar.gz"), url], None),

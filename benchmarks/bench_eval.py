@@ -7,7 +7,7 @@ exported zoo-style (pad to 513 with 127.5, static image pooling, ResizeBilinear,
 1. per-image overhead of ``FrozenGraphModel.predict`` vs a bare ``Session.run`` on the same graph, same
    thread settings and the same 375x500 uint8 image (goal: <= 3 %); A/B blocks are interleaved so drift
    of the machine hits both alike;
-2. dataset throughput of ``zoo_cli.evaluate.evaluate_dataset`` vs a straightforward demo-notebook-style loop
+2. dataset throughput of ``zoo_cli.evaluation.evaluate.evaluate_dataset`` vs a straightforward demo-notebook-style loop
    on a synthetic VOC-layout split (JPEG images 500x375 / 375x500, palette label PNGs): the loop opens the
    image with Pillow, resizes it so its longer side is 513 (LANCZOS, as the demo notebook does), runs
    ``sess.run(..., feed_dict={'ImageTensor:0': [np.asarray(image)]})``, resizes the label map back to the
@@ -42,10 +42,10 @@ def build_graph(path: Path) -> str:
         gd = build_mobilenetv2_deeplab(1.0, 16, crop=(513, 513))
         what = "benchmarks/mobilenetv2_deeplab.py MobileNet-v2 dm1.0 OS16 crop 513"
     except ImportError:  # pragma: no cover - fallback when the builder is not in the tree
-        from zoo_cli.export import tiny_deeplab
+        from tests.support.export import tiny_deeplab
 
         gd = tiny_deeplab(num_classes=21, crop=513, output_stride=16, width=96)
-        what = "zoo_cli.export.tiny_deeplab width 96 OS16 crop 513"
+        what = "tests.support.export.tiny_deeplab width 96 OS16 crop 513"
     path.write_bytes(gd.SerializeToString())
     return what
 
@@ -54,7 +54,7 @@ def make_split(root: Path, n: int, seed: int = 0) -> None:
     """A VOC2012-layout split of ``n`` photo-like JPEGs (smooth regions + noise) with palette labels."""
     from PIL import Image, ImageFilter
 
-    from zoo_cli.palettes import get_palette
+    from zoo_cli.evaluation.palettes import get_palette
 
     rng = np.random.default_rng(seed)
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
@@ -85,8 +85,8 @@ def host_overhead_us(tmp: Path, calls: int = 400) -> dict:
     not drowned by the noise of a busy machine; divided by the realistic graph's time it gives the overhead.
     """
 
-    from zoo_cli.export import save_frozen_graph, tiny_deeplab
-    from zoo_cli.model import FrozenGraphModel
+    from tests.support.export import save_frozen_graph, tiny_deeplab
+    from zoo_cli.graph.model import FrozenGraphModel
 
     path = save_frozen_graph(tiny_deeplab(num_classes=21, crop=33, output_stride=16, width=8), tmp / "tiny.pb")
     image = np.random.default_rng(2).integers(0, 256, size=(30, 31, 3), dtype=np.uint8)
@@ -123,7 +123,7 @@ def _bare_session(path: Path):
 def overhead(graph: Path, runs: int, rounds: int) -> dict:
     """Median ms per image: bare Session.run vs FrozenGraphModel.predict, alternating calls."""
 
-    from zoo_cli.model import FrozenGraphModel
+    from zoo_cli.graph.model import FrozenGraphModel
 
     image = np.random.default_rng(1).integers(0, 256, size=(375, 500, 3), dtype=np.uint8)
     bare = _bare_session(graph)
@@ -203,9 +203,9 @@ def notebook_loop(graph: Path, root: Path) -> tuple[float, float, int]:
 
 def zoo_loop(graph: Path, root: Path, jobs: int | None) -> tuple[float, float, int]:
     """zoo eval's dataset loop (the same functions the CLI calls); ``jobs=None`` = the CLI's automatic plan."""
-    from zoo_cli.datasets import open_dataset
-    from zoo_cli.evaluate import SingleScale, evaluate_dataset, plan_parallelism
-    from zoo_cli.model import FrozenGraphModel
+    from zoo_cli.evaluation.datasets import open_dataset
+    from zoo_cli.evaluation.evaluate import SingleScale, evaluate_dataset, plan_parallelism
+    from zoo_cli.graph.model import FrozenGraphModel
 
     jobs, threads = plan_parallelism(jobs, 0, (513, 513))
     with FrozenGraphModel(graph, intra_op_threads=threads) as model:
@@ -242,7 +242,7 @@ def main() -> None:
               f"runner {h['runner']:.0f} us -> runner adds {diff:+.0f} us = "
               f"{100 * diff / 1000 / o['median_ms']['bare']:+.3f} % of the realistic graph's median time")
         print(f"\n2. dataset throughput, {args.images} VOC-layout images (500x375 JPEG), {args.rounds} rounds:")
-        from zoo_cli.evaluate import plan_parallelism
+        from zoo_cli.evaluation.evaluate import plan_parallelism
 
         auto = plan_parallelism(None, 0, (513, 513))
         auto_label = f"zoo auto (jobs={auto[0]}, threads={auto[1]})"

@@ -2,7 +2,7 @@
 
 Each entry of ``tests.support.deeplab_ref.FULL_WIDTH`` (real widths: depth multiplier / width 1.0 unless the
 zoo row says otherwise) is exported at run time exactly as research/deeplab's export_model.py would write it
-(random weights) and counted by ``zoo_cli.flops.count_madds`` at the row's input size. Multi-scale + flip
+(random weights) and counted by ``zoo_cli.graph.flops.count_madds`` at the row's input size. Multi-scale + flip
 rows are in-graph multi-scale exports (export_model.py --inference_scales/--add_flipped_images), so one
 count covers every scale and flip.
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from tests.support.deeplab_ref import FULL_WIDTH, export_graph
-    from zoo_cli.flops import count_madds
+    from zoo_cli.graph.flops import count_madds
 
     entries = {name: entry for name, entry in FULL_WIDTH.items()
                if not args.only or any(part in name for part in args.only)}

@@ -1,6 +1,6 @@
 """What the multi-scale runtime guard costs per graph load, side by side with what it protects.
 
-The guard (zoo_cli.multiscale.MultiScalePredictor._guard) runs the scale-1 unflipped branch and the graph's
+The guard (zoo_cli.evaluation.multiscale.MultiScalePredictor._guard) runs the scale-1 unflipped branch and the graph's
 own SemanticPredictions once on a crop-sized probe. Measured here on a frozen graph, in one process:
 
 * guard: seconds of the check (from ``predictor.guard``), per predictor build;
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from zoo_cli.model import FrozenGraphModel
-    from zoo_cli.multiscale import MultiScalePredictor
+    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.evaluation.multiscale import MultiScalePredictor
 
     image = (np.random.default_rng(0).random((375, 500, 3)) * 255).astype(np.uint8)
     guards, builds, images, singles = [], [], [], []

@@ -2,7 +2,7 @@
 
 One 500x375 (W x H) image, eval crop 513x513, scales 0.5..1.75 (6) with flips = 12 network runs, on a
 MobileNet-v2 DeepLab-v3 graph at OS 8 (random weights, realistic size; benchmarks/mobilenetv2_deeplab.py)
-exported at crop 513 and re-targeted by zoo_cli.multiscale to every scaled crop.
+exported at crop 513 and re-targeted by zoo_cli.evaluation.multiscale to every scaled crop.
 
 * full: ``MultiScalePredictor(image)`` end to end (pad, 5 image resizes, 12 runs, logits resizes, softmax,
   accumulation, argmax);
@@ -76,7 +76,7 @@ BEFORE_REV = "ab70dbb"
 
 
 def load_before(rev: str = BEFORE_REV) -> Any:
-    """``zoo_cli/multiscale.py`` as of git revision ``rev``, as a module (it imports today's zoo_cli.retarget)."""
+    """``zoo_cli/multiscale.py`` as of git revision ``rev``, as a module (it imports today's zoo_cli.graph.retarget)."""
     import importlib.util
     import subprocess
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from mobilenetv2_deeplab import build_mobilenetv2_deeplab
 
-    from zoo_cli.multiscale import MultiScalePredictor, resize_bilinear, scaled_crop
+    from zoo_cli.evaluation.multiscale import MultiScalePredictor, resize_bilinear, scaled_crop
 
     dm = 0.5 if args.small else 1.0
     t0 = time.perf_counter()
@@ -225,14 +225,14 @@ def cityscapes_memory(threads: int = 0, before: str = BEFORE_REV, window: int = 
             subprocess.run([sys.executable, __file__, "--cityscapes", "--threads", str(threads), "--before", before,
                             "--window", str(window), "--impl", which], check=True)
         return
-    from zoo_cli.export import tiny_deeplab
+    from tests.support.export import tiny_deeplab
 
     if impl == "before":
         MultiScalePredictor = load_before(before).MultiScalePredictor
         kwargs = {}
         what = f"before ({before}, per run)"
     else:
-        from zoo_cli.multiscale import MultiScalePredictor
+        from zoo_cli.evaluation.multiscale import MultiScalePredictor
 
         kwargs = {"window": window}
         what = f"in-graph, window {window}"

@@ -15,8 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.deeplab_ref import ExportConfig, export_graph  # noqa: E402
-from zoo_cli import output_stride, retarget  # noqa: E402
-from zoo_cli.flops import count_madds  # noqa: E402
+from zoo_cli.graph import output_stride  # noqa: E402
+from zoo_cli.graph import retarget
+from zoo_cli.graph.flops import count_madds  # noqa: E402
 
 CASES = [
     ("MobileNet-v2 (dm 1.0) VOC", ExportConfig("mobilenet_v2", crop_size=(513, 513), output_stride=8), 2.75),

@@ -1,7 +1,7 @@
 """A MobileNet-v2 DeepLab-v3 frozen graph built from the architecture, with random weights.
 
 Written from the published architecture (MobileNet-v2, arXiv:1801.04381; DeepLab-v3 as the model zoo uses
-it for MobileNet-v2: no ASPP conv branches, no decoder), exported through ``zoo_cli.export`` so it has the
+it for MobileNet-v2: no ASPP conv branches, no decoder), exported through ``tests.support.export`` so it has the
 zoo's interface (``ImageTensor`` uint8 -> pad to the crop with 127.5 -> ... -> ``SemanticPredictions``):
 
 * backbone up to ``layer_18`` (the 320-channel block; the 1280-channel 1x1 conv is not built):
@@ -138,7 +138,7 @@ def _depthwise_bn(net: Any, x: Any, name: str, stride: int, rate: int) -> Any:
 
 def mobilenetv2_deeplab_fn(depth_multiplier: float = 1.0, output_stride: int = 16, num_classes: int = 21,
                            divisible_by: int | None = None, min_depth: int | None = None):
-    """The ``network_fn(images, net)`` for :func:`zoo_cli.export.export_frozen_graph`."""
+    """The ``network_fn(images, net)`` for :func:`tests.support.export.export_frozen_graph`."""
     plan = layer_plan(depth_multiplier, output_stride, divisible_by, min_depth)
 
     def network_fn(images: Any, net: Any) -> Any:
@@ -173,7 +173,7 @@ def build_mobilenetv2_deeplab(depth_multiplier: float = 1.0, output_stride: int 
                               crop: int | tuple[int, int] = (513, 513), seed: int = 0, num_classes: int = 21,
                               divisible_by: int | None = None, min_depth: int | None = None) -> Any:
     """A zoo-style frozen ``GraphDef`` of MobileNet-v2 DeepLab-v3 with random weights (deterministic in ``seed``)."""
-    from zoo_cli.export import export_frozen_graph
+    from tests.support.export import export_frozen_graph
 
     fn = mobilenetv2_deeplab_fn(depth_multiplier, output_stride, num_classes, divisible_by, min_depth)
     return export_frozen_graph(fn, crop=crop, num_classes=num_classes, output_stride=output_stride, seed=seed)
@@ -192,7 +192,7 @@ SEED_ROWS = (
 
 def madds_table() -> list[dict[str, Any]]:
     """Count every seed row that this builder can reproduce; one dict per row."""
-    from zoo_cli.flops import count_madds_multiscale
+    from zoo_cli.graph.flops import count_madds_multiscale
 
     rows = []
     for label, dm, os_, crop, classes, scales, flip, seed_b in SEED_ROWS:
@@ -216,7 +216,7 @@ def channel_plan(depth_multiplier: float, divisible_by: int | None = None, min_d
 
 def dm05_variants() -> list[dict[str, Any]]:
     """dm 0.5 counts under the two channel-rounding rules of the reference code, at OS 16 and OS 8."""
-    from zoo_cli.flops import count_madds
+    from zoo_cli.graph.flops import count_madds
 
     rows = []
     for label, div, mind in (("DeepLab feature_extractor (divisible_by = min_depth = 1)", 1, 1),
@@ -266,7 +266,7 @@ def runner_overhead(runs: int = 30, warmup: int = 3, depth_multiplier: float = 1
     """Time FrozenGraphModel.predict vs a bare Session.run of the same graph/session, interleaved A/B."""
     import time
 
-    from zoo_cli.model import FrozenGraphModel
+    from zoo_cli.graph.model import FrozenGraphModel
 
     gd = build_mobilenetv2_deeplab(depth_multiplier, output_stride)
     image = np.random.default_rng(0).integers(0, 256, (513, 513, 3), dtype=np.uint8)

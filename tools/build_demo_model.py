@@ -17,7 +17,7 @@ Steps
     pad-to-crop path is exercised like on VOC.
  2. ``train``: a small DeepLab-shaped conv net (strided convs to output stride 8, atrous convs, an ASPP with a
     1x1 branch and an image-pooling branch, logits) trained from scratch in TF2 eager/tf.function on CPU.
- 3. ``export``: the trained numpy weights go through ``zoo_cli.export`` into a frozen graph built the 2018-zoo
+ 3. ``export``: the trained numpy weights go through ``tests.support.export`` into a frozen graph built the 2018-zoo
     way (``ImageTensor`` uint8 in, padded to a static 129x129 crop with 127.5, image pooling with a static
     AvgPool kernel, static ResizeBilinear, ArgMax, ``SemanticPredictions`` out, no probability output) plus
     ``model.ckpt.*``, and is packed as a reproducible ``.tar.gz`` (one top folder, like the zoo's archives).
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from zoo_cli.tf_import import import_tf, init_devices  # light: TensorFlow loads on first call
+from zoo_cli.graph.tf_import import import_tf, init_devices  # light: TensorFlow loads on first call
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / "zoo_cli" / "demo"
@@ -201,10 +201,10 @@ DECODER = True  # logits at output stride 4 through the DeepLab-v3+ style decode
 
 
 class _Getter:
-    """Hands out one tf.Variable per weight name, initialised like ``zoo_cli.export.Weights`` does."""
+    """Hands out one tf.Variable per weight name, initialised like ``tests.support.export.Weights`` does."""
 
     def __init__(self, tf, seed: int) -> None:
-        from zoo_cli.export import Weights
+        from tests.support.export import Weights
 
         self.tf, self.source, self.variables = tf, Weights(seed=seed), {}
 
@@ -221,7 +221,7 @@ def resize_bilinear(x, size, tf):
 
 
 def forward(images, get, tf, *, width: int = WIDTH, decoder: bool = DECODER, num_classes: int = NUM_CLASSES):
-    """Feature-resolution logits of ``zoo_cli.export.tiny_deeplab`` (output stride 8), written in TF2 ops so
+    """Feature-resolution logits of ``tests.support.export.tiny_deeplab`` (output stride 8), written in TF2 ops so
     it can be trained; ``get(name, shape, fan_in=..., bias=...)`` returns the weight tensors.
 
     Every op mirrors the exported graph: SAME convs, relu6, atrous conv rate 2 and atrous depthwise rate 4,
@@ -360,7 +360,7 @@ ARCHIVE_MEMBERS = ("frozen_inference_graph.pb", "model.ckpt.index", "model.ckpt.
 
 def export(weights: dict[str, np.ndarray], model_dir: Path) -> Path:
     """Write the zoo-style frozen graph and ``model.ckpt.*`` of the trained weights into ``model_dir``."""
-    from zoo_cli.export import export_model_dir
+    from tests.support.export import export_model_dir
 
     # seed=None: every weight must come from training; a missing one is an error, not a random array.
     # save_frozen_graph serialises deterministically, so the same weights give the same bytes (and sha256).
@@ -418,8 +418,8 @@ def pack(model_dir: Path, archive: Path) -> Path:
 
 def check_export(weights: dict[str, np.ndarray], graph_path: Path, val_dir: Path) -> float:
     """Share of val pixels where the frozen graph agrees with the trained TF2 network (should be ~1)."""
-    from zoo_cli.datasets import open_dataset
-    from zoo_cli.model import FrozenGraphModel
+    from zoo_cli.evaluation.datasets import open_dataset
+    from zoo_cli.graph.model import FrozenGraphModel
 
     agree = total = 0
     with FrozenGraphModel(graph_path) as model:
@@ -435,12 +435,12 @@ def measure(graph_path: Path, val_dir: Path) -> dict[str, dict]:
     """mIOU / pixel accuracy / MAdds of the exported graph on the val split, with the zoo's own functions:
     ``evaluate.make_predictor`` + ``evaluate_dataset`` (single scale, then EVAL_SCALES + flip) and
     ``flops.count_madds_multiscale`` over crop re-targeted graphs."""
-    from zoo_cli import retarget
-    from zoo_cli.datasets import open_dataset
+    from zoo_cli.graph import retarget
+    from zoo_cli.evaluation.datasets import open_dataset
     from zoo_cli.demo_run import predictor_for
-    from zoo_cli.evaluate import evaluate_dataset
-    from zoo_cli.flops import count_madds_multiscale
-    from zoo_cli.model import FrozenGraphModel, load_graph_def
+    from zoo_cli.evaluation.evaluate import evaluate_dataset
+    from zoo_cli.graph.flops import count_madds_multiscale
+    from zoo_cli.graph.model import FrozenGraphModel, load_graph_def
 
     graph_def = load_graph_def(graph_path)
     pattern = retarget.analyse(graph_def)
@@ -496,7 +496,7 @@ def registry_text(archive: Path, rows: dict[str, dict], *, steps: int) -> str:
 
     return (
         "# The offline demo checkpoint of 'zoo demo', written by tools/build_demo_model.py (do not edit by hand;\n"
-        "# rebuild with `python tools/build_demo_model.py`). A tiny DeepLab-v3+-shaped net (zoo_cli.export.tiny_deeplab,\n"
+        "# rebuild with `python tools/build_demo_model.py`). A tiny DeepLab-v3+-shaped net (tests.support.export.tiny_deeplab,\n"
         f"# width {WIDTH}, output stride {OUTPUT_STRIDE}, decoder) trained {steps} steps from scratch on a synthetic\n"
         f"# VOC-layout set of shapes ({', '.join(CLASS_NAMES)}), exported the 2018-zoo way (padded to a static\n"
         f"# {CROP}x{CROP} crop, static image pooling, no probability output). The numbers are measured by the build on\n"

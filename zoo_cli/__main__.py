@@ -1,3 +1,3 @@
-from zoo_cli.cli import main
+from zoo_cli.cli.app import main
 
 main()

@@ -6,11 +6,11 @@
 
 1. serves the archive from a ``ThreadingHTTPServer`` on ``127.0.0.1:<free port>`` and writes a copy of the demo
    registry whose URL points at it (``<out>/registry.yaml``, usable with ``zoo --registry``);
-2. downloads it with :func:`zoo_cli.fetch.install_checkpoint` (progress bar, sha256 pin, safe untar, manifest
+2. downloads it with :func:`zoo_cli.hub.install.install_checkpoint` (progress bar, sha256 pin, safe untar, manifest
    into ``ZOO_HOME``);
 3. evaluates every registry eval row (single scale; the row's scales + flip) on the val set with
-   :mod:`zoo_cli.evaluate` and writes label PNGs and colour overlays of the multi-scale predictions;
-4. benches the graph with :func:`zoo_cli.bench.bench_graph` (latency, MAdds, mIOU against the recorded rows);
+   :mod:`zoo_cli.evaluation.evaluate` and writes label PNGs and colour overlays of the multi-scale predictions;
+4. benches the graph with :func:`zoo_cli.bench.measure.bench_graph` (latency, MAdds, mIOU against the recorded rows);
 5. returns a :class:`DemoResult`; ``ok`` only when every measured mIOU matches the recorded one.
 
 TensorFlow is imported only inside :func:`run_demo` (through the model, eval and bench modules).
@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from zoo_cli.atomic import write_text_atomic
-from zoo_cli.cache import Cache
+from zoo_cli.hub.cache import Cache
 from zoo_cli.errors import RegistryError
-from zoo_cli.registry import Checkpoint, EvalRow, Registry, load_registry
-from zoo_cli.tf_import import quiet_tf_logger
+from zoo_cli.registry.catalog import Checkpoint, EvalRow, Registry, load_registry
+from zoo_cli.graph.tf_import import quiet_tf_logger
 
 DEMO_NAME = "demo_shapes"
 # The shipped registry's URL host; replaced by the live server's address before anything is downloaded.
@@ -60,7 +60,7 @@ def demo_val_dir() -> Path:
 
 def demo_palette(ckpt: Checkpoint | None = None):
     """VOC colours with the demo's class names from its registry entry (background, circle, square, triangle)."""
-    from zoo_cli.evaluate import class_palette
+    from zoo_cli.evaluation.evaluate import class_palette
 
     return class_palette("voc", ckpt or load_registry(demo_registry_path()).get(DEMO_NAME))
 
@@ -144,7 +144,7 @@ class DemoResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
     overlays_dir: Path | None = None
     overlays: list[Path] = field(default_factory=list)
-    bench: list[Any] = field(default_factory=list)  # zoo_cli.bench.BenchResult
+    bench: list[Any] = field(default_factory=list)  # zoo_cli.bench.measure.BenchResult
     checks: list[RowCheck] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -168,7 +168,7 @@ class DemoResult:
 def predictor_for(model: Any, scales: tuple[float, ...], flip: bool) -> Any:
     """The predictor ``zoo eval`` uses for these scales/flip (``evaluate.make_predictor``); strict: a scale
     whose crop cannot be built is an error, never silently dropped from the average."""
-    from zoo_cli.evaluate import make_predictor
+    from zoo_cli.evaluation.evaluate import make_predictor
 
     return make_predictor(model, scales=tuple(scales), flip=flip, strict=True)
 
@@ -190,7 +190,7 @@ def run_demo(cache: Cache, out_dir: Path | None = None, *, progress: bool | None
     the model is installed into ``cache`` and bench results are stored under the cache like ``zoo bench``'s.
     ``log`` receives one line per step (the CLI prints them; None = silent).
     """
-    # TensorFlow is imported (quietly) by zoo_cli.tf_import through the model, eval and bench modules.
+    # TensorFlow is imported (quietly) by zoo_cli.graph.tf_import through the model, eval and bench modules.
     with quiet_tf_logger():
         out_dir = Path(out_dir) if out_dir is not None else cache.results_dir / "demo"
         return _run(cache, out_dir, progress, bench_runs, bench_warmup, threads, log or (lambda _msg: None))
@@ -225,8 +225,8 @@ def _run(cache: Cache, out_dir: Path, progress: bool | None, bench_runs: int, be
 
 
 def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Path, dict[str, Any]]:
-    from zoo_cli.download import make_session
-    from zoo_cli.fetch import install_checkpoint
+    from zoo_cli.hub.transfer import make_session
+    from zoo_cli.hub.install import install_checkpoint
 
     # force: the demo always walks the whole transfer -> verify -> untar path, even after an earlier run;
     # mirror/offline are fixed because the archive is on our own 127.0.0.1 server, never on the network,
@@ -243,9 +243,9 @@ def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Pa
 
 def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult, progress: bool | None,
               threads: int, say: Callable[[str], None]) -> None:
-    from zoo_cli.evaluate import (EvalResult, evaluate_dataset, evaluate_images, open_eval_dataset, save_result,
+    from zoo_cli.evaluation.evaluate import (EvalResult, evaluate_dataset, evaluate_images, open_eval_dataset, save_result,
                                   scored_classes)
-    from zoo_cli.model import FrozenGraphModel
+    from zoo_cli.graph.model import FrozenGraphModel
 
     palette = demo_palette(ckpt)
     dataset = open_eval_dataset(demo_val_dir(), ckpt)
@@ -289,8 +289,8 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
 
 def _bench(ckpt: Checkpoint, cache: Cache, result: DemoResult, runs: int, warmup: int, threads: int,
            progress: bool | None) -> None:
-    from zoo_cli.bench import bench_graph, results_dir
-    from zoo_cli.model import load_graph_def
+    from zoo_cli.bench.measure import bench_graph, results_dir
+    from zoo_cli.graph.model import load_graph_def
 
     graph_def = load_graph_def(cache.frozen_graph_path(ckpt))
     result.bench = bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, runs=runs, warmup=warmup, threads=threads,

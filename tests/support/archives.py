@@ -26,7 +26,7 @@ def frozen_graph_bytes(num_classes: int = 21) -> bytes:
     """A serialized frozen GraphDef with the zoo's input/output tensors (TensorFlow imported here only)."""
     import numpy as np
 
-    from zoo_cli.tf_import import import_tf  # the project's quiet, single TensorFlow import point
+    from zoo_cli.graph.tf_import import import_tf  # the project's quiet, single TensorFlow import point
 
     tf = import_tf()
 

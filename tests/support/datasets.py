@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 
 from tests.support.eval_graphs import quantize_red, red_for_class
-from zoo_cli.datasets import CITYSCAPES_ID_TO_TRAINID
-from zoo_cli.palettes import get_palette
+from zoo_cli.evaluation.datasets import CITYSCAPES_ID_TO_TRAINID
+from zoo_cli.evaluation.palettes import get_palette
 
 TRAINID_TO_ID = {train: label_id for label_id, train in CITYSCAPES_ID_TO_TRAINID.items()}
 

@@ -2,14 +2,14 @@
 export_model.py + input_preprocess.py (3-D preprocessing: squeeze, pad_to_bounding_box via a reshaped
 6-element stack, set_shape, expand_dims; AvgPool with strides = kernel as slim.avg_pool2d; the logits
 resized to [logits_h, logits_w] before the final resize) so the re-targeting code is tested on wiring other
-than zoo_cli.export's own. Weights come from zoo_cli.export.Weights (same seed -> same network)."""
+than tests.support.export's own. Weights come from tests.support.export.Weights (same seed -> same network)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tests.support.tfgraph import tf
-from zoo_cli.export import NetBuilder, Weights, resize_bilinear, scale_dimension
+from tests.support.export import NetBuilder, Weights, resize_bilinear, scale_dimension
 
 
 def reference_style_graph(*, seed: int, num_classes: int, crop: int | tuple[int, int], output_stride: int = 8) -> Any:

@@ -1,6 +1,6 @@
 """An independent reader of the seed's markdown tables (model_zoo.md), used to test registry.yaml.
 
-It shares no code with zoo_cli.registry on purpose: the registry is tested, not trusted.
+It shares no code with zoo_cli.registry.catalog on purpose: the registry is tested, not trusted.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Small helpers for tests that run GraphDefs built by zoo_cli.export (import TF lazily)."""
+"""Small helpers for tests that run GraphDefs built by tests.support.export (import TF lazily)."""
 
 from __future__ import annotations
 

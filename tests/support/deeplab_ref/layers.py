@@ -3,7 +3,7 @@
 :func:`batch_norm` stands in for ``slim.batch_norm(..., is_training=False)``: the same variables under
 'BatchNorm' (gamma, beta, moving_mean, moving_variance, created in that order, as slim's Keras-backed batch
 norm creates them) and the same single FusedBatchNormV3 reading them, so the frozen graph is the same node
-for node (tests/test_deeplab_ref.py compares a whole export, full of batch norms at epsilon 1e-3 and
+for node (tests/graph/test_deeplab_ref.py compares a whole export, full of batch norms at epsilon 1e-3 and
 1e-5, with a graph research/deeplab's own export wrote). On TF >= 2.16 slim.batch_norm goes through
 tf_keras' legacy layer, whose add_weight scans every global variable (quadratic in the size of the
 network) and which needs a module alias to import at all; this builds the op directly.

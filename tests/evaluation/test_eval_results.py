@@ -1,0 +1,87 @@
+"""Dataset results are saved per setting: runs with other scales/flip/crop never overwrite each other."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.support.datasets import make_voc
+from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
+from zoo_cli.cli.app import cli
+from zoo_cli.evaluation.evaluate import default_results_dir, setting_slug
+
+
+@pytest.fixture
+def zoo(tiny_voc):
+
+    def run_json(*args):
+        result = CliRunner().invoke(cli, ["eval", "tiny_voc", *map(str, args), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    return run_json
+
+
+def test_slugs():
+    assert setting_slug((1.0,), False) == "single-scale"
+    assert setting_slug((0.75, 1.0, 1.25), True) == "scales-0.75-1-1.25-flip"
+    assert setting_slug((1.0,), True) == "scales-1-flip"
+    assert setting_slug((0.5, 1.0), False, (513, 513), (513, 513)) == "scales-0.5-1"
+    assert setting_slug((1.0,), False, (1000, 1000), (513, 513)) == "single-scale-crop1000x1000"
+    assert default_results_dir("/r", None, "/m/g/frozen.pb", "voc", "val", (0, 4), setting="scales-1-flip").as_posix() \
+        == "/r/g/voc-val/scales-1-flip-shard0of4"
+
+
+def test_runs_at_other_settings_keep_their_own_results(zoo, tmp_path, zoo_home):
+    make_voc(tmp_path / "voc", n=3, size=(24, 32))
+    base = zoo_home / "results" / "tiny_voc" / "voc-val"
+    runs = {
+        "single-scale": zoo("--data-dir", tmp_path / "voc"),
+        "scales-0.5-1-flip": zoo("--data-dir", tmp_path / "voc", "--scales", "0.5,1", "--flip"),
+        "single-scale-crop48x48": zoo("--data-dir", tmp_path / "voc", "--crop", "48,48"),
+    }
+    for slug, data in runs.items():
+        assert data["setting"] == slug
+        assert data["confusion_matrix"] == str(base / slug / "confusion.npy")
+        saved = json.loads((base / slug / "metrics.json").read_text())
+        assert saved["miou"] == data["miou"] and saved["scales"] == data["scales"] and saved["flip"] == data["flip"]
+        assert np.load(base / slug / "confusion.npy").sum() == data["pixels"]
+    # the single-scale result is still the single-scale one after the other runs
+    first = json.loads((base / "single-scale" / "metrics.json").read_text())
+    assert (first["scales"], first["flip"], first["eval_settings"]["eval_crop"]) == ([1.0], False, [40, 40])
+
+
+def test_reported_row_is_marked_only_when_the_crop_matches_too(zoo, tmp_path):
+    make_voc(tmp_path / "voc", n=2, size=(24, 32))
+    same = zoo("--data-dir", tmp_path / "voc")  # the graph's crop 40x40 (the entry has no eval_crop)
+    row = next(r for r in same["reported"] if r["scales"] == [1.0])
+    assert row["matches_run"] and not row["crop_differs"]
+    other = zoo("--data-dir", tmp_path / "voc", "--crop", "48,48")
+    row = next(r for r in other["reported"] if r["scales"] == [1.0])
+    assert not row["matches_run"] and row["crop_differs"]
+    assert not any(r["matches_run"] for r in other["reported"])
+    human = CliRunner().invoke(cli, ["eval", "tiny_voc", "--data-dir", str(tmp_path / "voc"), "--crop", "48,48",
+                                     "--out", str(tmp_path / "r")], terminal_width=200)
+    assert human.exit_code == 0, human.output
+    assert "←" not in human.output and "[crop differs]" in human.output
+    scales_reordered = zoo("--data-dir", tmp_path / "voc", "--scales", "1,0.75,0.5", "--flip")
+    assert [r["matches_run"] for r in scales_reordered["reported"]] == [False, True]
+
+
+def test_reported_rows_unit():
+    from types import SimpleNamespace
+
+    from zoo_cli.evaluation.evaluate import reported_rows
+    from zoo_cli.registry.catalog import EvalRow
+
+    rows = [EvalRow(output_stride=16, scales=(1.0,), flip=False, madds_billion=None, runtime_s=None,
+                    latency_ms=None, miou=70.0, pixel_accuracy=None, split="val")]
+    ckpt = SimpleNamespace(evals=rows, reported_on=None)
+    assert reported_rows(ckpt, (1.0,), False, (513, 513), (513, 513))[0]["matches_run"]
+    got = reported_rows(ckpt, (1.0,), False, (1000, 1000), (513, 513))[0]
+    assert (got["matches_run"], got["crop_differs"]) == (False, True)
+    got = reported_rows(ckpt, (1.0,), True, (1000, 1000), (513, 513))[0]
+    assert (got["matches_run"], got["crop_differs"]) == (False, False)
