@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from zoo_cli.graph.model import FrozenGraphModel
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
+    from zoo_cli.graph.model import FrozenGraphModel
 
     image = (np.random.default_rng(0).random((375, 500, 3)) * 255).astype(np.uint8)
     guards, builds, images, singles = [], [], [], []

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import threading
 import time
@@ -125,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from mobilenetv2_deeplab import build_mobilenetv2_deeplab
 
-    from zoo_cli.evaluation.multiscale import MultiScalePredictor, resize_bilinear, scaled_crop
+    from zoo_cli.evaluation.multiscale import MultiScalePredictor, resize_bilinear
+    from zoo_cli.graph.geometry import scaled_crop
 
     dm = 0.5 if args.small else 1.0
     t0 = time.perf_counter()

@@ -15,8 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.deeplab_ref import ExportConfig, export_graph  # noqa: E402
-from zoo_cli.graph import output_stride  # noqa: E402
-from zoo_cli.graph import retarget
+from zoo_cli.graph import (
+    output_stride,  # noqa: E402
+    retarget,
+)
 from zoo_cli.graph.flops import count_madds  # noqa: E402
 
 CASES = [

@@ -105,7 +105,7 @@ def main() -> None:
     # In a process of its own: building a graph with TensorFlow here changes how this process's later sessions
     # round (measured), and the single-process run must compute as a fresh 'zoo eval' process does.
     what = subprocess.run([sys.executable, "-c", "import sys; from benchmarks.bench_eval import build_graph; "
-                           f"print(build_graph(__import__('pathlib').Path(sys.argv[1])))", str(graph)],
+                           "print(build_graph(__import__('pathlib').Path(sys.argv[1])))", str(graph)],
                           check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip().splitlines()[-1]
     root = tmp / "voc"
     make_split(root, args.images)

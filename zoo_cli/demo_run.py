@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from zoo_cli.atomic import write_text_atomic
-from zoo_cli.hub.cache import Cache
 from zoo_cli.errors import RegistryError
-from zoo_cli.registry.catalog import Checkpoint, EvalRow, Registry, load_registry
 from zoo_cli.graph.tf_import import quiet_tf_logger
+from zoo_cli.hub.cache import Cache
+from zoo_cli.registry.catalog import Checkpoint, EvalRow, Registry, load_registry
+from zoo_cli.registry.scales import scales_label
 
 DEMO_NAME = "demo_shapes"
 # The shipped registry's URL host; replaced by the live server's address before anything is downloaded.
@@ -174,8 +175,7 @@ def predictor_for(model: Any, scales: tuple[float, ...], flip: bool) -> Any:
 
 
 def _setting(row: EvalRow) -> str:
-    scales = ",".join(f"{s:g}" for s in row.scales)
-    return f"{'scales' if len(row.scales) > 1 else 'scale'} {scales}{' + flip' if row.flip else ''}"
+    return f"{scales_label(row.scales)}{' + flip' if row.flip else ''}"
 
 
 # ---------------------------------------------------------------- the demo
@@ -225,8 +225,8 @@ def _run(cache: Cache, out_dir: Path, progress: bool | None, bench_runs: int, be
 
 
 def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Path, dict[str, Any]]:
-    from zoo_cli.hub.transfer import make_session
     from zoo_cli.hub.install import install_checkpoint
+    from zoo_cli.hub.transfer import make_session
 
     # force: the demo always walks the whole transfer -> verify -> untar path, even after an earlier run;
     # mirror/offline are fixed because the archive is on our own 127.0.0.1 server, never on the network,
@@ -243,8 +243,14 @@ def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Pa
 
 def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult, progress: bool | None,
               threads: int, say: Callable[[str], None]) -> None:
-    from zoo_cli.evaluation.evaluate import (EvalResult, evaluate_dataset, evaluate_images, open_eval_dataset, save_result,
-                                  scored_classes)
+    from zoo_cli.evaluation.evaluate import (
+        EvalResult,
+        evaluate_dataset,
+        evaluate_images,
+        open_eval_dataset,
+        save_result,
+        scored_classes,
+    )
     from zoo_cli.graph.model import FrozenGraphModel
 
     palette = demo_palette(ckpt)

@@ -13,6 +13,7 @@ import re
 from typing import Any, Sequence
 
 from zoo_cli.errors import ModelError, UsageError
+from zoo_cli.units import human_bytes
 
 THREADS_PER_CPU = 4  # more threads than this per CPU only adds contention (and each one has a stack)
 FLOAT_BYTES = 4
@@ -58,15 +59,6 @@ def available_memory() -> int:
     import psutil
 
     return int(psutil.virtual_memory().available)
-
-
-def human_bytes(count: float) -> str:
-    """``1.7 TB``, ``640 GB``, ``12 MB`` (powers of 1024, as the kernel counts memory)."""
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if count < 1024 or unit == "PB":
-            return f"{count:.0f} {unit}" if unit in ("B", "KB") or count >= 100 else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.0f} PB"  # pragma: no cover
 
 
 def floats_per_pixel(graph: Any, crop: Sequence[int] | None) -> float | None:

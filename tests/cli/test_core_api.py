@@ -19,13 +19,13 @@ from tests.support.datasets import decoded, make_voc, naive_metrics
 from tests.support.eval_graphs import build_graph, install, quantize_red, registry_entry
 from tests.support.http_server import fault_server  # noqa: F401 - fixture
 from zoo_cli.bench import measure as bench
-from zoo_cli.evaluation import evaluate
-from zoo_cli.hub import install as fetch
 from zoo_cli.bench import report
-from zoo_cli.hub.cache import Cache
 from zoo_cli.cli.app import cli
 from zoo_cli.errors import CacheError, DownloadError, UnknownCheckpointError, UsageError
+from zoo_cli.evaluation import evaluate
 from zoo_cli.evaluation.palettes import get_palette
+from zoo_cli.hub import install as fetch
+from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import load_registry
 
 # Values that differ between two runs of the same work.

@@ -7,9 +7,16 @@ import pytest
 from PIL import Image
 
 from tests.support.datasets import TRAINID_TO_ID, make_ade20k, make_cityscapes, make_voc
-from zoo_cli.evaluation.datasets import (CITYSCAPES_ID_TO_TRAINID, cityscapes_trainids, detect_layout, load_image, load_label,
-                              open_dataset, resize_long_side)
 from zoo_cli.errors import DatasetError, UsageError
+from zoo_cli.evaluation.datasets import (
+    CITYSCAPES_ID_TO_TRAINID,
+    cityscapes_trainids,
+    detect_layout,
+    load_image,
+    load_label,
+    open_dataset,
+    resize_long_side,
+)
 
 
 def test_voc_layout_lists_split_and_loads_palette_indices(tmp_path):

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
-from zoo_cli.evaluation import evaluate
 from zoo_cli.atomic import atomic_paths
 from zoo_cli.cli.app import cli
+from zoo_cli.evaluation import evaluate
 from zoo_cli.evaluation.palettes import get_palette
 
 

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.registry.test_registry import GOOD_ENTRY, error_of, registry_text
 from tests.support.datasets import make_voc
 from tests.support.eval_graphs import install, registry_entry, tiny_voc_graph  # noqa: F401 (fixture)
-from tests.registry.test_registry import GOOD_ENTRY, error_of, registry_text
 from zoo_cli.cli.app import cli
 from zoo_cli.registry.catalog import parse_registry
 

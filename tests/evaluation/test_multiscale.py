@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.support.tfgraph import GraphRunner, random_image, tf
 from tests.support import export
+from tests.support.tfgraph import GraphRunner, random_image, tf
 from zoo_cli.errors import ModelError, UsageError
 from zoo_cli.evaluation.multiscale import MultiScalePredictor, parse_crop, parse_scales, resize_bilinear
 

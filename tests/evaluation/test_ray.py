@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from tests.support.archives import checkpoint_files, frozen_graph_bytes, registry_yaml, zoo_archive
 from tests.support.datasets import decoded, make_voc
-from tests.support.http_server import fault_server  # noqa: F401 (fixture)
 from tests.support.eval_graphs import quantize_red, tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
+from tests.support.http_server import fault_server  # noqa: F401 (fixture)
 from zoo_cli.cli.app import cli
 
 IMAGES = 5  # not a multiple of the 2 workers: uneven shards
@@ -162,8 +162,8 @@ def test_without_ray_installed_the_flag_says_how_to_install(tiny_voc, voc, monke
 
 
 def test_plan_workers_fits_the_cluster():
-    from zoo_cli.errors import UsageError
     from zoo_cli.cluster.ray_exec import plan_workers
+    from zoo_cli.errors import UsageError
 
     assert plan_workers([2], None, 0, 100) == (2, 1)        # one worker per CPU
     assert plan_workers([2], 1, 0, 100) == (1, 2)           # one worker gets the whole node
@@ -181,11 +181,12 @@ def test_a_node_gets_the_checkpoint_only_verified_against_the_drivers_install(fa
     driver's archive hash, reuse a matching install, refuse a changed archive or a different install."""
     import dataclasses
 
-    from zoo_cli.hub.cache import Cache
-    from zoo_cli.errors import CacheError, ChecksumError
-    from zoo_cli.hub.install import install_checkpoint
     from zoo_cli.cluster.ray_exec import graph_source, node_graph
-    from zoo_cli.registry.catalog import FROZEN_GRAPH, parse_registry
+    from zoo_cli.constants import FROZEN_GRAPH
+    from zoo_cli.errors import CacheError, ChecksumError
+    from zoo_cli.hub.cache import Cache
+    from zoo_cli.hub.install import install_checkpoint
+    from zoo_cli.registry.catalog import parse_registry
 
     fault_server.add("models/m.tar.gz", zoo_archive(data_size=1000))
     ckpt = parse_registry(registry_yaml([{"name": "m", "url": "http://zoo.invalid/models/m.tar.gz"}])).get("m")

@@ -16,8 +16,11 @@ from tests.support.tfgraph import tf as _tf
 tf = _tf()
 
 deeplab_ref = pytest.importorskip("tests.support.deeplab_ref")
-from tests.support.deeplab_ref import FAMILIES, export_graph  # noqa: E402
-from tests.support.deeplab_ref import mobilenet_v3  # noqa: E402
+from tests.support.deeplab_ref import (  # noqa: E402
+    FAMILIES,
+    export_graph,
+    mobilenet_v3,  # noqa: E402
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

@@ -16,8 +16,11 @@ import pytest
 from tests.support.tfgraph import tf
 
 deeplab_ref = pytest.importorskip("tests.support.deeplab_ref")
-from tests.support.deeplab_ref import FAMILIES, export_graph  # noqa: E402
-from tests.support.deeplab_ref import xception  # noqa: E402
+from tests.support.deeplab_ref import (  # noqa: E402
+    FAMILIES,
+    export_graph,
+    xception,  # noqa: E402
+)
 
 XCEPTION_FAMILIES = ("xception65_os8_decoder", "xception65_os16_decoder", "x71_dpc_os8", "x71_dpc_os16")
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.support.datasets import make_voc
-from tests.support.eval_graphs import build_graph, quantize_red
 from tests.evaluation.test_eval import check, expected
+from tests.support.datasets import make_voc
+from tests.support.eval_graphs import build_graph
 from zoo_cli.cli.app import cli
 from zoo_cli.evaluation.palettes import get_palette
 
@@ -29,7 +29,8 @@ def _softmax(x):
 def _independent(image, scales, flip, crop):
     """predict_labels_multi_scale in numpy for the red-channel classifier (logits (2cr - c^2)/256 per pixel)."""
     from tests.support.eval_graphs import centres
-    from zoo_cli.evaluation.multiscale import resize_bilinear, scale_dimension
+    from zoo_cli.evaluation.multiscale import resize_bilinear
+    from zoo_cli.graph.geometry import scale_dimension
 
     c = centres(21).astype(np.float32)
     h, w = image.shape[:2]
@@ -48,8 +49,8 @@ def _independent(image, scales, flip, crop):
 
 
 def test_multiscale_flip_on_a_graph_without_crop_equals_the_independent_procedure(no_crop_graph):
-    from zoo_cli.graph.model import FrozenGraphModel
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
+    from zoo_cli.graph.model import FrozenGraphModel
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(37, 50, 3), dtype=np.uint8)

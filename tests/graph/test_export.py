@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support.tfgraph import GraphRunner, const_value, nodes_by_op, random_image, tf
 from tests.support import export
+from tests.support.tfgraph import GraphRunner, const_value, nodes_by_op, random_image, tf
 
 NUM_CLASSES = 5
 

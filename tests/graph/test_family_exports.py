@@ -131,10 +131,10 @@ def test_multiscale_flip_equals_the_reference_procedure(family):
 def test_reference_graph_multiscale_flip_equals_the_procedure_with_its_weights():
     """The graph written by research/deeplab's own code: zoo's 6-scale + flip run on it agrees with
     predict_labels_multi_scale rebuilt (tests/support/deeplab_ref) from the graph's own weights."""
-    from zoo_cli.graph.model import FrozenGraphModel, load_graph_def
-    from zoo_cli.evaluation.multiscale import MultiScalePredictor
-    from tests.support.deeplab_ref import ExportConfig
     from tests.graph.test_reference_export import probe_image
+    from tests.support.deeplab_ref import ExportConfig
+    from zoo_cli.evaluation.multiscale import MultiScalePredictor
+    from zoo_cli.graph.model import FrozenGraphModel, load_graph_def
 
     shipped = load_graph_def(DATA / "deeplab_export_mnv2_dm05_os16_513.pb")
     cfg = ExportConfig("mobilenet_v2", depth_multiplier=0.5, output_stride=16, crop_size=(513, 513),

@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow")
 
 from zoo_cli.errors import ModelError  # noqa: E402
-from zoo_cli.graph.flops import count_madds, count_madds_multiscale, scaled_size  # noqa: E402
+from zoo_cli.graph.flops import count_madds, count_madds_multiscale  # noqa: E402
+from zoo_cli.graph.geometry import scaled_crop
 
 
 def _graph(build, shape=(1, None, None, 3), dtype=tf.float32):
@@ -149,7 +150,7 @@ def test_shared_weights_are_counted_once_but_madds_twice():
 def test_multiscale_sum_over_scales_and_flips():
     gd = _graph(lambda x: tf.nn.conv2d(x, _w(3, 3, 3, 2), strides=2, padding="SAME"))
     r = count_madds_multiscale(lambda size: gd, (9, 13), scales=[0.5, 1.0, 1.5], flip=True)
-    sizes = [scaled_size((9, 13), s) for s in (0.5, 1.0, 1.5)]
+    sizes = [scaled_crop((9, 13), s) for s in (0.5, 1.0, 1.5)]
     assert sizes == [(5, 7), (9, 13), (13, 19)]
     expected = sum(-(-h // 2) * -(-w // 2) * 2 * 27 for h, w in sizes) * 2
     assert r.madds == expected
@@ -157,7 +158,7 @@ def test_multiscale_sum_over_scales_and_flips():
 
 
 def test_scaled_size_matches_deeplab():
-    assert [scaled_size((513, 513), s)[0] for s in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)] == \
+    assert [scaled_crop((513, 513), s)[0] for s in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)] == \
         [257, 385, 513, 641, 769, 897]
 
 

@@ -193,8 +193,8 @@ def _avgpool_strides(graph_def) -> list[list[int]]:
 def test_encoder_output_stride_from_image_pooling_with_unit_or_kernel_strides(tmp_path, os_):
     """Exports write the image-pooling AvgPool with strides 1 (tests.support.export, export_model.py with a static
     image_pooling_crop_size) or strides = kernel (slim.avg_pool2d, tests/support/refgraph.py): same eval OS."""
-    from tests.support.refgraph import reference_style_graph
     from tests.support import export
+    from tests.support.refgraph import reference_style_graph
     from zoo_cli.graph.model import inspect_graph
 
     crop = (65, 81)

@@ -10,9 +10,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tests.graph.test_family_exports import export, smooth_image
 from tests.support.deeplab_ref import FAMILIES, ExportConfig
 from tests.support.tfgraph import GraphRunner
-from tests.graph.test_family_exports import export, smooth_image
 
 
 def at_os(cfg: ExportConfig, os_: int, crop=None) -> ExportConfig:
@@ -56,8 +56,7 @@ def compare(mine, native, crop, seed=0):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rewrite_equals_native_export_of_the_same_weights(case):
-    from zoo_cli.graph import output_stride
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph import output_stride, retarget
     from zoo_cli.graph.flops import count_madds
 
     cfg, target = CASES[case]
@@ -71,8 +70,7 @@ def test_rewrite_equals_native_export_of_the_same_weights(case):
 @pytest.mark.parametrize("case", ["mnv2_dm10_8to16", "xception65_decoder_8to16"])
 def test_rewrite_composes_with_crop_retargeting(case):
     """OS first, then the crop: equals the native export at the other OS and the other crop."""
-    from zoo_cli.graph import output_stride
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph import output_stride, retarget
 
     cfg, target = CASES[case]
     crop = (97, 129)
@@ -82,8 +80,8 @@ def test_rewrite_composes_with_crop_retargeting(case):
 
 
 def test_supported_output_strides_and_refusal():
-    from zoo_cli.graph import output_stride
     from zoo_cli.errors import ModelError
+    from zoo_cli.graph import output_stride
 
     assert output_stride.supported_output_strides(export(MNV2_DM10)) == (8, 16, 32)
     # MobileNet-v3 at OS 32 has no atrous conv and its decoder reads OS 8: OS 8 would need the decoder's
@@ -94,8 +92,8 @@ def test_supported_output_strides_and_refusal():
 
 def test_multiscale_predictor_runs_the_rewritten_graph():
     """A multi-scale run of the rewritten graph equals the same run of the native export."""
-    from zoo_cli.graph import output_stride
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
+    from zoo_cli.graph import output_stride
 
     cfg, target = CASES["mnv2_dm10_8to16"]
     image = smooth_image(60, 58, seed=5)
@@ -110,9 +108,8 @@ def test_multiscale_predictor_runs_the_rewritten_graph():
 
 
 def test_round_trip_guard_passes_on_a_true_rewrite_and_refuses_a_wrong_one():
-    from zoo_cli.graph import output_stride
-    from zoo_cli.graph import retarget
     from zoo_cli.errors import ModelError
+    from zoo_cli.graph import output_stride, retarget
 
     cfg, target = CASES["mnv2_dm10_8to16"]
     gd = export(cfg)
@@ -165,10 +162,8 @@ def test_cli_refuses_an_output_stride_it_cannot_map_in_one_line(zoo_home, tmp_pa
     from click.testing import CliRunner
 
     from tests.support.datasets import make_voc
-    from tests.support.eval_graphs import install_tiny_voc
+    from tests.support.eval_graphs import build_graph, install_tiny_voc
     from zoo_cli.cli.app import cli
-
-    from tests.support.eval_graphs import build_graph
 
     # a crop-pattern graph without atrous convs or strided k x k convs: nothing says how its OS would change
     install_tiny_voc(zoo_home, tmp_path, monkeypatch, build_graph(crop=(40, 40), num_classes=21).SerializeToString())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.support import export
 from tests.support.refgraph import reference_style_graph
 from tests.support.tfgraph import GraphRunner, const_value, nodes_by_op, random_image, tf
-from tests.support import export
-from zoo_cli.graph import retarget
 from zoo_cli.errors import ModelError
+from zoo_cli.graph import retarget
 
 SEED, CLASSES = 21, 5
 

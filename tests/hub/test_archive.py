@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.archives import (CKPT_CONTENTS, FULL_CONTENTS, HOSTILE_KINDS, TOP, checkpoint_files,
-                                    hostile_archive, zoo_archive)
-from zoo_cli.hub.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
+from tests.support.archives import (
+    CKPT_CONTENTS,
+    FULL_CONTENTS,
+    HOSTILE_KINDS,
+    TOP,
+    checkpoint_files,
+    hostile_archive,
+    zoo_archive,
+)
 from zoo_cli.errors import ArchiveError
+from zoo_cli.hub.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
 
 ABS_ESCAPE = Path("/tmp/zoo-test-absolute-escape.txt")
 SMALL = ArchiveLimits(max_members=100, max_total_bytes=1 << 20)

@@ -10,11 +10,12 @@ import pytest
 
 from tests.support.archives import FULL_CONTENTS, frozen_graph_bytes, registry_yaml, zoo_archive
 from tests.support.http_server import Fault, fault_server  # noqa: F401 - fixture
-from zoo_cli.hub.cache import Cache
-from zoo_cli.hub.transfer import TransferPolicy, fetch_file
+from zoo_cli.constants import FROZEN_GRAPH
 from zoo_cli.errors import ArchiveError, ChecksumError, DownloadError
+from zoo_cli.hub.cache import Cache
 from zoo_cli.hub.install import install_checkpoint
-from zoo_cli.registry.catalog import FROZEN_GRAPH, parse_registry
+from zoo_cli.hub.transfer import TransferPolicy, fetch_file
+from zoo_cli.registry.catalog import parse_registry
 
 # Fast retries and small chunks so faults show up within a test's time budget; timeouts generous enough
 # that a loaded CI machine does not add retries the tests do not expect (the stall test sets its own).

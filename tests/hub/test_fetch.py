@@ -17,11 +17,12 @@ from click.testing import CliRunner
 
 from tests.support.archives import CKPT_CONTENTS, checkpoint_files, hostile_archive, registry_yaml, zoo_archive
 from tests.support.http_server import Fault, fault_server  # noqa: F401 - fixture
-from zoo_cli.hub.cache import Cache
 from zoo_cli.cli.app import cli
+from zoo_cli.constants import FROZEN_GRAPH
 from zoo_cli.errors import ConfigError
+from zoo_cli.hub.cache import Cache
 from zoo_cli.hub.install import checkpoint_lock, mirror_url
-from zoo_cli.registry.catalog import FROZEN_GRAPH, load_registry
+from zoo_cli.registry.catalog import load_registry
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,15 +17,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.hub.test_fetch import archive, registry  # noqa: F401 - fixtures shared with the fetch tests
 from tests.support.archives import plain_tar, two_top_folders_archive
 from tests.support.http_server import Fault, fault_server  # noqa: F401 - fixture
-from zoo_cli.hub.cache import Cache
 from zoo_cli.cli.app import cli
-from zoo_cli.hub.transfer import TransferPolicy, fetch_file
 from zoo_cli.errors import DownloadError
+from zoo_cli.hub.cache import Cache
 from zoo_cli.hub.install import checkpoint_lock, mirror_url, remove_checkpoint
-
-from tests.hub.test_fetch import archive, registry  # noqa: F401 - fixtures shared with the fetch tests
+from zoo_cli.hub.transfer import TransferPolicy, fetch_file
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.support.seed import VENDORED_SEED, SHARED_SEED, code_blocks_after, seed_checkpoints, seed_path, split_br
+from tests.support.seed import SHARED_SEED, VENDORED_SEED, code_blocks_after, seed_checkpoints, seed_path, split_br
 from zoo_cli.registry.catalog import load_registry
 
 SEED_TEXT = seed_path().read_text(encoding="utf-8")

@@ -133,7 +133,8 @@ def install(home: Path, name: str, graph_def_bytes: bytes) -> Path:
     """Install a graph into the cache at ``home`` the way 'zoo download' leaves a checkpoint."""
     import json
 
-    from zoo_cli.hub.cache import COMPLETE, MANIFEST, META_DIR, Cache
+    from zoo_cli.constants import META_DIR
+    from zoo_cli.hub.cache import COMPLETE, MANIFEST, Cache
 
     model_dir = Cache(home).model_dir(name)
     (model_dir / META_DIR).mkdir(parents=True, exist_ok=True)

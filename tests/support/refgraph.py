@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.tfgraph import tf
 from tests.support.export import NetBuilder, Weights, resize_bilinear, scale_dimension
+from tests.support.tfgraph import tf
 
 
 def reference_style_graph(*, seed: int, num_classes: int, crop: int | tuple[int, int], output_stride: int = 8) -> Any:

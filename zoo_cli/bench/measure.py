@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from zoo_cli.atomic import write_json_atomic
+from zoo_cli.constants import DATASETS
 from zoo_cli.errors import ModelError, UsageError
-from zoo_cli.registry.catalog import SEED_MACHINE, Checkpoint, EvalRow, describe_scales
+from zoo_cli.registry.catalog import SEED_MACHINE, Checkpoint, EvalRow
+from zoo_cli.registry.scales import describe_scales, setting_key
 
 SCHEMA_VERSION = 1
 # Default input sizes the seed's numbers refer to, when the registry has no eval crop for a checkpoint.
-_DATASET_SIZES = {"voc": (513, 513), "cityscapes": (1025, 2049), "ade20k": (513, 513)}
 
 GraphForSize = Callable[[tuple[int, int]], Any]
 
@@ -154,10 +155,7 @@ class BenchSetting:
 
     @property
     def key(self) -> str:
-        if self.scales == (1.0,) and not self.flip:
-            return "single"
-        sc = "-".join(f"{s:g}" for s in self.scales)
-        return f"s{sc}{'-flip' if self.flip else ''}"
+        return setting_key(self.scales, self.flip)
 
     def describe(self) -> str:
         return describe_scales(self.scales, self.flip)
@@ -200,8 +198,8 @@ def default_input_size(ckpt: Checkpoint | None, graph_crop: tuple[int, int] | No
         return tuple(ckpt.madds_input_size), "registry madds_input_size"  # type: ignore[return-value]
     if ckpt is not None and ckpt.eval_crop:
         return tuple(ckpt.eval_crop), "registry eval_crop"  # type: ignore[return-value]
-    if ckpt is not None and ckpt.dataset in _DATASET_SIZES:
-        return _DATASET_SIZES[ckpt.dataset], f"{ckpt.dataset} default"
+    if ckpt is not None and ckpt.dataset in DATASETS:
+        return DATASETS[ckpt.dataset].input_size, f"{ckpt.dataset} default"
     if graph_crop:
         return tuple(graph_crop), "graph crop"  # type: ignore[return-value]
     raise UsageError("cannot tell which input size to use; pass --input-size HxW")
@@ -415,7 +413,8 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
     """Measure one setting of a graph: MAdds/params (static), latency, peak RSS, and mIOU with ``data_dir``."""
     import numpy as np
 
-    from zoo_cli.graph.flops import count_madds_multiscale, scaled_size
+    from zoo_cli.graph.flops import count_madds_multiscale
+    from zoo_cli.graph.geometry import scaled_crop
     from zoo_cli.graph.model import FrozenGraphModel
 
     notes: list[str] = []
@@ -431,7 +430,7 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
     crop = info.crop_size
     if graph_for_size is None:
         graph_for_size = _graph_for_size_default(graph_def, crop)
-    sizes = [scaled_size(input_size, s) for s in setting.scales]
+    sizes = [scaled_crop(input_size, s) for s in setting.scales]
     if crop is not None and tuple(input_size) != tuple(crop):
         notes.append(f"input {input_size[0]}x{input_size[1]} differs from the graph's crop {crop[0]}x{crop[1]}")
 
@@ -727,8 +726,8 @@ def graph_file(ckpt: Checkpoint | None, cache: Any | None = None, graph_path: Pa
     if ckpt is None:
         raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
     if cache is None:
-        from zoo_cli.hub.cache import Cache
         from zoo_cli.config import Settings
+        from zoo_cli.hub.cache import Cache
 
         cache = Cache(Settings.from_env().home)
     return Path(cache.frozen_graph_path(ckpt))

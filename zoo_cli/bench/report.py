@@ -12,21 +12,13 @@ from typing import Any, Iterable, Sequence
 
 from zoo_cli.atomic import atomic_path, write_text_atomic
 from zoo_cli.cli.output import fmt_madds
+from zoo_cli.constants import DATASETS
 from zoo_cli.registry.catalog import SEED_MACHINE, Checkpoint, EvalRow, Registry
+from zoo_cli.registry.scales import scales_notation, setting_key
 
-DATASET_TITLES = {
-    "voc": ("DeepLab models trained on PASCAL VOC 2012", "PASCAL mIOU"),
-    "cityscapes": ("DeepLab models trained on Cityscapes", "Cityscapes mIOU"),
-    "ade20k": ("DeepLab models trained on ADE20K", "mIOU"),
-}
+MIOU_TITLES = {"voc": "PASCAL mIOU", "cityscapes": "Cityscapes mIOU", "ade20k": "mIOU"}  # the seed's column names
 NOT_COMPARABLE = "†"
 OTHER = "other"  # plot panel of graphs that are not registry checkpoints
-
-
-def _setting_key(scales: Sequence[float], flip: bool) -> str:
-    if tuple(scales) == (1.0,) and not flip:
-        return "single"
-    return "s" + "-".join(f"{s:g}" for s in scales) + ("-flip" if flip else "")
 
 
 def _stamp(result: dict[str, Any]) -> str:
@@ -110,15 +102,6 @@ def pick_results(registry: Registry, results: Iterable[dict[str, Any]]
     return picked, sorted(others, key=lambda r: (r["name"], r.get("setting", ""), _input_size(r) or ()))
 
 
-def _scales_text(scales: Sequence[float]) -> str:
-    if len(scales) == 1:
-        return f"[{scales[0]:g}]"
-    step = round(scales[1] - scales[0], 6)
-    if all(abs((b - a) - step) < 1e-6 for a, b in zip(scales, scales[1:])):
-        return f"[{scales[0]:g}:{step:g}:{scales[-1]:g}]"
-    return "[" + ", ".join(f"{s:g}" for s in scales) + "]"
-
-
 def _num(value: float | None, suffix: str = "", digits: int = 2) -> str:
     if value is None:
         return "-"
@@ -167,9 +150,9 @@ def _table(checkpoints: list[Checkpoint], best: dict[tuple[str, str], Picked], m
     for ckpt in checkpoints:
         cells: list[list[str]] = [[] for _ in range(len(header) - 2)]
         for row in ckpt.evals:
-            result = best.get((ckpt.name, _setting_key(row.scales, row.flip)))
+            result = best.get((ckpt.name, setting_key(row.scales, row.flip)))
             madds, runtime, miou = _measured_cells(row, result)
-            values = [str(row.output_stride), _scales_text(row.scales), "Yes" if row.flip else "No",
+            values = [str(row.output_stride), f"[{scales_notation(row.scales)}]", "Yes" if row.flip else "No",
                       _madds(row.madds_billion), madds, _num(row.runtime_s, digits=1), runtime,
                       _num(row.miou, "%") + f" ({row.split})", miou]
             for i, v in enumerate(values):
@@ -255,7 +238,8 @@ def build_report(registry: Registry, results: Iterable[dict[str, Any]]) -> str:
            "measured cell are listed under *Measured on*; runs at other input sizes only under "
            f"*Other measurements*. {NOT_COMPARABLE} = measured at another output stride than the row (the "
            "frozen graph's), so not comparable.", ""]
-    for dataset, (title, miou_title) in DATASET_TITLES.items():
+    for dataset, miou_title in MIOU_TITLES.items():
+        title = f"DeepLab models trained on {DATASETS[dataset].title}"
         ckpts = [c for c in registry if c.dataset == dataset and c.evals]
         if not ckpts:
             continue
@@ -297,10 +281,10 @@ def plot_points(registry: Registry, results: Iterable[dict[str, Any]]) -> tuple[
     for ckpt in registry:
         for row in ckpt.evals:
             if row.madds_billion is not None:
-                reported.append({"name": ckpt.name, "setting": _setting_key(row.scales, row.flip),
+                reported.append({"name": ckpt.name, "setting": setting_key(row.scales, row.flip),
                                  "madds": row.madds_billion, "miou": row.miou, "dataset": ckpt.dataset,
                                  "split": row.split})
-    rows = {(c.name, _setting_key(r.scales, r.flip)): r for c in registry for r in c.evals}
+    rows = {(c.name, setting_key(r.scales, r.flip)): r for c in registry for r in c.evals}
     datasets = {c.name: c.dataset for c in registry}
     picked, _ = pick_results(registry, results)
     measured = []
@@ -348,7 +332,7 @@ def plot_format(path: Path | str) -> str:
     return fmt
 
 
-PANEL_TITLES = {"voc": "PASCAL VOC 2012", "cityscapes": "Cityscapes", "ade20k": "ADE20K", OTHER: "other graphs"}
+PANEL_TITLES = {**{name: facts.title for name, facts in DATASETS.items()}, OTHER: "other graphs"}
 _ABBREVIATIONS = (("mobilenetv3_large", "MNv3-L"), ("mobilenetv3_small", "MNv3-S"), ("mobilenetv2", "MNv2"),
                   ("xception", "X"), ("resnet_v1_", "R"), ("_dm05", " dm0.5"), ("EdgeTPU-DeepLab-slim", "EdgeTPU slim"),
                   ("EdgeTPU-DeepLab", "EdgeTPU"), ("_coco", ""), ("_voc", ""),

@@ -18,9 +18,9 @@ from pathlib import Path
 import click
 
 from zoo_cli import __version__
-from zoo_cli.hub.cache import Cache
 from zoo_cli.config import Settings
 from zoo_cli.errors import FileSystemError, ZooError, describe_os_error
+from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import Registry, load_registry
 from zoo_cli.urls import redact
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from zoo_cli.bench.measure import BenchResult, Comparison
 from zoo_cli.cli.output import fmt_madds
+from zoo_cli.registry.scales import scales_label
 
 
 def fmt_value(value: Any, unit: str = "") -> str:
@@ -44,12 +45,6 @@ def fmt_delta(line: Comparison, short: bool = False) -> str:
     return "-"
 
 
-def _scales(scales: list[float]) -> str:
-    if len(scales) == 1:
-        return f"scale {scales[0]:g}"
-    return "scales " + ",".join(f"{s:g}" for s in scales)
-
-
 def _threads(threads: Any) -> str:
     return f"{threads} threads" if isinstance(threads, int) else "all threads"
 
@@ -59,7 +54,7 @@ def reported_conditions(result: BenchResult) -> str:
     rep = result.reported
     if not rep:
         return "no reported row for this setting"
-    text = (f"OS {rep['output_stride']}, {_scales(rep['scales'])}, {'flip' if rep['flip'] else 'no flip'}, "
+    text = (f"OS {rep['output_stride']}, {scales_label(rep['scales'])}, {'flip' if rep['flip'] else 'no flip'}, "
             f"{rep['split']} split; {rep.get('reported_on', '?')}")
     others = [f"OS {r['output_stride']}" for r in rep.get("other_rows") or []]
     if others:
@@ -71,7 +66,7 @@ def measured_conditions(result: BenchResult) -> str:
     """One line: OS from the graph, scales, flip, input size, CPU, threads, images used for each measurement."""
     c = result.conditions
     size = "x".join(map(str, c["input_size"]))
-    text = (f"OS {c.get('output_stride') or '?'} (from graph), {_scales(c['scales'])}, "
+    text = (f"OS {c.get('output_stride') or '?'} (from graph), {scales_label(c['scales'])}, "
             f"{'flip' if c['flip'] else 'no flip'}, {size} input ({c.get('input_size_source', '?')}); "
             f"{c.get('cpu', '?')}, {_threads(c.get('threads'))}; timing on 1 random image")
     sizes = [tuple(s) for s in c.get("scaled_sizes") or []]

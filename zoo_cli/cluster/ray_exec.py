@@ -154,8 +154,8 @@ def graph_source(ray: Any, ckpt: Any | None, cache: Any, graph_path: Path | str 
     """The driver's side: the bytes of ``graph_path`` (``--graph``) put in the object store, else what a worker
     needs to get and verify ``ckpt``'s install (the driver's manifest hashes, ``cache``'s home, the mirror and
     offline settings)."""
+    from zoo_cli.constants import FROZEN_GRAPH
     from zoo_cli.hub.transfer import sha256_file
-    from zoo_cli.registry.catalog import FROZEN_GRAPH
 
     if graph_path is not None:
         graph_path = Path(graph_path)
@@ -180,10 +180,10 @@ def node_graph(source: GraphSource, *, get_object: Callable[[Any], bytes] | None
     it through :func:`zoo_cli.hub.install.install_checkpoint` pinned to the driver's archive sha256, so nothing
     unverified is ever installed. A node holding a *different* install is an error, not overwritten.
     """
+    from zoo_cli.constants import FROZEN_GRAPH
     from zoo_cli.hub.cache import Cache
-    from zoo_cli.hub.transfer import sha256_file
     from zoo_cli.hub.install import install_checkpoint
-    from zoo_cli.registry.catalog import FROZEN_GRAPH
+    from zoo_cli.hub.transfer import sha256_file
 
     host = socket.gethostname()
     if source.ckpt is None:
@@ -433,7 +433,6 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     from tqdm import tqdm
 
     from zoo_cli import __version__
-
     from zoo_cli.evaluation import evaluate
     from zoo_cli.evaluation.metrics import ConfusionMatrix, merge_matrices
 

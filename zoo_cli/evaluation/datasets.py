@@ -18,11 +18,9 @@ from typing import Iterator
 
 import numpy as np
 
+from zoo_cli.constants import DATASETS
 from zoo_cli.errors import DatasetError, UsageError
 
-DATASETS = ("voc", "cityscapes", "ade20k")
-NUM_CLASSES = {"voc": 21, "cityscapes": 19, "ade20k": 151}
-IGNORE_LABEL = {"voc": 255, "cityscapes": 255, "ade20k": 0}
 _SPLIT_DIRS_ADE = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
 
 # Cityscapes labelId → trainId (19 evaluated classes; every other id is ignored = 255).
@@ -146,11 +144,11 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
-        return NUM_CLASSES[self.kind]
+        return DATASETS[self.kind].num_classes
 
     @property
     def ignore_label(self) -> int:
-        return IGNORE_LABEL[self.kind]
+        return DATASETS[self.kind].ignore_label
 
     def __len__(self) -> int:
         return len(self.samples)

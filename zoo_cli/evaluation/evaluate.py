@@ -25,10 +25,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from zoo_cli.atomic import atomic_paths, write_json_atomic
-from zoo_cli.evaluation.datasets import Dataset, Sample, load_image
+from zoo_cli.constants import DATASETS
 from zoo_cli.errors import DatasetError, ModelError, UsageError, special_file_kind
+from zoo_cli.evaluation.datasets import Dataset, Sample, load_image
 from zoo_cli.evaluation.metrics import ConfusionMatrix, LabelRangeError, MetricSummary, merge_matrices
 from zoo_cli.evaluation.palettes import GENERIC, Palette, generic_palette
+from zoo_cli.registry.scales import setting_slug as scales_slug
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -102,11 +104,9 @@ def make_predictor(model: Any, **options: Any) -> Predictor:
 def checkpoint_classes(ckpt: Any | None, dataset: str | None) -> int | None:
     """Classes to score on ``dataset``: the registry's ``num_classes`` when the checkpoint was trained on that
     dataset's layout (the demo: 4 classes in the VOC layout), else the dataset's own count."""
-    from zoo_cli.evaluation.datasets import NUM_CLASSES
-
     if ckpt is not None and getattr(ckpt, "num_classes", None) and getattr(ckpt, "dataset", None) == dataset:
         return int(ckpt.num_classes)
-    return NUM_CLASSES.get(dataset) if dataset else None
+    return DATASETS[dataset].num_classes if dataset in DATASETS else None
 
 
 def open_eval_dataset(data_dir: Path | str, ckpt: Any | None = None, *, kind: str | None = None,
@@ -132,15 +132,13 @@ def open_eval_dataset(data_dir: Path | str, ckpt: Any | None = None, *, kind: st
 def check_graph_classes(kind: str, ckpt: Any | None, graph_classes: int | None) -> int:
     """The classes ``ckpt`` must predict on dataset ``kind`` (:func:`checkpoint_classes`); UsageError when the
     graph predicts another count. Called right after the model loads, before any graph is re-targeted."""
-    from zoo_cli.evaluation.datasets import NUM_CLASSES
-
-    num_classes = checkpoint_classes(ckpt, kind) or NUM_CLASSES[kind]
+    num_classes = checkpoint_classes(ckpt, kind) or DATASETS[kind].num_classes
     if graph_classes is not None and graph_classes != num_classes:
         if ckpt is not None and ckpt.num_classes == num_classes:
             raise UsageError(f"the graph predicts {graph_classes} classes but the registry entry {ckpt.name} "
                              f"says num_classes {ckpt.num_classes}; fix the registry entry or pass the right --graph")
         raise UsageError(f"the graph predicts {graph_classes} classes but {kind} has "
-                         f"{NUM_CLASSES[kind]}; pass the --dataset the checkpoint was trained on")
+                         f"{DATASETS[kind].num_classes}; pass the --dataset the checkpoint was trained on")
     return num_classes
 
 
@@ -656,8 +654,8 @@ def _env_cache(cache: Any | None) -> Any:
     """``cache``, else the cache ZOO_HOME names (what ``zoo`` itself would use)."""
     if cache is not None:
         return cache
-    from zoo_cli.hub.cache import Cache
     from zoo_cli.config import Settings
+    from zoo_cli.hub.cache import Cache
 
     return Cache(Settings.from_env().home)
 
@@ -686,9 +684,7 @@ def setting_slug(scales: Sequence[float], flip: bool, crop: Sequence[int] | None
     """A directory name for an eval setting: ``single-scale``, ``scales-0.75-1-1.25-flip``, ``scales-1-flip``;
     ``-crop1000x1000`` is added when ``crop`` is not ``reference_crop`` (the registry's eval crop, else the
     graph's), so runs at different settings never overwrite each other's results."""
-    scales = tuple(float(s) for s in scales) or (1.0,)
-    slug = "single-scale" if scales == (1.0,) and not flip else \
-        "scales-" + "-".join(f"{s:g}" for s in scales) + ("-flip" if flip else "")
+    slug = scales_slug(tuple(float(s) for s in scales) or (1.0,), flip)
     if crop is not None and (reference_crop is None or tuple(crop) != tuple(reference_crop)):
         slug += f"-crop{crop[0]}x{crop[1]}"
     if output_stride and graph_output_stride and output_stride != graph_output_stride:
@@ -716,8 +712,8 @@ def check_run_options(ckpt: Any | None, scales: str | Sequence[float] | None, cr
     counts through :func:`zoo_cli.limits.check_count`, the split name through :func:`check_split`; a crop
     whose probability maps alone (the checkpoint's classes) cannot fit in memory is refused here, the full
     estimate follows once the graph is loaded (:func:`check_graph_memory`). Raises UsageError."""
-    from zoo_cli.limits import check_count, check_crop_memory
     from zoo_cli.evaluation.multiscale import parse_crop, parse_scales
+    from zoo_cli.limits import check_count, check_crop_memory
 
     check_count(threads, "--threads")
     check_count(inter_threads, "--inter-threads")

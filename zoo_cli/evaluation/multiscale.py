@@ -37,21 +37,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from zoo_cli.graph import retarget as rt
+from zoo_cli.constants import MEAN_PIXEL, OUTPUT_NAME
 from zoo_cli.errors import ModelError, UsageError
+from zoo_cli.graph import retarget as rt
+from zoo_cli.graph.geometry import scaled_crop
 from zoo_cli.graph.tf_import import import_tf, new_session
-
-MEAN_PIXEL = 127.5
-
-
-def scale_dimension(dim: int, scale: float) -> int:
-    """The reference's ``int((dim - 1) * scale + 1)``."""
-    return int((float(dim) - 1.0) * scale + 1.0)
-
-
-def scaled_crop(crop: tuple[int, int], scale: float) -> tuple[int, int]:
-    return scale_dimension(crop[0], scale), scale_dimension(crop[1], scale)
-
 
 MAX_SCALES = 16  # the seed's longest list has 6; more only multiplies the run time
 MAX_SCALE = 4.0  # scale 4 of a 1025x2049 Cityscapes crop is already a 4097x8193 network input
@@ -381,7 +371,7 @@ class MultiScalePredictor:
                 if gd is None:
                     self._graphs[key] = reason or "re-targeting failed"
                 else:
-                    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [rt._node_of(p.logits), rt.OUTPUT_NAME])
+                    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [rt._node_of(p.logits), OUTPUT_NAME])
                     keep = [n for n in gd.node if n.name not in self._weights]
                     del gd.node[:]
                     gd.node.extend(keep)
@@ -411,7 +401,7 @@ class MultiScalePredictor:
                 tf.compat.v1.import_graph_def(gd, name=prefix[:-1], input_map=self._weight_map(gd))
         get = self.graph.get_tensor_by_name
         feed, logits = get(prefix + p.padded_image), get(prefix + p.logits)
-        image, labels = get(prefix + p.input_tensor), get(prefix + rt.OUTPUT_NAME + ":0")
+        image, labels = get(prefix + p.input_tensor), get(prefix + OUTPUT_NAME + ":0")
         make = self.session.make_callable
         return _CropNet(crop, make(logits, feed_list=[feed]), make(labels, feed_list=[image]))
 
@@ -547,7 +537,7 @@ class MultiScalePredictor:
     def _own_labels(self, batch: np.ndarray) -> np.ndarray:
         """The graph's own SemanticPredictions (a graph without a crop runs any size as it is)."""
         get = self.graph.get_tensor_by_name
-        return self.session.run(get(rt.OUTPUT_NAME + ":0"), {get(self.pattern.input_tensor): batch})
+        return self.session.run(get(OUTPUT_NAME + ":0"), {get(self.pattern.input_tensor): batch})
 
     def _check(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         image = np.asarray(image)

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from zoo_cli.constants import DATASETS
 from zoo_cli.errors import UsageError
 
 VOC_CLASSES = (
@@ -63,9 +64,6 @@ _ADE20K_COLORS = (
     "20,0,255 255,255,0 0,153,255 0,41,255 0,255,204 41,0,255 41,255,0 173,0,255 0,245,255 71,0,255 122,0,255 0,255,184 "
     "0,92,255 184,255,0 0,133,255 255,214,0 25,194,194 102,255,0 92,0,255"
 )
-
-DATASET_NAMES = ("voc", "cityscapes", "ade20k")
-
 
 @dataclass(frozen=True)
 class Palette:
@@ -127,11 +125,11 @@ def get_palette(dataset: str) -> Palette:
     if key == "ade20k":
         rgb = [tuple(int(v) for v in item.split(",")) for item in _ADE20K_COLORS.split()]
         return Palette("ade20k", ADE20K_CLASSES, _table(rgb), 0)  # type: ignore[arg-type]
-    raise UsageError(f"no palette for dataset '{dataset}'; choose one of {', '.join(DATASET_NAMES)}")
+    raise UsageError(f"no palette for dataset '{dataset}'; choose one of {', '.join(DATASETS)}")
 
 
 GENERIC = "generic"
-DATASET_CLASS_COUNTS = {21: "voc", 19: "cityscapes", 151: "ade20k"}
+DATASET_CLASS_COUNTS = {facts.num_classes: name for name, facts in DATASETS.items()}
 
 
 @lru_cache(maxsize=None)

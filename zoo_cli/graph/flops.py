@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from zoo_cli.errors import ModelError
+from zoo_cli.graph.geometry import scaled_crop
 from zoo_cli.graph.tf_import import import_tf
 
 COUNTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -257,11 +258,6 @@ def _tfprof_float_ops(tf: Any, graph: Any) -> int | None:
         return None
 
 
-def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
-    """DeepLab's scaled crop: ``int((d - 1) * scale + 1)`` per dimension (e.g. 513 at 0.5 -> 257)."""
-    return tuple(int((int(d) - 1) * float(scale) + 1) for d in size)  # type: ignore[return-value]
-
-
 def count_madds_multiscale(graph_for_size: Callable[[tuple[int, int]], Any], crop: Sequence[int],
                            scales: Iterable[float], flip: bool, input_name: str | None = None) -> MaddsReport:
     """Multiply-adds of a multi-scale (+ flip) evaluation: the sum over every scale and flip actually run.
@@ -278,7 +274,7 @@ def count_madds_multiscale(graph_for_size: Callable[[tuple[int, int]], Any], cro
     ops: list[OpCount] = []
     last: MaddsReport | None = None
     for scale in scales:
-        size = scaled_size(crop, scale)
+        size = scaled_crop(crop, scale)
         report = count_madds(graph_for_size(size), size, input_name=input_name)
         total += report.madds * per_flip
         tfprof = None if tfprof is None or report.tfprof_float_ops is None else tfprof + report.tfprof_float_ops * per_flip

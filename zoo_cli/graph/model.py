@@ -23,12 +23,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from zoo_cli.constants import INPUT_TENSOR, PREDICTION_TENSOR, PROBABILITY_TENSOR
 from zoo_cli.errors import ModelError, special_file_kind
 from zoo_cli.graph.tf_import import import_tf, new_session
 
-INPUT_TENSOR = "ImageTensor:0"
-PREDICTION_TENSOR = "SemanticPredictions:0"
-PROBABILITY_TENSOR = "SemanticProbabilities:0"
 _RESIZE_OPS = ("ResizeBilinear", "ResizeBicubic", "ResizeNearestNeighbor", "ResizeArea")
 
 
@@ -139,7 +137,8 @@ class _GraphWalker:
 def _fix_hint(path: Path | str) -> str:
     """How to replace a bad graph file: re-download it when it sits in a zoo install, else (a ``--graph`` of
     the user's) pass a real frozen graph; 'zoo download' cannot repair a file it did not install."""
-    from zoo_cli.hub.cache import MANIFEST, META_DIR
+    from zoo_cli.constants import META_DIR
+    from zoo_cli.hub.cache import MANIFEST
 
     try:
         for parent in list(Path(path).resolve().parents)[:3]:

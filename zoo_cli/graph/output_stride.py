@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from zoo_cli.graph import retarget as rt
+from zoo_cli.constants import OUTPUT_NAME
 from zoo_cli.errors import ModelError
+from zoo_cli.graph import retarget as rt
 from zoo_cli.graph.tf_import import import_tf
 
 OUTPUT_STRIDES = (8, 16, 32)
@@ -657,7 +658,7 @@ def guard_rewrite(original: Any, rewritten: Any, pattern: rt.CropPattern, target
         from zoo_cli.graph.tf_import import new_session
 
         with new_session(graph=g) as sess:
-            labels.append(sess.run(rt.OUTPUT_NAME + ":0", {pattern.input_tensor: probe}))
+            labels.append(sess.run(OUTPUT_NAME + ":0", {pattern.input_tensor: probe}))
     differ = float(np.mean(labels[0] != labels[1]))
     if differ > GUARD_TOLERANCE:
         raise ModelError(f"rewriting this graph to output stride {target_os} and back does not reproduce its own "

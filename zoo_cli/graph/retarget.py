@@ -23,19 +23,16 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from zoo_cli.constants import INPUT_NAME, MEAN_PIXEL, OUTPUT_NAME
 from zoo_cli.errors import ModelError
 from zoo_cli.graph.tf_import import import_tf, new_session
 
 RESIZE_OPS = ("ResizeBilinear", "ResizeBicubic", "ResizeNearestNeighbor", "ResizeArea")
 PAD_OPS = ("Pad", "PadV2")
 PLACEHOLDER_OPS = ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault")
-INPUT_NAME = "ImageTensor"
-OUTPUT_NAME = "SemanticPredictions"
 # Float Consts at least this big are weights: replaced by Placeholders for shape-only imports and shared
 # (never copied) between the crops a multi-scale runner imports.
 WEIGHT_MIN_ELEMENTS = 16
-# The mean pixel DeepLab pads with (and subtracts before padding): input_preprocess.py / model.py.
-MEAN_PIXEL = 127.5
 
 
 def _node_of(ref: str) -> str:

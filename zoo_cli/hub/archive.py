@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from zoo_cli.hub.transfer import GZIP_MAGIC, describe_non_archive, not_gzip_reason
+from zoo_cli.constants import META_DIR
 from zoo_cli.errors import ArchiveError, CacheError, DownloadError
+from zoo_cli.hub.transfer import GZIP_MAGIC, describe_non_archive, not_gzip_reason
 
-META_DIR = ".zoo"
 _BUF = 1 << 20
 _CKPT_STEP = re.compile(r"^model\.ckpt-\d+")
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from zoo_cli.atomic import write_json_atomic
+from zoo_cli.constants import FROZEN_GRAPH, META_DIR
 from zoo_cli.errors import CacheError
-from zoo_cli.registry.catalog import FROZEN_GRAPH, Checkpoint
+from zoo_cli.registry.catalog import Checkpoint
 from zoo_cli.urls import redact
 
-META_DIR = ".zoo"
 MANIFEST = "manifest.json"
 COMPLETE = "complete"
 KNOWN_HASHES = "known_hashes.json"

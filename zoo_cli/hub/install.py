@@ -33,15 +33,24 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from zoo_cli import __version__
-from zoo_cli.hub.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.config import MAX_DOWNLOAD_JOBS
-from zoo_cli.hub.cache import COMPLETE, MANIFEST, META_DIR, PARTIAL_SUFFIX, Cache, is_installed_at, manifest_at
-from zoo_cli.hub.transfer import (ProgressCallback, TransferPolicy, claim_is_abandoned, claim_owner, fetch_file,
-                              make_session, sha256_file, write_error)
-from zoo_cli.errors import (ArchiveError, CacheError, ChecksumError, DownloadError, FileSystemError, UsageError,
-                             ZooError)
+from zoo_cli.constants import META_DIR
+from zoo_cli.errors import ArchiveError, CacheError, ChecksumError, DownloadError, FileSystemError, UsageError, ZooError
+from zoo_cli.hub.archive import ArchiveLimits, contents_missing, extract_archive, gzip_isize
+from zoo_cli.hub.cache import COMPLETE, MANIFEST, PARTIAL_SUFFIX, Cache, is_installed_at, manifest_at
+from zoo_cli.hub.transfer import (
+    ProgressCallback,
+    TransferPolicy,
+    claim_is_abandoned,
+    claim_owner,
+    fetch_file,
+    make_session,
+    sha256_file,
+    write_error,
+)
 from zoo_cli.registry.catalog import Checkpoint, Registry, is_pattern, name_matches
+from zoo_cli.units import mb
 from zoo_cli.urls import mirror_url, redact
 
 LogCallback = Callable[[str], None]
@@ -181,12 +190,9 @@ def check_free_space(path: Path, needed: int, what: str) -> None:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < needed:
-        raise DownloadError(f"not enough disk space for {what}: needs {_mb(needed)} on {probe}, only {_mb(free)} "
+        raise DownloadError(f"not enough disk space for {what}: needs {mb(needed)} on {probe}, only {mb(free)} "
                             "free; free some space or point ZOO_HOME at a larger disk")
 
-
-def _mb(n: int | float) -> str:
-    return f"{n / 1e6:,.1f} MB"
 
 
 def check_archive_hash(ckpt: Checkpoint, cache: Cache, sha256: str, size: int, where: Path,
@@ -547,7 +553,7 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
 
             def space_for_body(remaining: int) -> None:
                 check_free_space(cache.downloads_dir, remaining + int(UNPACK_FACTOR * remaining) + SPACE_MARGIN,
-                                 f"'{ckpt.name}' ({_mb(remaining)} still to download, then unpacked)")
+                                 f"'{ckpt.name}' ({mb(remaining)} still to download, then unpacked)")
 
             fetched = fetch_file(url, cache.partial_path(ckpt), policy=policy, progress=progress,
                                  progress_position=progress_position,

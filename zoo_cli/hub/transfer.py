@@ -30,18 +30,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.util.retry import Retry
 
 from zoo_cli import __version__
 from zoo_cli.atomic import write_text_atomic
-from zoo_cli.hub.cache import PARTIAL_SUFFIX
 from zoo_cli.errors import DownloadError, FileSystemError, ZooError
+from zoo_cli.hub.cache import PARTIAL_SUFFIX
 from zoo_cli.urls import redact
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -17,34 +17,16 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from zoo_cli.constants import FROZEN_GRAPH, REGISTRY_DATASETS
 from zoo_cli.errors import RegistryError, UnknownCheckpointError
+from zoo_cli.registry.scales import describe_scales
 from zoo_cli.urls import redact
 
-DATASETS = ("voc", "cityscapes", "ade20k", "imagenet")
 SPLITS = ("val", "test")
 OUTPUT_STRIDES = (4, 8, 16, 32)
-FROZEN_GRAPH = "frozen_inference_graph.pb"
 SORT_FIELDS = ("name", "dataset", "backbone", "miou", "madds", "size")
 # Where the seed's numbers come from; an entry measured elsewhere says so in its own `reported_on`.
 SEED_MACHINE = "Xeon E5-1650 v3 @ 3.50GHz, 32GB (tfprof)"
-
-
-def describe_scales(scales: tuple[float, ...], flip: bool) -> str:
-    """``scale 1, no flip`` or ``scales 0.5-1.75 (6), flip``: an eval setting in a few words."""
-    if len(scales) == 1:
-        text = f"scale {scales[0]:g}"
-    else:
-        text = f"scales {scales[0]:g}-{scales[-1]:g} ({len(scales)})"
-    return f"{text}, {'flip' if flip else 'no flip'}"
-
-
-def scales_notation(scales: tuple[float, ...]) -> str:
-    """The seed's compact form: ``0.5:0.25:1.75`` for three or more evenly spaced scales, else ``0.5,1``."""
-    if len(scales) >= 3:
-        step = round(scales[1] - scales[0], 10)
-        if step > 0 and all(abs((b - a) - step) < 1e-9 for a, b in zip(scales, scales[1:])):
-            return f"{scales[0]:g}:{step:g}:{scales[-1]:g}"
-    return ",".join(f"{s:g}" for s in scales)
 
 
 @dataclass(frozen=True)
@@ -359,7 +341,7 @@ def _checkpoint(node: yaml.Node, where: str) -> Checkpoint:
                            f"{len(class_names)} names given but num_classes is {num_classes}")
     return Checkpoint(
         name=name,
-        dataset=_choice(DATASETS)(f["dataset"], f"{where}.dataset"),
+        dataset=_choice(REGISTRY_DATASETS)(f["dataset"], f"{where}.dataset"),
         backbone=_str(f["backbone"], f"{where}.backbone"),
         pretrained_on=pretrained,
         url=url,

@@ -8,8 +8,8 @@ import click
 
 from zoo_cli.cli.app import AppContext, pass_app
 from zoo_cli.cli.options import ThreadCount
-from zoo_cli.errors import UsageError
 from zoo_cli.cli.output import console, emit_json
+from zoo_cli.errors import UsageError
 
 
 @click.command("bench")

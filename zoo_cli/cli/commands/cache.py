@@ -6,10 +6,7 @@ import click
 
 from zoo_cli.cli.app import AppContext, pass_app
 from zoo_cli.cli.output import emit_json
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+from zoo_cli.units import mb
 
 
 @click.group("cache", invoke_without_command=True)
@@ -26,13 +23,13 @@ def command(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json(usage)
         return
-    click.echo(f"cache: {usage['home']}  (total {_mb(usage['total_bytes'])}, {_mb(usage['free_bytes'])} free)")
+    click.echo(f"cache: {usage['home']}  (total {mb(usage['total_bytes'])}, {mb(usage['free_bytes'])} free)")
     if not usage["models"]:
         click.echo("  no models downloaded")
     for m in usage["models"]:
         state = "" if m["installed"] else "  [incomplete: no manifest/marker — 'zoo rm' or 'zoo download --force']"
         note = "" if m["in_registry"] else "  [not in the registry]"
-        click.echo(f"  {m['name']:<45} {_mb(m['bytes']):>12}{state}{note}")
+        click.echo(f"  {m['name']:<45} {mb(m['bytes']):>12}{state}{note}")
     for title, key, hint in (("partial downloads", "partials", "resume with 'zoo download'"),
                              ("archives", "archives", "'zoo cache prune --archives' removes them"),
                              ("leftovers", "leftovers", "'zoo cache prune' removes them")):
@@ -48,7 +45,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
                     note = "  [resumable]" if e.get("resumable") else "  [no sidecar: the next download restarts]"
                 else:
                     note = ""
-                click.echo(f"  {e.get('file') or e['path']:<45} {_mb(e['bytes']):>12}{note}")
+                click.echo(f"  {e.get('file') or e['path']:<45} {mb(e['bytes']):>12}{note}")
 
 
 @command.command("prune")
@@ -66,5 +63,5 @@ def prune_command(app: AppContext, archives: bool, dry_run: bool, as_json: bool)
         return
     verb = "would remove" if dry_run else "removed"
     for e in removed:
-        click.echo(f"{verb} {e['path']} ({_mb(e['bytes'])}): {e['reason']}")
-    click.echo(f"{verb} {len(removed)} items, {_mb(sum(e['bytes'] for e in removed))}")
+        click.echo(f"{verb} {e['path']} ({mb(e['bytes'])}): {e['reason']}")
+    click.echo(f"{verb} {len(removed)} items, {mb(sum(e['bytes'] for e in removed))}")

@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from zoo_cli.cli.app import AppContext, pass_app
+from zoo_cli.cli.output import emit_json
 from zoo_cli.config import MAX_DOWNLOAD_JOBS
 from zoo_cli.errors import UsageError
-from zoo_cli.cli.output import emit_json
+from zoo_cli.units import mb
 from zoo_cli.urls import redact
 
 _CHECK_TEXT = {
@@ -47,8 +48,8 @@ def command(app: AppContext, names: tuple[str, ...], all_: bool, force: bool, mi
     Transfers resume after an interruption; nothing is installed unless the archive verifies.
     Env: ZOO_HOME, ZOO_MIRROR, ZOO_OFFLINE=1, ZOO_TIMEOUT, HTTPS_PROXY, REQUESTS_CA_BUNDLE, NETRC.
     """
-    from zoo_cli.hub.transfer import TransferPolicy
     from zoo_cli.hub.install import install_checkpoints, plan_downloads
+    from zoo_cli.hub.transfer import TransferPolicy
 
     if all_ and names:
         raise UsageError("give checkpoint names or --all, not both")
@@ -90,28 +91,25 @@ def _finite(value: float) -> float:
     return value
 
 
-def _mb(n: int | float) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
 
 def _print_plan(rows: list[dict]) -> None:
     fetch = [r for r in rows if r["action"] in ("download", "resume")]
     for r in rows:
-        size = _mb(r["size"]) if r["size"] is not None else "size unknown"
+        size = mb(r["size"]) if r["size"] is not None else "size unknown"
         if r["action"] == "present":
             line = f"already installed → {r['path']}"
         elif r["action"] == "install-archive":
-            line = f"would install from the archive already in the cache ({_mb(r['have'])}) → {r['path']}"
+            line = f"would install from the archive already in the cache ({mb(r['have'])}) → {r['path']}"
         elif r["action"] == "unavailable":
             line = f"not available offline (ZOO_OFFLINE=1); fetch {r['url']} by hand first"
         elif r["action"] == "resume":
-            line = f"would resume after {_mb(r['have'])} of {size} (registry size) from {r['url']} → {r['path']}"
+            line = f"would resume after {mb(r['have'])} of {size} (registry size) from {r['url']} → {r['path']}"
         else:
             line = f"would download {size} (registry size) from {r['url']} → {r['path']}"
         click.echo(f"{r['name']}: {line}")
     known = sum(r["to_fetch"] for r in fetch if r["to_fetch"] is not None)
     unknown = sum(1 for r in fetch if r["to_fetch"] is None)
-    total = f"~{_mb(known)}" + (f" + {unknown} of unknown size" if unknown else "")
+    total = f"~{mb(known)}" + (f" + {unknown} of unknown size" if unknown else "")
     click.echo(f"dry run: {len(fetch)} of {len(rows)} to fetch, {total}; nothing was downloaded")
 
 

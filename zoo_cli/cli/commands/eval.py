@@ -13,8 +13,8 @@ import click
 
 from zoo_cli.cli.app import AppContext, pass_app
 from zoo_cli.cli.options import ThreadCount
-from zoo_cli.errors import UsageError
 from zoo_cli.cli.output import console, emit_json, fmt_num
+from zoo_cli.errors import UsageError
 
 
 class _EvalGroup(click.Group):
@@ -276,7 +276,7 @@ def _print_result(result, warnings: list[str] | None = None) -> None:
 
     out = console()
     stride = result.extra.get("graph_output_stride")
-    from zoo_cli.registry.catalog import describe_scales
+    from zoo_cli.registry.scales import describe_scales
 
     # the same wording as the reported rows below ("scale 1, no flip", "scales 0.75-1.25 (3), flip")
     conditions = (f"{'graph OS ' + str(stride) + ', ' if stride else ''}"

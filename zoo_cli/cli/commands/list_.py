@@ -7,12 +7,13 @@ from rich.table import Table
 
 from zoo_cli.cli.app import AppContext, pass_app
 from zoo_cli.cli.output import console, emit_json, fmt_madds, fmt_num
-from zoo_cli.registry.catalog import DATASETS, SORT_FIELDS, sort_checkpoints
+from zoo_cli.constants import REGISTRY_DATASETS
+from zoo_cli.registry.catalog import SORT_FIELDS, sort_checkpoints
 
 
 @click.command("list")
 @click.argument("patterns", nargs=-1)
-@click.option("--dataset", type=click.Choice(DATASETS), help="Only checkpoints trained on this dataset.")
+@click.option("--dataset", type=click.Choice(REGISTRY_DATASETS), help="Only checkpoints trained on this dataset.")
 @click.option("--backbone", help="Backbone substring or wildcard, e.g. xception or 'mobilenet*'.")
 @click.option("--downloaded", is_flag=True, help="Only checkpoints installed in the cache.")
 @click.option("--min-miou", type=float, help="Best reported mIOU at least this (percent).")

@@ -7,8 +7,8 @@ import sys
 import click
 
 from zoo_cli.cli.app import AppContext, pass_app
-from zoo_cli.errors import CacheError, UsageError
 from zoo_cli.cli.output import emit_json
+from zoo_cli.errors import CacheError, UsageError
 from zoo_cli.registry.catalog import is_pattern
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from zoo_cli.cli.app import AppContext, pass_app
-from zoo_cli.errors import CacheError
 from zoo_cli.cli.output import emit_json
+from zoo_cli.errors import CacheError
 
 
 @click.command("verify")
