@@ -226,7 +226,7 @@ def _run(cache: Cache, out_dir: Path, progress: bool | None, bench_runs: int, be
 
 def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Path, dict[str, Any]]:
     from zoo_cli.hub.install import install_checkpoint
-    from zoo_cli.hub.transfer import make_session
+    from zoo_cli.hub.session import make_session
 
     # force: the demo always walks the whole transfer -> verify -> untar path, even after an earlier run;
     # mirror/offline are fixed because the archive is on our own 127.0.0.1 server, never on the network,

@@ -24,7 +24,7 @@ from zoo_cli.cli.app import cli
 from zoo_cli.errors import CacheError, DownloadError, UnknownCheckpointError, UsageError
 from zoo_cli.evaluation import evaluate
 from zoo_cli.evaluation.palettes import get_palette
-from zoo_cli.hub import install as fetch
+from zoo_cli.hub import batch, removal, verify
 from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import load_registry
 
@@ -164,35 +164,35 @@ def served(fault_server, tmp_path, monkeypatch, zoo_home):  # noqa: F811 - fixtu
 def test_install_checkpoints_records_failures_and_carries_on(served):
     registry, cache, digest = served
     seen, failed = [], []
-    outcome = fetch.install_checkpoints(registry.resolve(["bad", "good"]), cache, progress=False,
+    outcome = batch.install_checkpoints(registry.resolve(["bad", "good"]), cache, progress=False,
                                         on_installed=lambda r: seen.append(r.name),
                                         on_failed=lambda name, exc: failed.append(name))
     assert [r["status"] for r in outcome.rows] == ["failed", "installed"]
     assert seen == ["good"] and failed == ["bad"] and outcome.results[0].sha256 == digest
     assert outcome.first_error is not None and outcome.first_error.exit_code == 4
     assert cache.is_installed("good") and not cache.model_dir("bad").exists()
-    again = fetch.install_checkpoints([registry.get("good")], cache, progress=False)
+    again = batch.install_checkpoints([registry.get("good")], cache, progress=False)
     assert [r.status for r in again.results] == ["present"] and again.first_error is None
     with pytest.raises(DownloadError, match="offline"):
-        fetch.install_checkpoints([registry.get("bad")], cache, offline=True, stop_on_error=True)
+        batch.install_checkpoints([registry.get("bad")], cache, offline=True, stop_on_error=True)
 
 
 def test_verify_and_remove_checkpoints(served):
     registry, cache, _ = served
-    assert fetch.verify_checkpoints(registry, cache) == []  # nothing installed yet
-    fetch.install_checkpoints([registry.get("good")], cache, progress=False)
-    (report_,) = fetch.verify_checkpoints(registry, cache)
+    assert verify.verify_checkpoints(registry, cache) == []  # nothing installed yet
+    batch.install_checkpoints([registry.get("good")], cache, progress=False)
+    (report_,) = verify.verify_checkpoints(registry, cache)
     assert report_.name == "good" and report_.ok and report_.files_checked > 0
     (cache.model_dir("good") / "frozen_inference_graph.pb").write_bytes(b"tampered")
-    (bad,) = fetch.verify_checkpoints(registry, cache, ["go*"])
+    (bad,) = verify.verify_checkpoints(registry, cache, ["go*"])
     assert not bad.ok and any("frozen_inference_graph.pb" in p for p in bad.problems)
-    assert fetch.remove_checkpoints(registry, cache, ["bad"])[0]["removed"] == []
-    (row,) = fetch.remove_checkpoints(registry, cache, everything=True)
+    assert removal.remove_checkpoints(registry, cache, ["bad"])[0]["removed"] == []
+    (row,) = removal.remove_checkpoints(registry, cache, everything=True)
     assert row["name"] == "good" and row["removed"] == [str(cache.model_dir("good"))] and row["bytes_freed"] > 0
     assert not cache.model_dir("good").exists()
-    assert fetch.remove_checkpoints(registry, cache, everything=True) == []
+    assert removal.remove_checkpoints(registry, cache, everything=True) == []
     with pytest.raises(UnknownCheckpointError):
-        fetch.remove_checkpoints(registry, cache, ["nope"])
+        removal.remove_checkpoints(registry, cache, ["nope"])
 
 
 # ---------------------------------------------------------------- report

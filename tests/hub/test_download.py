@@ -14,7 +14,8 @@ from zoo_cli.constants import FROZEN_GRAPH
 from zoo_cli.errors import ArchiveError, ChecksumError, DownloadError
 from zoo_cli.hub.cache import Cache
 from zoo_cli.hub.install import install_checkpoint
-from zoo_cli.hub.transfer import TransferPolicy, fetch_file
+from zoo_cli.hub.session import TransferPolicy
+from zoo_cli.hub.transfer import fetch_file
 from zoo_cli.registry.catalog import parse_registry
 
 # Fast retries and small chunks so faults show up within a test's time budget; timeouts generous enough
@@ -396,7 +397,7 @@ def test_checksum_mismatch_against_pin_installs_nothing(fault_server, zoo_home, 
 
 
 def test_trust_on_first_use_catches_a_changed_file(fault_server, zoo_home, archive, archive_v2):
-    from zoo_cli.hub.install import remove_checkpoint
+    from zoo_cli.hub.removal import remove_checkpoint
 
     ckpt = make_ckpt(fault_server, archive)
     assert install(ckpt, zoo_home).sha256_check == "recorded"
@@ -418,25 +419,25 @@ def test_free_space_is_checked_before_the_body_and_fails(fault_server, zoo_home,
     import shutil as _shutil
     from collections import namedtuple
 
-    import zoo_cli.hub.install
+    import zoo_cli.hub.disk
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(zoo_cli.hub.install.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(zoo_cli.hub.disk.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
     ckpt = make_ckpt(fault_server, archive)
     with pytest.raises(DownloadError, match="not enough disk space .*only 0.0 MB free"):
         install(ckpt, zoo_home)
     assert_not_installed(zoo_home)
     assert list(Cache(zoo_home).downloads_dir.iterdir()) == []
-    monkeypatch.setattr(zoo_cli.hub.install.shutil, "disk_usage", _shutil.disk_usage)
+    monkeypatch.setattr(zoo_cli.hub.disk.shutil, "disk_usage", _shutil.disk_usage)
 
 
 def test_free_space_with_reported_size_fails_before_any_request(fault_server, zoo_home, archive, monkeypatch):
     from collections import namedtuple
 
-    import zoo_cli.hub.install
+    import zoo_cli.hub.disk
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(zoo_cli.hub.install.shutil, "disk_usage", lambda p: usage(10**12, 10**12 - 10**8, 10**8))
+    monkeypatch.setattr(zoo_cli.hub.disk.shutil, "disk_usage", lambda p: usage(10**12, 10**12 - 10**8, 10**8))
     url = fault_server.add("models/big.tar.gz", archive)
     ckpt = parse_registry(registry_yaml([{"name": "big", "url": url, "size_mb": 439.0}])).get("big")
     with pytest.raises(DownloadError, match="not enough disk space for 'big' .*439 MB archive"):

@@ -21,8 +21,9 @@ from zoo_cli.cli.app import cli
 from zoo_cli.constants import FROZEN_GRAPH
 from zoo_cli.errors import ConfigError
 from zoo_cli.hub.cache import Cache
-from zoo_cli.hub.install import checkpoint_lock, mirror_url
+from zoo_cli.hub.locks import checkpoint_lock
 from zoo_cli.registry.catalog import load_registry
+from zoo_cli.urls import mirror_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -399,12 +400,12 @@ def test_disk_filling_up_mid_download_is_one_line_and_the_next_run_resumes(fault
                                                                            archive, monkeypatch):
     import errno
 
-    from zoo_cli.hub import transfer as download
+    from zoo_cli.hub import attempt, claims
 
     registry({"name": "m", "url": fault_server.add("models/m.tar.gz", archive, Fault(rate=400_000))})
     room = 50_000  # bytes the "disk" takes before it is full
     written = {"n": 0}
-    real_write_all, real_write_text = download._write_all, download.write_text_atomic
+    real_write_all, real_write_text = attempt._write_all, claims.write_text_atomic
 
     def filling_write(out, data):
         if written["n"] + len(data) > room:
@@ -420,8 +421,8 @@ def test_disk_filling_up_mid_download_is_one_line_and_the_next_run_resumes(fault
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write_text(path, text, **kw)
 
-    monkeypatch.setattr(download, "_write_all", filling_write)
-    monkeypatch.setattr(download, "write_text_atomic", full_disk_text)
+    monkeypatch.setattr(attempt, "_write_all", filling_write)
+    monkeypatch.setattr(claims, "write_text_atomic", full_disk_text)
     failed = run("download", "m")
     partial = zoo_home / "downloads" / "m.tar.gz.incomplete"
     assert failed.exit_code == 8
@@ -433,8 +434,8 @@ def test_disk_filling_up_mid_download_is_one_line_and_the_next_run_resumes(fault
     listing = run("cache").stdout
     assert "partial downloads (resume with 'zoo download')" in listing and partial.name in listing
 
-    monkeypatch.setattr(download, "_write_all", real_write_all)
-    monkeypatch.setattr(download, "write_text_atomic", real_write_text)
+    monkeypatch.setattr(attempt, "_write_all", real_write_all)
+    monkeypatch.setattr(claims, "write_text_atomic", real_write_text)
     again = run("download", "m", "--quiet")
     assert again.exit_code == 0, again.output
     assert gets(fault_server)[-1].range == f"bytes={room}-"

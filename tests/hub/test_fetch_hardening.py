@@ -23,8 +23,11 @@ from tests.support.http_server import Fault, fault_server  # noqa: F401 - fixtur
 from zoo_cli.cli.app import cli
 from zoo_cli.errors import DownloadError
 from zoo_cli.hub.cache import Cache
-from zoo_cli.hub.install import checkpoint_lock, mirror_url, remove_checkpoint
-from zoo_cli.hub.transfer import TransferPolicy, fetch_file
+from zoo_cli.hub.locks import checkpoint_lock
+from zoo_cli.hub.removal import remove_checkpoint
+from zoo_cli.hub.session import TransferPolicy
+from zoo_cli.hub.transfer import fetch_file
+from zoo_cli.urls import mirror_url
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -155,7 +155,7 @@ def graph_source(ray: Any, ckpt: Any | None, cache: Any, graph_path: Path | str 
     needs to get and verify ``ckpt``'s install (the driver's manifest hashes, ``cache``'s home, the mirror and
     offline settings)."""
     from zoo_cli.constants import FROZEN_GRAPH
-    from zoo_cli.hub.transfer import sha256_file
+    from zoo_cli.hub.content import sha256_file
 
     if graph_path is not None:
         graph_path = Path(graph_path)
@@ -182,8 +182,8 @@ def node_graph(source: GraphSource, *, get_object: Callable[[Any], bytes] | None
     """
     from zoo_cli.constants import FROZEN_GRAPH
     from zoo_cli.hub.cache import Cache
+    from zoo_cli.hub.content import sha256_file
     from zoo_cli.hub.install import install_checkpoint
-    from zoo_cli.hub.transfer import sha256_file
 
     host = socket.gethostname()
     if source.ckpt is None:

@@ -25,7 +25,7 @@ from typing import Iterable
 
 from zoo_cli.constants import META_DIR
 from zoo_cli.errors import ArchiveError, CacheError, DownloadError
-from zoo_cli.hub.transfer import GZIP_MAGIC, describe_non_archive, not_gzip_reason
+from zoo_cli.hub.content import GZIP_MAGIC, describe_non_archive, not_gzip_reason
 
 _BUF = 1 << 20
 _CKPT_STEP = re.compile(r"^model\.ckpt-\d+")

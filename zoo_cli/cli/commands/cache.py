@@ -16,7 +16,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
     """Show the cache: installed models and their sizes, partial downloads, leftovers, free space."""
     if ctx.invoked_subcommand is not None:
         return
-    from zoo_cli.hub.install import cache_usage
+    from zoo_cli.hub.removal import cache_usage
 
     app = ctx.find_object(AppContext)
     usage = cache_usage(app.cache, app.registry)
@@ -55,7 +55,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
 @pass_app
 def prune_command(app: AppContext, archives: bool, dry_run: bool, as_json: bool) -> None:
     """Remove partial downloads and interrupted-install leftovers that no running zoo holds."""
-    from zoo_cli.hub.install import prune
+    from zoo_cli.hub.removal import prune
 
     removed = prune(app.cache, app.registry, archives=archives, dry_run=dry_run)
     if as_json:

@@ -48,8 +48,8 @@ def command(app: AppContext, names: tuple[str, ...], all_: bool, force: bool, mi
     Transfers resume after an interruption; nothing is installed unless the archive verifies.
     Env: ZOO_HOME, ZOO_MIRROR, ZOO_OFFLINE=1, ZOO_TIMEOUT, HTTPS_PROXY, REQUESTS_CA_BUNDLE, NETRC.
     """
-    from zoo_cli.hub.install import install_checkpoints, plan_downloads
-    from zoo_cli.hub.transfer import TransferPolicy
+    from zoo_cli.hub.batch import install_checkpoints, plan_downloads
+    from zoo_cli.hub.session import TransferPolicy
 
     if all_ and names:
         raise UsageError("give checkpoint names or --all, not both")

@@ -22,7 +22,7 @@ from zoo_cli.registry.catalog import is_pattern
 @pass_app
 def command(app: AppContext, names: tuple[str, ...], all_: bool, yes: bool, forget_hash: bool, as_json: bool) -> None:
     """Remove the installed checkpoints NAME... (names or wildcards) from the cache."""
-    from zoo_cli.hub.install import removal_targets, remove_checkpoints
+    from zoo_cli.hub.removal import removal_targets, remove_checkpoints
 
     if all_ and names:
         raise UsageError("give checkpoint names or --all, not both")

@@ -19,7 +19,7 @@ def command(app: AppContext, names: tuple[str, ...], as_json: bool) -> None:
     Re-hashes every unpacked file (and a kept archive), compares the archive hash with the registry pin or
     the hash recorded on first download, and exits non-zero when any model fails.
     """
-    from zoo_cli.hub.install import verify_checkpoints
+    from zoo_cli.hub.verify import verify_checkpoints
 
     cache = app.cache
     reports = verify_checkpoints(app.registry, cache, names)
