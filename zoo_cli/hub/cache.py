@@ -71,12 +71,6 @@ class Cache:
     def model_dir(self, name: str) -> Path:
         return self.models_dir / name
 
-    def manifest_path(self, name: str) -> Path:
-        return self.model_dir(name) / META_DIR / MANIFEST
-
-    def complete_marker(self, name: str) -> Path:
-        return self.model_dir(name) / META_DIR / COMPLETE
-
     def archive_path(self, ckpt: Checkpoint) -> Path:
         """Where a complete archive of ``ckpt`` lives between download and install."""
         return self.downloads_dir / ckpt.archive_filename
