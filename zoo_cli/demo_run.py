@@ -33,8 +33,9 @@ from zoo_cli.atomic import write_text_atomic
 from zoo_cli.errors import RegistryError
 from zoo_cli.graph.tf_import import quiet_tf_logger
 from zoo_cli.hub.cache import Cache
-from zoo_cli.registry.catalog import Checkpoint, EvalRow, Registry, load_registry
+from zoo_cli.registry.catalog import Registry, load_registry
 from zoo_cli.registry.scales import scales_label
+from zoo_cli.registry.types import Checkpoint, EvalRow
 
 DEMO_NAME = "demo_shapes"
 # The shipped registry's URL host; replaced by the live server's address before anything is downloaded.

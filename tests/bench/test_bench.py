@@ -13,7 +13,8 @@ from tests.support.datasets import decoded, make_voc, naive_metrics
 from tests.support.eval_graphs import build_graph, install, quantize_red, registry_entry
 from zoo_cli.bench import measure as bench
 from zoo_cli.cli.app import cli
-from zoo_cli.registry.catalog import EvalRow, load_registry
+from zoo_cli.registry.catalog import load_registry
+from zoo_cli.registry.types import EvalRow
 
 NAME = "tinyvoc"
 

@@ -75,7 +75,7 @@ def test_reported_rows_unit():
     from types import SimpleNamespace
 
     from zoo_cli.evaluation.evaluate import reported_rows
-    from zoo_cli.registry.catalog import EvalRow
+    from zoo_cli.registry.types import EvalRow
 
     rows = [EvalRow(output_stride=16, scales=(1.0,), flip=False, madds_billion=None, runtime_s=None,
                     latency_ms=None, miou=70.0, pixel_accuracy=None, split="val")]

@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.constants import DATASETS
 from zoo_cli.errors import ModelError, UsageError
-from zoo_cli.registry.catalog import SEED_MACHINE, Checkpoint, EvalRow
 from zoo_cli.registry.scales import describe_scales, setting_key
+from zoo_cli.registry.types import SEED_MACHINE, Checkpoint, EvalRow
 
 SCHEMA_VERSION = 1
 # Default input sizes the seed's numbers refer to, when the registry has no eval crop for a checkpoint.

@@ -13,8 +13,9 @@ from typing import Any, Iterable, Sequence
 from zoo_cli.atomic import atomic_path, write_text_atomic
 from zoo_cli.cli.output import fmt_madds
 from zoo_cli.constants import DATASETS
-from zoo_cli.registry.catalog import SEED_MACHINE, Checkpoint, EvalRow, Registry
+from zoo_cli.registry.catalog import Registry
 from zoo_cli.registry.scales import scales_notation, setting_key
+from zoo_cli.registry.types import SEED_MACHINE, Checkpoint, EvalRow
 
 MIOU_TITLES = {"voc": "PASCAL mIOU", "cityscapes": "Cityscapes mIOU", "ade20k": "mIOU"}  # the seed's column names
 NOT_COMPARABLE = "†"

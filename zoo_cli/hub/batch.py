@@ -14,7 +14,7 @@ from zoo_cli.hub.claims import resumable_bytes
 from zoo_cli.hub.install import InstallResult, check_local_dir, install_checkpoint
 from zoo_cli.hub.session import TransferPolicy, make_session
 from zoo_cli.hub.verify import quick_check
-from zoo_cli.registry.catalog import Checkpoint
+from zoo_cli.registry.types import Checkpoint
 from zoo_cli.urls import mirror_url, redact
 
 

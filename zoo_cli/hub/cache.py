@@ -21,7 +21,7 @@ from typing import Any
 from zoo_cli.atomic import write_json_atomic
 from zoo_cli.constants import FROZEN_GRAPH, META_DIR
 from zoo_cli.errors import CacheError
-from zoo_cli.registry.catalog import Checkpoint
+from zoo_cli.registry.types import Checkpoint
 from zoo_cli.urls import redact
 
 MANIFEST = "manifest.json"

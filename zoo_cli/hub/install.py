@@ -40,7 +40,7 @@ from zoo_cli.hub.locks import checkpoint_lock
 from zoo_cli.hub.session import TransferPolicy
 from zoo_cli.hub.transfer import fetch_file
 from zoo_cli.hub.verify import check_archive_hash, quick_check
-from zoo_cli.registry.catalog import Checkpoint
+from zoo_cli.registry.types import Checkpoint
 from zoo_cli.units import mb
 from zoo_cli.urls import mirror_url, redact
 

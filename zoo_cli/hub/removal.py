@@ -23,7 +23,8 @@ from zoo_cli.hub.claims import (
 )
 from zoo_cli.hub.disk import cache_writes, free_bytes
 from zoo_cli.hub.locks import checkpoint_lock, lock_is_free
-from zoo_cli.registry.catalog import Checkpoint, Registry, is_pattern, name_matches
+from zoo_cli.registry.catalog import Registry, is_pattern, name_matches
+from zoo_cli.registry.types import Checkpoint
 
 
 def remove_checkpoint(name: str, cache: Cache, *, archive_filename: str | None = None,

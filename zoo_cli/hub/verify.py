@@ -13,7 +13,8 @@ from zoo_cli.errors import ChecksumError
 from zoo_cli.hub.archive import contents_missing
 from zoo_cli.hub.cache import Cache, is_installed_at, manifest_at
 from zoo_cli.hub.content import sha256_file
-from zoo_cli.registry.catalog import Checkpoint, Registry
+from zoo_cli.registry.catalog import Registry
+from zoo_cli.registry.types import Checkpoint
 
 
 @dataclass
