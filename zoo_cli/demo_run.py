@@ -145,7 +145,7 @@ class DemoResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
     overlays_dir: Path | None = None
     overlays: list[Path] = field(default_factory=list)
-    bench: list[Any] = field(default_factory=list)  # zoo_cli.bench.measure.BenchResult
+    bench: list[Any] = field(default_factory=list)  # zoo_cli.bench.store.BenchResult
     checks: list[RowCheck] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -295,12 +295,14 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
 
 def _bench(ckpt: Checkpoint, cache: Cache, result: DemoResult, runs: int, warmup: int, threads: int,
            progress: bool | None) -> None:
-    from zoo_cli.bench.measure import bench_graph, results_dir
+    from zoo_cli.bench.measure import bench_graph
+    from zoo_cli.bench.settings import BenchOptions
+    from zoo_cli.bench.store import results_dir
     from zoo_cli.graph.model import load_graph_def
 
     graph_def = load_graph_def(cache.frozen_graph_path(ckpt))
-    result.bench = bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, runs=runs, warmup=warmup, threads=threads,
-                               data_dir=demo_val_dir(), store=results_dir(cache), progress=progress)
+    options = BenchOptions(runs=runs, warmup=warmup, threads=threads, data_dir=demo_val_dir(), progress=progress)
+    result.bench = bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, options=options, store=results_dir(cache))
     for bench_result in result.bench:
         for row in bench_result.setting.rows:
             measured = bench_result.measured.get("miou") if bench_result.measured else None

@@ -234,10 +234,10 @@ def _label_boxes(fig):
 def test_plot_has_one_panel_per_dataset_with_test_points_apart_and_no_overlapping_labels(stored):
     import matplotlib.pyplot as plt
 
-    from zoo_cli.bench import measure as bench
+    from zoo_cli.bench.store import load_results
 
     registry = load_registry()
-    fig = report.pareto_figure(registry, bench.load_results(stored))
+    fig = report.pareto_figure(registry, load_results(stored))
     try:
         # VOC, Cityscapes and ADE20K mIOUs are not comparable: one panel each that has points (ADE20K rows report
         # no Multiply-Adds), and one for graphs outside the registry

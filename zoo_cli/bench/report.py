@@ -41,7 +41,7 @@ def _best_miou(results: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 def _subset_mark(result: dict[str, Any] | None) -> str:
     """`` (5 img)`` when the result's mIOU covers only part of its split, else ''."""
-    from zoo_cli.bench.measure import eval_subset
+    from zoo_cli.bench.store import eval_subset
 
     n = eval_subset(((result or {}).get("conditions") or {}).get("eval"))
     return "" if n is None else f" ({n} img)"
@@ -49,7 +49,7 @@ def _subset_mark(result: dict[str, Any] | None) -> str:
 
 def reference_size(ckpt: Checkpoint | None, result: dict[str, Any]) -> tuple[int, int] | None:
     """The input size the reported numbers refer to (as ``zoo bench`` picks it by default), None if unknown."""
-    from zoo_cli.bench.measure import default_input_size
+    from zoo_cli.bench.settings import default_input_size
     from zoo_cli.errors import UsageError
 
     crop = (result.get("conditions") or {}).get("graph_crop")
@@ -489,7 +489,7 @@ def make_report(registry: Registry, cache: Any, *, out_path: Path | str | None =
     """``zoo report``: :func:`build_report` from the bench results stored in ``cache``; with ``out_path`` the
     markdown is written there (atomically), with ``plot_path`` the :func:`pareto_plot` image (format from its
     suffix)."""
-    from zoo_cli.bench import measure as bench
+    from zoo_cli.bench import store as bench
 
     if plot_path is not None:
         plot_format(plot_path)  # refuse a bad suffix before writing anything

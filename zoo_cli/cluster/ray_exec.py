@@ -586,16 +586,17 @@ class BenchNode:
         self.cpus = cpus
         _driver_threads_env(omp_num_threads)  # before TensorFlow: latency as the single process measures it
 
-    def bench(self, source: GraphSource, ckpt: Any, scales: tuple[float, ...], flip: bool,
-              options: dict[str, Any]) -> list[Any]:
-        """:func:`zoo_cli.bench.measure.bench_graph` of one setting; results carry how they were isolated."""
+    def bench(self, source: GraphSource, ckpt: Any, options: Any,
+              datasets: dict[str, Any] | None) -> list[Any]:
+        """:func:`zoo_cli.bench.measure.bench_graph` of the one setting ``options`` names, on the eval splits the
+        driver opened (``datasets``); results carry how they were isolated."""
         import ray
 
         from zoo_cli.bench import measure as bench
         from zoo_cli.graph.model import load_graph_def
 
         host = socket.gethostname()
-        for ds in (options.get("datasets") or {}).values():
+        for ds in (datasets or {}).values():
             _check_visible([ds.root], ds.root, host)
         path, cleanup = node_graph(source, get_object=ray.get)
         try:
@@ -604,8 +605,7 @@ class BenchNode:
             raise _renamed(exc, path, source.path) from None
         finally:
             cleanup()
-        results = bench.bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, scales=scales, flip=flip, store=None,
-                                    progress=False, **options)
+        results = bench.bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, options=options, datasets=datasets)
         for result in results:
             result.conditions["ray"] = {
                 "node": host, "node_id": ray.get_runtime_context().get_node_id(), "cpus_reserved": self.cpus,
@@ -613,36 +613,34 @@ class BenchNode:
         return results
 
 
-def bench_all_ray(registry: Any, cache: Any, *, address: str | None = None, mirror: str | None = None,
-                  offline: bool = False, on_model: Callable[[str], None] | None = None,
-                  on_result: Callable[[Any], None] | None = None, store: Path | None = None,
-                  **options: Any) -> Any:
-    """``zoo bench --all --ray``: :func:`zoo_cli.bench.measure.bench_all` with one Ray task per checkpoint x setting.
+def bench_all_ray(registry: Any, cache: Any, options: Any, *, address: str | None = None,
+                  mirror: str | None = None, offline: bool = False, on_model: Callable[[str], None] | None = None,
+                  on_result: Callable[[Any], None] | None = None, store: Path | None = None) -> Any:
+    """``zoo bench --all --ray``: :func:`zoo_cli.bench.sweep.bench_all` with one Ray task per checkpoint x setting.
 
     Each node runs one task at a time on an actor that reserves all its CPUs; results are stored by the driver
-    under ``store`` (where ``zoo report`` reads them) as they arrive. ``options`` are
-    :func:`zoo_cli.bench.measure.bench_graph`'s (``runs``, ``warmup``, ``threads``, ``input_size``, ``scales``,
-    ``flip``, ``data_dir``, ``limit``). A failing checkpoint is recorded in the outcome, not fatal.
+    under ``store`` (where ``zoo report`` reads them) as they arrive. Workers show no progress bar. A failing
+    checkpoint is recorded in the outcome, not fatal.
     """
-    from zoo_cli.bench import measure as bench
+    from zoo_cli.bench.settings import bench_settings, check_eval_options
+    from zoo_cli.bench.store import save_result
+    from zoo_cli.bench.sweep import SweepOutcome, open_datasets_first, sweep_checkpoints
 
-    options.pop("progress", None)
-    bench.check_options(options.get("data_dir"), options.get("limit"))
-    outcome = bench.SweepOutcome()
-    tasks: deque[tuple[Any, Any, Any, dict[str, Any]]] = deque()
+    check_eval_options(options)
+    outcome = SweepOutcome()
+    tasks: deque[tuple[Any, GraphSource, Any, dict[str, Any] | None]] = deque()
     with ray_cluster(address) as ray:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        for ckpt in bench.sweep_checkpoints(registry, cache, outcome):
+        for ckpt in sweep_checkpoints(registry, cache, outcome):
             try:
-                per_model = dict(options)
-                bench._open_datasets_first(ckpt, per_model)
+                datasets = open_datasets_first(ckpt, options)
                 source = graph_source(ray, ckpt, cache, mirror=mirror, offline=offline)
-                settings = bench.bench_settings(ckpt, per_model.pop("scales", None), per_model.pop("flip", None))
+                settings = bench_settings(ckpt, options.scales, options.flip)
             except ZooError as exc:
                 outcome.failures[ckpt.name] = str(exc)
                 continue
-            tasks.extend((ckpt, source, setting, per_model) for setting in settings)
+            tasks.extend((ckpt, source, setting, datasets) for setting in settings)
         nodes = node_cpus(ray)
         if not nodes:
             raise ClusterError("the Ray cluster has no node with CPUs; start one with 'ray start --head'")
@@ -657,12 +655,13 @@ def bench_all_ray(registry: Any, cache: Any, *, address: str | None = None, mirr
 
         def submit(actor: Any) -> None:
             while tasks:
-                ckpt, source, setting, opts = tasks.popleft()
+                ckpt, source, setting, datasets = tasks.popleft()
                 if ckpt.name in outcome.failures:
                     continue  # an earlier setting of this checkpoint failed: the graph itself is the problem
                 if on_model is not None:
                     on_model(f"{ckpt.name} ({setting.describe()})")
-                ref = actor.bench.remote(source, ckpt, setting.scales, setting.flip, opts)
+                one = dataclasses.replace(options, scales=setting.scales, flip=setting.flip, progress=False)
+                ref = actor.bench.remote(source, ckpt, one, datasets)
                 inflight[ref] = (actor, ckpt, setting)
                 return
 
@@ -680,7 +679,7 @@ def bench_all_ray(registry: Any, cache: Any, *, address: str | None = None, mirr
                         results = []
                     for result in results:
                         if store is not None and result.measured:
-                            bench.save_result(result, store)
+                            save_result(result, store)
                         found.append((order[id(setting)], result))
                         if on_result is not None:
                             on_result(result)
