@@ -72,7 +72,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
     if sweep:
         on_model = None if as_json else (lambda n: console(stderr=True).print(f"benching {n} ..."))
         if use_ray:
-            from zoo_cli.cluster.ray_exec import bench_all_ray
+            from zoo_cli.cluster.bench import bench_all_ray
 
             outcome = bench_all_ray(app.registry, app.cache, options, address=ray_address,
                                     mirror=app.settings.mirror, offline=app.settings.offline,
