@@ -34,7 +34,7 @@ from zoo_cli.errors import RegistryError
 from zoo_cli.graph.tf_import import quiet_tf_logger
 from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import Checkpoint, EvalRow, Registry, load_registry
-from zoo_cli.registry.scales import scales_label
+from zoo_cli.registry.scales import scales_label, setting_slug
 
 DEMO_NAME = "demo_shapes"
 # The shipped registry's URL host; replaced by the live server's address before anything is downloaded.
@@ -270,9 +270,7 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
                                      ignore_label=dataset.ignore_label, scales=row.scales, flip=row.flip,
                                      checkpoint=ckpt.name, graph=str(graph_path), seconds=seconds)
             eval_result.extra["recorded_miou"] = row.miou
-            key = "single-scale" if not (row.multi_scale or row.flip) else \
-                "scales-" + "-".join(f"{s:g}" for s in row.scales) + ("-flip" if row.flip else "")
-            save_result(eval_result, matrix, out_dir / "eval" / key)
+            save_result(eval_result, matrix, out_dir / "eval" / setting_slug(row.scales, row.flip))
             check = RowCheck("eval", _setting(row), row.miou, round(summary.miou, 2))
             result.checks.append(check)
             result.evals.append({"setting": _setting(row), "scales": list(row.scales), "flip": row.flip,

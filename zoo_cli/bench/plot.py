@@ -106,8 +106,7 @@ _LABEL_OFFSETS = [(4, 3), (4, -9), (-4, 3), (-4, -9), (0, 9), (0, -15)] + \
     [(dx * r, dy * r) for r in (2, 3, 4, 5) for dx, dy in ((4, 3), (4, -5), (-4, 3), (-4, -5), (0, 5), (0, -6))]
 
 
-def place_labels(ax: Any, points: Sequence[tuple[float, float]], labels: Sequence[str],
-                 fontsize: float = 7) -> list[Any]:
+def place_labels(ax: Any, points: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[Any]:
     """Annotate ``points`` with ``labels`` so that no two labels overlap (and none covers another point's
     marker): each label takes the first offset of :data:`_LABEL_OFFSETS` whose box is free and inside the
     axes; far offsets get a thin leader line. A label with no free place is left out rather than drawn over
@@ -122,7 +121,7 @@ def place_labels(ax: Any, points: Sequence[tuple[float, float]], labels: Sequenc
     for i in order:
         for dx, dy in _LABEL_OFFSETS:
             far = abs(dx) > 4 or abs(dy) > 15
-            text = ax.annotate(labels[i], points[i], xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+            text = ax.annotate(labels[i], points[i], xytext=(dx, dy), textcoords="offset points", fontsize=7,
                                ha="left" if dx > 0 else "right" if dx < 0 else "center",
                                va="bottom" if dy >= 0 else "top",
                                arrowprops={"arrowstyle": "-", "lw": 0.4, "alpha": 0.5} if far else None)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from zoo_cli.cluster.runtime import Log
 from zoo_cli.errors import CacheError, ChecksumError, DatasetError, ZooError
 
 
@@ -59,8 +58,8 @@ def graph_source(ray: Any, ckpt: Any | None, cache: Any, graph_path: Path | str 
                        offline=offline)
 
 
-def node_graph(source: GraphSource, *, get_object: Callable[[Any], bytes] | None = None,
-               log: Log | None = None) -> tuple[Path, Callable[[], None]]:
+def node_graph(source: GraphSource, *,
+               get_object: Callable[[Any], bytes] | None = None) -> tuple[Path, Callable[[], None]]:
     """The worker's side: a path to the verified graph on this node and a cleanup to call once it is loaded.
 
     A node whose cache holds the checkpoint with the driver's graph hash runs it; a node without it installs
@@ -89,8 +88,6 @@ def node_graph(source: GraphSource, *, get_object: Callable[[Any], bytes] | None
     if not source.archive_sha256:
         raise CacheError(f"the driver's install of '{ckpt.name}' records no archive sha256 to verify node {host}'s "
                          f"download against; run 'zoo download {ckpt.name} --force' on the driver")
-    if log is not None:
-        log(f"installing '{ckpt.name}' on Ray node {host}")
     pinned = dataclasses.replace(ckpt, sha256=source.archive_sha256)
     install_checkpoint(pinned, cache, mirror=source.mirror, offline=source.offline, progress=False)
     if sha256_file(path).hexdigest() != source.graph_sha256:

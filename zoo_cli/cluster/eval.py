@@ -50,9 +50,6 @@ def _die_once(marker: str) -> None:
     os._exit(1)
 
 
-# ---------------------------------------------------------------------------------------- actors
-
-
 class ProgressCounter:
     """Images done per shard across all workers; a re-run shard starts again from 0, so none counts twice."""
 

@@ -32,9 +32,9 @@ def import_ray() -> Any:
 
 
 @contextmanager
-def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
+def ray_cluster(address: str | None = None) -> Iterator[Any]:
     """Connected Ray: ``address`` (``auto``, ``ray://host:10001``, ``host:6379``), else Ray's own ``RAY_ADDRESS``,
-    else a new local instance on this machine (``num_cpus``: its size; default all cores), shut down on exit.
+    else a new local instance on this machine (all its cores), shut down on exit.
     An already initialised Ray (a test session, a notebook) is used as is and left running."""
     ray = import_ray()
     # Ray prints its notices (e.g. "A worker died ...") on stdout; stdout is for the command's output (--json).
@@ -42,16 +42,16 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
         if ray.is_initialized():
             yield ray
             return
-        with _own_cluster(ray, address, num_cpus):
+        with _own_cluster(ray, address):
             yield ray
 
 
 @contextmanager
-def _own_cluster(ray: Any, address: str | None, num_cpus: int | None) -> Iterator[None]:
+def _own_cluster(ray: Any, address: str | None) -> Iterator[None]:
     import logging
 
     try:
-        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError ... here
         where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
