@@ -80,7 +80,7 @@ def run_single(graph: Path, root: Path, out: Path):
 
 
 def run_ray(graph: Path, root: Path, out: Path, workers: int, threads: int):
-    from zoo_cli.cluster.ray_exec import evaluate_checkpoint_ray
+    from zoo_cli.cluster.eval import evaluate_checkpoint_ray
 
     start = time.perf_counter()
     result = evaluate_checkpoint_ray(None, root, graph_path=graph, dataset="voc", out_dir=out, progress=False,

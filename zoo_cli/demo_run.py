@@ -34,7 +34,7 @@ from zoo_cli.errors import RegistryError
 from zoo_cli.graph.tf_import import quiet_tf_logger
 from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import Registry, load_registry
-from zoo_cli.registry.scales import scales_label
+from zoo_cli.registry.scales import scales_label, setting_slug
 from zoo_cli.registry.types import Checkpoint, EvalRow
 
 DEMO_NAME = "demo_shapes"
@@ -146,7 +146,7 @@ class DemoResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
     overlays_dir: Path | None = None
     overlays: list[Path] = field(default_factory=list)
-    bench: list[Any] = field(default_factory=list)  # zoo_cli.bench.measure.BenchResult
+    bench: list[Any] = field(default_factory=list)  # zoo_cli.bench.store.BenchResult
     checks: list[RowCheck] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -271,9 +271,7 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
                                      ignore_label=dataset.ignore_label, scales=row.scales, flip=row.flip,
                                      checkpoint=ckpt.name, graph=str(graph_path), seconds=seconds)
             eval_result.extra["recorded_miou"] = row.miou
-            key = "single-scale" if not (row.multi_scale or row.flip) else \
-                "scales-" + "-".join(f"{s:g}" for s in row.scales) + ("-flip" if row.flip else "")
-            save_result(eval_result, matrix, out_dir / "eval" / key)
+            save_result(eval_result, matrix, out_dir / "eval" / setting_slug(row.scales, row.flip))
             check = RowCheck("eval", _setting(row), row.miou, round(summary.miou, 2))
             result.checks.append(check)
             result.evals.append({"setting": _setting(row), "scales": list(row.scales), "flip": row.flip,
@@ -296,12 +294,14 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
 
 def _bench(ckpt: Checkpoint, cache: Cache, result: DemoResult, runs: int, warmup: int, threads: int,
            progress: bool | None) -> None:
-    from zoo_cli.bench.measure import bench_graph, results_dir
+    from zoo_cli.bench.measure import bench_graph
+    from zoo_cli.bench.settings import BenchOptions
+    from zoo_cli.bench.store import results_dir
     from zoo_cli.graph.model import load_graph_def
 
     graph_def = load_graph_def(cache.frozen_graph_path(ckpt))
-    result.bench = bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, runs=runs, warmup=warmup, threads=threads,
-                               data_dir=demo_val_dir(), store=results_dir(cache), progress=progress)
+    options = BenchOptions(runs=runs, warmup=warmup, threads=threads, data_dir=demo_val_dir(), progress=progress)
+    result.bench = bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, options=options, store=results_dir(cache))
     for bench_result in result.bench:
         for row in bench_result.setting.rows:
             measured = bench_result.measured.get("miou") if bench_result.measured else None

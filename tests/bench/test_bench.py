@@ -11,8 +11,16 @@ from click.testing import CliRunner
 
 from tests.support.datasets import decoded, make_voc, naive_metrics
 from tests.support.eval_graphs import build_graph, install, quantize_red, registry_entry
-from zoo_cli.bench import measure as bench
+from zoo_cli.bench import measure
+from zoo_cli.bench.compare import Comparison, compare, reported_facts
+from zoo_cli.bench.latency import latency_stats, time_runs
+from zoo_cli.bench.machine import cpu_model, machine_info, machine_key, peak_rss_mb
+from zoo_cli.bench.settings import BenchOptions, BenchSetting, bench_settings, default_input_size, parse_size
+from zoo_cli.bench.store import BenchResult, eval_subset, load_results
+from zoo_cli.bench.sweep import bench_checkpoint
 from zoo_cli.cli.app import cli
+from zoo_cli.errors import UsageError
+from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import load_registry
 from zoo_cli.registry.types import EvalRow
 
@@ -24,7 +32,7 @@ NAME = "tinyvoc"
 
 def test_latency_stats_against_hand_computed_values():
     samples = [i / 1000.0 for i in range(10, 0, -1)]  # 10 ms .. 1 ms, unordered on purpose
-    s = bench.latency_stats(samples, warmup=3)
+    s = latency_stats(samples, warmup=3)
     assert s.runs == 10 and s.warmup == 3
     # Linear interpolation between order statistics: rank 0.5*9 = 4.5 -> 5.5 ms; 0.9*9 = 8.1 -> 9.1 ms.
     assert s.p50 == pytest.approx(5.5)
@@ -36,52 +44,52 @@ def test_latency_stats_against_hand_computed_values():
 
 def test_time_runs_warms_up_then_times():
     calls = []
-    s = bench.time_runs(lambda: calls.append(1), runs=4, warmup=2)
+    s = time_runs(lambda: calls.append(1), runs=4, warmup=2)
     assert len(calls) == 6 and s.runs == 4 and s.warmup == 2
-    with pytest.raises(bench.UsageError):
-        bench.time_runs(lambda: None, runs=0, warmup=0)
+    with pytest.raises(UsageError):
+        time_runs(lambda: None, runs=0, warmup=0)
 
 
 def test_parse_scales_and_size():
     from zoo_cli.evaluation import multiscale
 
-    assert bench.parse_scales("[0.5:0.25:1.75]") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    assert bench.parse_scales("1.25, 0.75,1") == (0.75, 1.0, 1.25)
-    # The same parser as zoo eval's: every form it accepts, bench accepts (sorted for matching the rows).
+    assert multiscale.parse_scales("[0.5:0.25:1.75]") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    assert multiscale.parse_scales("1.25, 0.75,1") == (0.75, 1.0, 1.25)
+    # zoo bench reads --scales with this parser too: sorted and unique, for matching the registry rows.
     for text in ("0.5,0.75", "[0.5:0.25:1.75]", "0.5:0.25:1.75", "[1.0]"):
         try:
             expected = multiscale.parse_scales(text)
-        except bench.UsageError:
-            with pytest.raises(bench.UsageError):
-                bench.parse_scales(text)
+        except UsageError:
+            with pytest.raises(UsageError):
+                multiscale.parse_scales(text)
             continue
-        assert bench.parse_scales(text) == tuple(sorted(set(expected)))
-    assert bench.parse_size("1025x2049") == (1025, 2049)
-    assert bench.parse_size("257") == (257, 257)
+        assert multiscale.parse_scales(text) == tuple(sorted(set(expected)))
+    assert parse_size("1025x2049") == (1025, 2049)
+    assert parse_size("257") == (257, 257)
     for bad in ("0.5:0:1", "a,b", "-1"):
-        with pytest.raises(bench.UsageError):
-            bench.parse_scales(bad)
-    with pytest.raises(bench.UsageError):
-        bench.parse_size("513by513")
+        with pytest.raises(UsageError):
+            multiscale.parse_scales(bad)
+    with pytest.raises(UsageError):
+        parse_size("513by513")
 
 
 def test_settings_follow_the_eval_rows():
     reg = load_registry()
-    settings = bench.bench_settings(reg.get("mobilenetv2_coco_voc_trainaug"))
+    settings = bench_settings(reg.get("mobilenetv2_coco_voc_trainaug"))
     assert [s.key for s in settings] == ["single", "s0.5-0.75-1-1.25-1.5-1.75-flip"]
     assert settings[0].rows[0].madds_billion == 2.75 and settings[1].rows[0].madds_billion == 152.59
     # A checkpoint whose only row is multi-scale still gets the single-scale setting (with no reported row).
-    settings = bench.bench_settings(reg.get("mobilenetv2_coco_voc_trainval"))
+    settings = bench_settings(reg.get("mobilenetv2_coco_voc_trainval"))
     assert settings[0].rows == () and settings[1].rows[0].miou == 80.25
-    only = bench.bench_settings(reg.get("mobilenetv2_coco_voc_trainaug"), scales=(1.0,), flip=False)
+    only = bench_settings(reg.get("mobilenetv2_coco_voc_trainaug"), scales=(1.0,), flip=False)
     assert len(only) == 1 and only[0].rows[0].output_stride == 16
 
 
 def test_default_input_sizes_follow_the_registry():
     reg = load_registry()
-    assert bench.default_input_size(reg.get("mobilenetv2_ade20k_train"), None)[0] == (257, 257)
-    assert bench.default_input_size(reg.get("xception65_cityscapes_trainfine"), None)[0] == (1025, 2049)
-    assert bench.default_input_size(reg.get("mobilenetv2_coco_voc_trainaug"), None)[0] == (513, 513)
+    assert default_input_size(reg.get("mobilenetv2_ade20k_train"), None)[0] == (257, 257)
+    assert default_input_size(reg.get("xception65_cityscapes_trainfine"), None)[0] == (1025, 2049)
+    assert default_input_size(reg.get("mobilenetv2_coco_voc_trainaug"), None)[0] == (513, 513)
 
 
 def _row(os_: int) -> EvalRow:
@@ -91,7 +99,7 @@ def _row(os_: int) -> EvalRow:
 
 def test_comparison_with_matching_output_stride():
     measured = {"madds_billion": 2.7424, "latency_ms": {"mean": 150.0}, "miou": 74.0}
-    lines = {c.metric: c for c in bench.compare(_row(16), measured, graph_os=16)}
+    lines = {c.metric: c for c in compare(_row(16), measured, graph_os=16)}
     assert lines["Multiply-Adds"].comparable
     assert lines["Multiply-Adds"].delta == pytest.approx(-0.0076)
     assert lines["Multiply-Adds"].delta_pct == pytest.approx(-0.0076 / 2.75 * 100)
@@ -101,7 +109,7 @@ def test_comparison_with_matching_output_stride():
 
 def test_comparison_refuses_unlike_output_strides():
     measured = {"madds_billion": 8.84, "latency_ms": {"mean": 400.0}, "miou": 76.0}
-    lines = bench.compare(_row(16), measured, graph_os=8)
+    lines = compare(_row(16), measured, graph_os=8)
     for line in lines[:3]:
         assert not line.comparable and line.delta is None and line.delta_pct is None
         assert "not comparable" in line.note and "OS 8" in line.note and "OS 16" in line.note
@@ -111,13 +119,13 @@ def test_comparison_refuses_unlike_output_strides():
 def test_comparison_refuses_another_input_size():
     """QA-2 finding 5: Multiply-Adds/runtime at 10x10 are not compared with numbers reported at 129x129."""
     measured = {"madds_billion": 0.0003, "latency_ms": {"mean": 1.0}, "miou": 74.0}
-    lines = {c.metric: c for c in bench.compare(_row(16), measured, 16, (10, 10), (129, 129))}
+    lines = {c.metric: c for c in compare(_row(16), measured, 16, (10, 10), (129, 129))}
     for metric in ("Multiply-Adds", "CPU runtime"):
         line = lines[metric]
         assert not line.comparable and line.delta is None and line.to_json()["comparable"] is False
         assert line.why == "input 10x10 vs 129x129" and "drop --input-size" in line.note
     assert lines["mIOU"].comparable  # evaluated at the eval crop whatever --input-size says
-    same = {c.metric: c for c in bench.compare(_row(16), measured, 16, (129, 129), (129, 129))}
+    same = {c.metric: c for c in compare(_row(16), measured, 16, (129, 129), (129, 129))}
     assert same["Multiply-Adds"].comparable
 
 
@@ -216,7 +224,7 @@ def test_bench_table_is_compact_and_names_its_conditions(zoo_home, tmp_path, mon
     assert "OS 8, scales 0.5,0.75,1, flip, val split" in reported[1]
     block = result.output[result.output.index("measured:"):result.output.index("metric")]
     for part in ("OS 2 (from graph)", "scale 1, no flip", "33x33 input (registry eval_crop)",
-                 bench.cpu_model(), "all threads", "random image"):
+                 cpu_model(), "all threads", "random image"):
         assert part in " ".join(block.split()), part
     assert "run at 17x17, 25x25, 33x33" in " ".join(result.output.split())
     result = CliRunner().invoke(cli, ["bench", NAME, "--scales", "1", "--runs", "1", "--no-store", "--json"])
@@ -232,7 +240,7 @@ def test_render_result_cells():
 
     from zoo_cli.cli.bench_view import fmt_delta, fmt_value, render_result
 
-    setting = bench.BenchSetting((1.0,), False, (_row(16),))
+    setting = BenchSetting((1.0,), False, (_row(16),))
     measured = {"madds_billion": 2.7424, "tfprof_madds_billion": 2.7476, "params_million": 2.1136,
                 "latency_ms": {"runs": 3, "warmup": 1, "p50": 150.0, "p90": 160.0, "mean": 151.0, "std": 4.0,
                                "min": 145.0, "max": 161.0},
@@ -240,8 +248,8 @@ def test_render_result_cells():
     conditions = {"output_stride": 16, "scales": [1.0], "flip": False, "input_size": [513, 513],
                   "input_size_source": "--input-size", "scaled_sizes": [[513, 513]], "cpu": "Test CPU",
                   "threads": 2, "eval": {"images": 5, "dataset": "voc", "split": "val"}}
-    result = bench.BenchResult("m", setting, bench._reported(setting, 16, "Lab PC"), measured, conditions,
-                               bench.compare(_row(16), measured, 16))
+    result = BenchResult("m", setting, reported_facts(setting, 16, "Lab PC"), measured, conditions,
+                               compare(_row(16), measured, 16))
     buf = StringIO()
     render_result(Console(file=buf, width=120), result)
     text = buf.getvalue()
@@ -258,12 +266,12 @@ def test_render_result_cells():
     assert fmt_value(None) == "-" and fmt_value(1234.6) == "1235" and fmt_value(0.02921) == "0.02921"
     # Multiply-Adds as zoo list / info / report print them (output.fmt_madds), not 4 significant digits.
     assert [fmt_value(v, "B") for v in (0.1822, 0.0292, 2.7424, 152.59)] == ["0.182", "0.0292", "2.74", "152.59"]
-    tiny = bench.BenchResult("m", setting, {}, {**measured, "madds": 292_160, "madds_billion": 0.0003},
-                             conditions, bench.compare(None, {**measured, "madds_billion": 0.0003}, 16))
+    tiny = BenchResult("m", setting, {}, {**measured, "madds": 292_160, "madds_billion": 0.0003},
+                             conditions, compare(None, {**measured, "madds_billion": 0.0003}, 16))
     buf = StringIO()
     render_result(Console(file=buf, width=120), tiny)
     assert "│ 0.000292 │" in buf.getvalue().replace("  ", "")  # the exact count, as zoo report prints it
-    tiny = bench.Comparison("mIOU", "%", 90.88, 90.8799, True)
+    tiny = Comparison("mIOU", "%", 90.88, 90.8799, True)
     assert fmt_delta(tiny) == "+0.00 pt"
 
 
@@ -348,8 +356,8 @@ def test_bench_checks_limit_and_data_dir_before_loading_the_graph(zoo_home, regi
     monkeypatch.setattr(model, "load_graph_def", lambda *a, **k: loads.append(a))
     result = CliRunner().invoke(cli, ["bench", NAME, "--limit", "3"])
     assert result.exit_code == 2 and "Error: --limit only limits the --data-dir evaluation" in result.output
-    with pytest.raises(bench.UsageError):
-        bench.bench_checkpoint(load_registry(registry_file).get(NAME), limit=3)
+    with pytest.raises(UsageError):
+        bench_checkpoint(load_registry(registry_file).get(NAME), Cache(zoo_home), BenchOptions(limit=3))
     result = CliRunner().invoke(cli, ["bench", NAME, "--data-dir", str(tmp_path / "nowhere"), "--runs", "1"])
     assert result.exit_code != 0 and result.output.startswith("Error: ") and "nowhere" in result.output
     assert "Traceback" not in result.output
@@ -391,22 +399,22 @@ def test_a_limit_run_is_stored_apart_from_the_full_split_one(zoo_home, registry_
     assert stored["miou-limit2.json"]["conditions"]["eval"]["images"] == 2
     assert stored["miou.json"]["conditions"]["eval"]["images"] == 3
     assert stored["miou.json"]["conditions"]["eval"]["split_images"] == 3
-    assert bench.eval_subset(stored["miou-limit2.json"]["conditions"]["eval"]) == 2
-    assert bench.eval_subset(stored["miou.json"]["conditions"]["eval"]) is None
+    assert eval_subset(stored["miou-limit2.json"]["conditions"]["eval"]) == 2
+    assert eval_subset(stored["miou.json"]["conditions"]["eval"]) is None
 
 
 @pytest.mark.parametrize("args", [[NAME], ["--all"]])
 def test_each_setting_is_printed_as_soon_as_it_is_measured(zoo_home, registry_file, graph_bytes, monkeypatch, args):
     """QA-2 finding 10: Ctrl-C during the second (multi-scale) setting still shows the finished single-scale one."""
     install(zoo_home, NAME, graph_bytes)
-    real = bench.measure_setting
+    real = measure.measure_setting
 
     def interrupted_after_the_first(graph_def, setting, **kw):
         if setting.key != "single":
             raise KeyboardInterrupt
         return real(graph_def, setting, **kw)
 
-    monkeypatch.setattr(bench, "measure_setting", interrupted_after_the_first)
+    monkeypatch.setattr(measure, "measure_setting", interrupted_after_the_first)
     result = CliRunner().invoke(cli, ["bench", *args, "--runs", "1", "--warmup", "0"])
     assert result.exit_code == 130  # interrupted
     text = " ".join(result.output.split())
@@ -446,11 +454,11 @@ def test_load_results_skips_junk(tmp_path):
     (d / "a.json").write_text(json.dumps({"name": "x", "measured": {}}))
     (d / "b.json").write_text("{not json")
     (d / "c.json").write_text(json.dumps([1, 2]))
-    assert [r["name"] for r in bench.load_results(d)] == ["x"]
+    assert [r["name"] for r in load_results(d)] == ["x"]
 
 
 def test_machine_info_names_the_cpu():
-    info = bench.machine_info(threads=2)
+    info = machine_info(threads=2)
     assert info["cpu"] and info["threads"] == 2 and info["logical_cores"] >= 1
-    assert bench.machine_key(info) == bench.machine_key(dict(info))
-    assert isinstance(np.float64(bench.peak_rss_mb()), np.floating) and bench.peak_rss_mb() > 0
+    assert machine_key(info) == machine_key(dict(info))
+    assert isinstance(np.float64(peak_rss_mb()), np.floating) and peak_rss_mb() > 0

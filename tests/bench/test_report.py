@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from zoo_cli.bench import report
+from zoo_cli.bench import plot, report
 from zoo_cli.cli.app import cli
 from zoo_cli.registry.catalog import load_registry
 
@@ -138,7 +138,7 @@ def test_report_names_where_each_checkpoints_numbers_were_reported(zoo_home, tmp
 def test_pareto_front():
     pts = [{"madds": 1, "miou": 60}, {"madds": 2, "miou": 59}, {"madds": 3, "miou": 70}, {"madds": 3, "miou": 65},
            {"madds": 10, "miou": 70}, {"madds": 20, "miou": 80}]
-    assert [(p["madds"], p["miou"]) for p in report.pareto_front(pts)] == [(1, 60), (3, 70), (20, 80)]
+    assert [(p["madds"], p["miou"]) for p in plot.pareto_front(pts)] == [(1, 60), (3, 70), (20, 80)]
 
 
 def test_report_does_not_import_tensorflow(stored):
@@ -234,10 +234,10 @@ def _label_boxes(fig):
 def test_plot_has_one_panel_per_dataset_with_test_points_apart_and_no_overlapping_labels(stored):
     import matplotlib.pyplot as plt
 
-    from zoo_cli.bench import measure as bench
+    from zoo_cli.bench.store import load_results
 
     registry = load_registry()
-    fig = report.pareto_figure(registry, bench.load_results(stored))
+    fig = plot.pareto_figure(registry, load_results(stored))
     try:
         # VOC, Cityscapes and ADE20K mIOUs are not comparable: one panel each that has points (ADE20K rows report
         # no Multiply-Adds), and one for graphs outside the registry
@@ -268,7 +268,7 @@ def test_crowded_labels_never_overlap():
     ax.scatter(*zip(*points))
     ax.margins(0.3)
     fig.tight_layout()
-    placed = report.place_labels(ax, points, [f"model {i}" for i in range(12)])
+    placed = plot.place_labels(ax, points, [f"model {i}" for i in range(12)])
     renderer = fig.canvas.get_renderer()
     boxes = [t.get_window_extent(renderer) for t in placed]
     assert 3 <= len(placed) <= 12  # the ones with no free place are left out, never drawn over another

@@ -46,20 +46,20 @@ def test_scales_bounds_are_inclusive_where_documented():
 @pytest.mark.parametrize("text,expected", [("513,513", (513, 513)), ("1025x2049", (1025, 2049)),
                                            ("65", (65, 65)), (" 33 X 65 ", (33, 65)), ("[1025, 2049]", (1025, 2049))])
 def test_one_size_parser_reads_both_spellings(text, expected):
-    from zoo_cli.bench import measure as bench
+    from zoo_cli.bench.settings import parse_size
 
     assert parse_crop(text) == expected
-    assert bench.parse_size(text) == expected  # bench --input-size is the same parser
+    assert parse_size(text) == expected  # bench --input-size is the same parser
 
 
 @pytest.mark.parametrize("text", ["0,5", "1,2,3", "a", "5x", "-3,4", "1e3,2"])
 def test_bad_sizes_name_their_option(text):
-    from zoo_cli.bench import measure as bench
+    from zoo_cli.bench.settings import parse_size
 
     with pytest.raises(UsageError, match="--crop"):
         parse_crop(text)
     with pytest.raises(UsageError, match="--input-size"):
-        bench.parse_size(text)
+        parse_size(text)
 
 
 def test_thread_counts_are_bounded_by_the_cpus():

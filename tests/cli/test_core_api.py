@@ -18,8 +18,9 @@ from tests.support.archives import registry_yaml, zoo_archive
 from tests.support.datasets import decoded, make_voc, naive_metrics
 from tests.support.eval_graphs import build_graph, install, quantize_red, registry_entry
 from tests.support.http_server import fault_server  # noqa: F401 - fixture
-from zoo_cli.bench import measure as bench
 from zoo_cli.bench import report
+from zoo_cli.bench.settings import BenchOptions
+from zoo_cli.bench.sweep import bench_checkpoint
 from zoo_cli.cli.app import cli
 from zoo_cli.errors import CacheError, DownloadError, UnknownCheckpointError, UsageError
 from zoo_cli.evaluation import evaluate
@@ -132,7 +133,7 @@ def test_resolve_graph_names_the_fix(tiny, tmp_path):
 
 def test_bench_checkpoint_is_what_zoo_bench_prints(tiny, tmp_path):
     registry, cache = tiny
-    run = bench.bench_checkpoint(registry.get("tiny_voc"), cache, runs=1, warmup=0, input_size=(40, 40))
+    run = bench_checkpoint(registry.get("tiny_voc"), cache, BenchOptions(runs=1, warmup=0, input_size=(40, 40)))
     assert run.graph == cache.frozen_graph_path(registry.get("tiny_voc"))
     assert run.results[0].setting.scales == (1.0,)
     data = run.to_json()
@@ -142,7 +143,7 @@ def test_bench_checkpoint_is_what_zoo_bench_prints(tiny, tmp_path):
     assert cli["measured"]["madds_billion"] == data["measured"]["madds_billion"]
     assert [s["setting"] for s in cli["settings"]] == [s["setting"] for s in data["settings"]]
     with pytest.raises(UsageError, match="name a checkpoint"):
-        bench.bench_checkpoint(None, cache)
+        bench_checkpoint(None, cache)
 
 
 # ---------------------------------------------------------------- fetch: download / verify / rm

@@ -12,7 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from zoo_cli.bench.measure import BenchResult, Comparison
+from zoo_cli.bench.compare import Comparison
+from zoo_cli.bench.store import BenchResult
 from zoo_cli.cli.output import fmt_madds
 from zoo_cli.registry.scales import scales_label
 

@@ -45,8 +45,12 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
             limit: int | None, threads: int, no_store: bool, use_ray: bool, ray_address: str | None,
             output_stride: str | None, as_json: bool) -> None:
     """Measure latency, Multiply-Adds, params, peak memory (and mIOU) and compare with the reported numbers."""
-    from zoo_cli.bench import measure as bench  # light; TensorFlow is imported when a graph is loaded
+    # Light imports; TensorFlow is imported when a graph is loaded.
+    from zoo_cli.bench.settings import BenchOptions, check_options, parse_size
+    from zoo_cli.bench.store import BenchResult, results_dir
+    from zoo_cli.bench.sweep import bench_all, bench_checkpoint, graph_file
     from zoo_cli.cli.bench_view import print_labelled, render_result
+    from zoo_cli.evaluation.multiscale import parse_scales  # the one --scales parser eval and bench share
 
     if sweep and (name or graph_path):
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")
@@ -55,31 +59,27 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
     if (use_ray or ray_address) and not (sweep and use_ray):
         raise UsageError("--ray runs the --all sweep on a Ray cluster (--ray-address with it); use "
                          "'zoo bench --all --ray'")
-    size, scale_list = bench.parse_size(input_size), bench.parse_scales(scales)
-    bench.check_options(data_dir, limit, threads=threads, input_size=size, scales=scale_list, flip=flip,
-                        ckpt=app.registry.get(name) if name else None)
-    options = dict(
-        input_size=size, scales=scale_list, flip=flip, runs=runs,
-        warmup=warmup, threads=threads, data_dir=data_dir, limit=limit,
-        store=None if no_store else bench.results_dir(app.cache), progress=None if not as_json else False,
-    )
-    if output_stride:
-        options["output_stride"] = int(output_stride)
+    size, scale_list = parse_size(input_size), parse_scales(scales)
+    options = BenchOptions(runs=runs, warmup=warmup, threads=threads, input_size=size, scales=scale_list, flip=flip,
+                           data_dir=data_dir, limit=limit, output_stride=int(output_stride) if output_stride else None,
+                           progress=None if not as_json else False)
+    check_options(options, app.registry.get(name) if name else None)
+    store = None if no_store else results_dir(app.cache)
     out = console()
-    if not as_json:
-        # Each setting's table (and its 'saved' line) is printed as soon as it is measured, so Ctrl-C during a
-        # slow multi-scale setting loses only that setting.
-        options["on_result"] = lambda result: render_result(out, result)
+    # Each setting's table (and its 'saved' line) is printed as soon as it is measured, so Ctrl-C during a
+    # slow multi-scale setting loses only that setting.
+    on_result = None if as_json else (lambda result: render_result(out, result))
     if sweep:
         on_model = None if as_json else (lambda n: console(stderr=True).print(f"benching {n} ..."))
         if use_ray:
-            from zoo_cli.cluster import ray_exec
+            from zoo_cli.cluster.bench import bench_all_ray
 
-            outcome = ray_exec.bench_all_ray(app.registry, app.cache, address=ray_address,
-                                             mirror=app.settings.mirror, offline=app.settings.offline,
-                                             on_model=on_model, **options)
+            outcome = bench_all_ray(app.registry, app.cache, options, address=ray_address,
+                                    mirror=app.settings.mirror, offline=app.settings.offline,
+                                    on_model=on_model, on_result=on_result, store=store)
         else:
-            outcome = bench.bench_all(app.registry, app.cache, on_model=on_model, **options)
+            outcome = bench_all(app.registry, app.cache, options, store=store, on_model=on_model,
+                                on_result=on_result)
         if as_json:
             emit_json(outcome.to_json())
         else:
@@ -93,16 +93,16 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
 
     ckpt = app.registry.get(name) if name else None
     if not as_json:
-        path = bench.graph_file(ckpt, app.cache, graph_path)
+        path = graph_file(ckpt, app.cache, graph_path)
         shown: list[bool] = []
 
-        def show(result: bench.BenchResult) -> None:
+        def show(result: BenchResult) -> None:
             if not shown:  # the graph line comes with the first result, not before a failing load
                 print_labelled(out, "graph", str(path))
                 shown.append(True)
             render_result(out, result)
 
-        options["on_result"] = show
-    run = bench.bench_checkpoint(ckpt, app.cache, graph_path=graph_path, **options)
+        on_result = show
+    run = bench_checkpoint(ckpt, app.cache, options, graph_path=graph_path, store=store, on_result=on_result)
     if as_json:
         emit_json(run.to_json())

@@ -206,16 +206,16 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
 
 def _run_on_ray(app: AppContext, ckpt, data_dir: Path, use_ray: bool, shard: str | None, workers: int | None,
                 ray_address: str | None, resume: bool, as_json: bool, **options):
-    """``--data-dir ... --ray``: the same evaluation on Ray workers (zoo_cli.cluster.ray_exec)."""
+    """``--data-dir ... --ray``: the same evaluation on Ray workers (zoo_cli.cluster.eval)."""
     import os
 
     if not use_ray:
         raise UsageError("--workers, --ray-address and --resume apply to --ray runs; add --ray")
     if shard:
         raise UsageError("--ray cuts the split into shards itself; drop --shard")
-    from zoo_cli.cluster import ray_exec
+    from zoo_cli.cluster.eval import evaluate_checkpoint_ray
 
-    return ray_exec.evaluate_checkpoint_ray(
+    return evaluate_checkpoint_ray(
         ckpt, data_dir, workers=workers, address=ray_address, resume=resume, mirror=app.settings.mirror,
         offline=app.settings.offline, die_once=os.environ.get("ZOO_TEST_RAY_DIE_ONCE") or None,  # test hook
         log=None if as_json else (lambda msg: click.echo(msg, err=True)), **options)

@@ -100,7 +100,7 @@ def test_multiscale_flip_matches_single_process(ray_session, tiny_voc, tiny_voc_
 
 
 def test_corrupt_image_fails_the_run_and_resume_finishes_it(ray_session, tiny_voc, voc, tmp_path):
-    from zoo_cli.cluster.ray_exec import SHARDS_PER_WORKER
+    from zoo_cli.cluster.eval import SHARDS_PER_WORKER
 
     root, samples, expected = voc
     shards = min(IMAGES, SHARDS_PER_WORKER)  # one worker's shards: image i is in shard i % shards
@@ -162,7 +162,7 @@ def test_without_ray_installed_the_flag_says_how_to_install(tiny_voc, voc, monke
 
 
 def test_plan_workers_fits_the_cluster():
-    from zoo_cli.cluster.ray_exec import plan_workers
+    from zoo_cli.cluster.runtime import plan_workers
     from zoo_cli.errors import UsageError
 
     assert plan_workers([2], None, 0, 100) == (2, 1)        # one worker per CPU
@@ -181,7 +181,7 @@ def test_a_node_gets_the_checkpoint_only_verified_against_the_drivers_install(fa
     driver's archive hash, reuse a matching install, refuse a changed archive or a different install."""
     import dataclasses
 
-    from zoo_cli.cluster.ray_exec import graph_source, node_graph
+    from zoo_cli.cluster.delivery import graph_source, node_graph
     from zoo_cli.constants import FROZEN_GRAPH
     from zoo_cli.errors import CacheError, ChecksumError
     from zoo_cli.hub.cache import Cache
