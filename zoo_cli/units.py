@@ -1,4 +1,4 @@
-"""How sizes are written in messages: one place, so every command prints them alike."""
+"""How numbers and sizes are written in tables and messages: one place, so every command prints them alike."""
 
 from __future__ import annotations
 
@@ -15,3 +15,17 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit in ("B", "KB") or count >= 100 else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.0f} PB"  # pragma: no cover
+
+
+def fmt_num(value: float | None, suffix: str = "", digits: int = 2) -> str:
+    """A number for a table cell, '-' for unknown (as the seed prints it)."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
+
+
+def fmt_madds(value: float | None) -> str:
+    """Multiply-Adds in billions as the seed prints them (2 decimals), 3 significant digits below 1 B."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value >= 1 else f"{value:.3g}"

@@ -264,7 +264,7 @@ def test_render_result_cells():
     assert row["mIOU (%)"][:3] == ["75.32", "75.30", "-0.02 pt"]
     assert row["latency p50/p90 (ms)"][1] == "150/160"
     assert fmt_value(None) == "-" and fmt_value(1234.6) == "1235" and fmt_value(0.02921) == "0.02921"
-    # Multiply-Adds as zoo list / info / report print them (output.fmt_madds), not 4 significant digits.
+    # Multiply-Adds as zoo list / info / report print them (units.fmt_madds), not 4 significant digits.
     assert [fmt_value(v, "B") for v in (0.1822, 0.0292, 2.7424, 152.59)] == ["0.182", "0.0292", "2.74", "152.59"]
     tiny = BenchResult("m", setting, {}, {**measured, "madds": 292_160, "madds_billion": 0.0003},
                              conditions, compare(None, {**measured, "madds_billion": 0.0003}, 16))

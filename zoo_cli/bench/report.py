@@ -16,11 +16,11 @@ from zoo_cli.bench.picking import Picked, input_size, pick_results
 from zoo_cli.bench.plot import pareto_plot, plot_format, plot_points
 from zoo_cli.bench.settings import size_text
 from zoo_cli.bench.store import eval_subset, load_results, results_dir
-from zoo_cli.cli.output import fmt_madds
 from zoo_cli.constants import DATASETS
 from zoo_cli.registry.catalog import Registry
 from zoo_cli.registry.scales import scales_notation, setting_key
 from zoo_cli.registry.types import SEED_MACHINE, Checkpoint, EvalRow
+from zoo_cli.units import fmt_madds
 
 MIOU_TITLES = {"voc": "PASCAL mIOU", "cityscapes": "Cityscapes mIOU", "ade20k": "mIOU"}  # the seed's column names
 NOT_COMPARABLE = "†"

@@ -14,13 +14,13 @@ from rich.table import Table
 
 from zoo_cli.bench.compare import Comparison
 from zoo_cli.bench.store import BenchResult
-from zoo_cli.cli.output import fmt_madds
 from zoo_cli.registry.scales import scales_label
+from zoo_cli.units import fmt_madds
 
 
 def fmt_value(value: Any, unit: str = "") -> str:
     """A table cell: percentages with 2 decimals, Multiply-Adds (unit "B") as ``zoo list`` prints them
-    (:func:`zoo_cli.cli.output.fmt_madds`), other numbers with 4 significant digits, '-' for unknown."""
+    (:func:`zoo_cli.units.fmt_madds`), other numbers with 4 significant digits, '-' for unknown."""
     if value is None:
         return "-"
     if isinstance(value, (int, float)) and unit == "B":

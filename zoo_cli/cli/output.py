@@ -1,4 +1,4 @@
-"""Presentation helpers shared by the commands: JSON output, rich console, number formatting."""
+"""Presentation helpers shared by the commands: JSON output and the rich console (numbers: zoo_cli.units)."""
 
 from __future__ import annotations
 
@@ -62,17 +62,3 @@ def console(stderr: bool = False) -> Console:
     # Not a terminal (a pipe, a log file): plain lines are not hard-wrapped, so they stay whole for grep and
     # copy; tables and grids fit the width, and their padding is trimmed.
     return Console(file=stream if tty else _TrimmedLines(stream), width=width, highlight=False, soft_wrap=not tty)
-
-
-def fmt_num(value: float | None, suffix: str = "", digits: int = 2) -> str:
-    """A number for a table cell, '-' for unknown (as the seed prints it)."""
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
-
-
-def fmt_madds(value: float | None) -> str:
-    """Multiply-Adds in billions as the seed prints them (2 decimals), 3 significant digits below 1 B."""
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if value >= 1 else f"{value:.3g}"

@@ -13,8 +13,9 @@ import click
 
 from zoo_cli.cli.app import AppContext, pass_app
 from zoo_cli.cli.options import ThreadCount
-from zoo_cli.cli.output import console, emit_json, fmt_num
+from zoo_cli.cli.output import console, emit_json
 from zoo_cli.errors import UsageError
+from zoo_cli.units import fmt_num
 
 
 class _EvalGroup(click.Group):

@@ -6,9 +6,10 @@ import click
 from rich.table import Table
 
 from zoo_cli.cli.app import AppContext, pass_app
-from zoo_cli.cli.output import console, emit_json, fmt_madds, fmt_num
+from zoo_cli.cli.output import console, emit_json
 from zoo_cli.registry.catalog import is_pattern
 from zoo_cli.registry.scales import scales_notation
+from zoo_cli.units import fmt_madds, fmt_num
 from zoo_cli.urls import redact
 
 

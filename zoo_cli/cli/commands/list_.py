@@ -6,9 +6,10 @@ import click
 from rich.table import Table
 
 from zoo_cli.cli.app import AppContext, pass_app
-from zoo_cli.cli.output import console, emit_json, fmt_madds, fmt_num
+from zoo_cli.cli.output import console, emit_json
 from zoo_cli.constants import REGISTRY_DATASETS
 from zoo_cli.registry.catalog import SORT_FIELDS, sort_checkpoints
+from zoo_cli.units import fmt_madds, fmt_num
 
 
 @click.command("list")
