@@ -10,6 +10,7 @@ from tests.support.refgraph import reference_style_graph
 from tests.support.tfgraph import GraphRunner, const_value, nodes_by_op, random_image, tf
 from zoo_cli.errors import ModelError
 from zoo_cli.graph import retarget
+from zoo_cli.graph.geometry import required_paddings
 
 SEED, CLASSES = 21, 5
 
@@ -192,5 +193,5 @@ def test_required_paddings_matches_tensorflow_atrous_conv():
             pads, crops = const_value(byname[s2b.input[2]]), const_value(byname[b2s.input[2]])
             base = ((k - 1) * rate // 2, (k - 1) * rate - (k - 1) * rate // 2)
             for i, dim in enumerate((size, size + 3)):
-                p, c = retarget.required_paddings(dim, base, rate)
+                p, c = required_paddings(dim, base, rate)
                 assert p == pads[i].tolist() and c == crops[i].tolist()

@@ -525,10 +525,11 @@ def open_bench_datasets(data_dir: Path | str, ckpt: Checkpoint | None,
 def check_options(data_dir: Path | str | None, limit: int | None, *, threads: int = 0,
                   input_size: Sequence[int] | None = None, scales: Sequence[float] | None = None,
                   flip: bool | None = None, ckpt: Checkpoint | None = None) -> None:
-    """Options that only make sense together, thread counts (:func:`zoo_cli.limits.check_count`), and an
+    """Options that only make sense together, thread counts (:func:`zoo_cli.config.check_count`), and an
     ``input_size`` whose probability maps alone cannot fit in memory; raises UsageError before anything is
     loaded (the estimate from the graph's own tensors follows in :func:`measure_setting`)."""
-    from zoo_cli.limits import check_count, check_crop_memory
+    from zoo_cli.config import check_count
+    from zoo_cli.graph.memory import check_crop_memory
 
     if limit is not None and data_dir is None:
         raise UsageError("--limit only limits the --data-dir evaluation; add --data-dir DIR or drop --limit")
@@ -571,7 +572,7 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
 
 
 def _check_memory(model: Any, input_size: Sequence[int], setting: BenchSetting) -> None:
-    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+    from zoo_cli.graph.memory import check_crop_memory, floats_per_pixel
 
     classes = int(model.num_classes or 1)
     per_pixel = floats_per_pixel(model.graph, model.crop_size) or float(classes)
@@ -792,7 +793,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[
         except (ZooError, ValueError, RuntimeError, OSError, MemoryError) as exc:
             outcome.failures[ckpt.name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; one bad model must not stop the sweep
-            from zoo_cli.limits import describe_tf_error
+            from zoo_cli.graph.tf_errors import describe_tf_error
 
             outcome.failures[ckpt.name] = f"{type(exc).__name__}: {describe_tf_error(exc)}"
     return outcome

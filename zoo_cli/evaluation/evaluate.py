@@ -709,11 +709,12 @@ def check_run_options(ckpt: Any | None, scales: str | Sequence[float] | None, cr
     """Validate the run options before anything loads; returns the parsed (scales, crop).
 
     Scales and crop go through the parsers ``zoo bench`` shares (:mod:`zoo_cli.evaluation.multiscale`), thread and job
-    counts through :func:`zoo_cli.limits.check_count`, the split name through :func:`check_split`; a crop
+    counts through :func:`zoo_cli.config.check_count`, the split name through :func:`check_split`; a crop
     whose probability maps alone (the checkpoint's classes) cannot fit in memory is refused here, the full
     estimate follows once the graph is loaded (:func:`check_graph_memory`). Raises UsageError."""
+    from zoo_cli.config import check_count
     from zoo_cli.evaluation.multiscale import parse_crop, parse_scales
-    from zoo_cli.limits import check_count, check_crop_memory
+    from zoo_cli.graph.memory import check_crop_memory
 
     check_count(threads, "--threads")
     check_count(inter_threads, "--inter-threads")
@@ -742,7 +743,7 @@ def check_split(split: str) -> str:
 def check_graph_memory(model: Any, settings: Any) -> None:
     """UsageError when the eval crop's tensors (estimated from the loaded graph's largest float tensor per
     pixel, its classes, the scales and flip) cannot fit in the memory available; before any re-targeting."""
-    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+    from zoo_cli.graph.memory import check_crop_memory, floats_per_pixel
 
     crop = tuple(settings.crop) if settings.crop else None
     if crop is None:

@@ -41,6 +41,7 @@ from zoo_cli.constants import MEAN_PIXEL, OUTPUT_NAME
 from zoo_cli.errors import ModelError, UsageError
 from zoo_cli.graph import retarget as rt
 from zoo_cli.graph.geometry import scaled_crop
+from zoo_cli.graph.graphdef import copy_graph_def, is_weight, node_of, strip_colocation
 from zoo_cli.graph.tf_import import import_tf, new_session
 
 MAX_SCALES = 16  # the seed's longest list has 6; more only multiplies the run time
@@ -269,7 +270,7 @@ class MultiScalePredictor:
             self.graph_def = source
             self.graph = tf.Graph()
             with self.graph.as_default():
-                tf.compat.v1.import_graph_def(rt._strip_colocation(rt._copy(source)), name="")
+                tf.compat.v1.import_graph_def(strip_colocation(copy_graph_def(source)), name="")
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=int(threads),
                                               inter_op_parallelism_threads=int(inter_threads))
             self.session = new_session(config, graph=self.graph)
@@ -293,7 +294,7 @@ class MultiScalePredictor:
         self._nets: dict[tuple[int, int], _CropNet | str] = {}
         self._plans: dict[Any, _Plan] = {}
         self._lock = threading.RLock()
-        self._weights = {n.name for n in self.graph_def.node if rt._is_weight(n)}
+        self._weights = {n.name for n in self.graph_def.node if is_weight(n)}
         self.skipped: list[SkippedScale] = []
         for s in self.scales if not self.dynamic else ():
             c = scaled_crop(self.crop, s)
@@ -371,16 +372,16 @@ class MultiScalePredictor:
                 if gd is None:
                     self._graphs[key] = reason or "re-targeting failed"
                 else:
-                    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [rt._node_of(p.logits), OUTPUT_NAME])
+                    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [node_of(p.logits), OUTPUT_NAME])
                     keep = [n for n in gd.node if n.name not in self._weights]
                     del gd.node[:]
                     gd.node.extend(keep)
-                    self._graphs[key] = rt._strip_colocation(gd)
+                    self._graphs[key] = strip_colocation(gd)
             return self._graphs[key]
 
     def _weight_map(self, graph_def: Any) -> dict[str, Any]:
         get = self.graph.get_tensor_by_name
-        names = {rt._node_of(ref) for n in graph_def.node for ref in n.input} & self._weights
+        names = {node_of(ref) for n in graph_def.node for ref in n.input} & self._weights
         return {f"{name}:0": get(f"{name}:0") for name in names}
 
     def _net(self, crop: tuple[int, int]) -> _CropNet | str:
@@ -565,7 +566,7 @@ class MultiScalePredictor:
         try:
             return fn(batch, *more)
         except tf.errors.OpError as exc:
-            from zoo_cli.limits import tf_model_error
+            from zoo_cli.graph.tf_errors import tf_model_error
 
             raise tf_model_error(exc, f"the graph re-targeted to {crop[0]}x{crop[1]} failed") from None
     # -- description

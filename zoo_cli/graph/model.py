@@ -16,19 +16,17 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from zoo_cli.constants import INPUT_TENSOR, PREDICTION_TENSOR, PROBABILITY_TENSOR
 from zoo_cli.errors import ModelError, special_file_kind
+from zoo_cli.graph.geometry import stride_ratio
+from zoo_cli.graph.graphdef import RESIZE_OPS, GraphIndex, data_inputs, spatial_size, tensor_name
 from zoo_cli.graph.tf_import import import_tf, new_session
-
-_RESIZE_OPS = ("ResizeBilinear", "ResizeBicubic", "ResizeNearestNeighbor", "ResizeArea")
-
 
 # ---------------------------------------------------------------------------------------------- GraphInfo
 
@@ -71,67 +69,6 @@ class GraphInfo:
                 data[key] = list(data[key])
         data["notes"] = list(self.notes)
         return data
-
-
-def _tensor_name(ref: str) -> str:
-    """'node' → 'node:0'; 'node:1' stays; control inputs are not tensors."""
-    return ref if ":" in ref else f"{ref}:0"
-
-
-def _node_of(ref: str) -> str:
-    return ref.lstrip("^").split(":")[0]
-
-
-def _data_inputs(node) -> list[str]:
-    return [ref for ref in node.input if not ref.startswith("^")]
-
-
-class _GraphWalker:
-    """Structural queries over a GraphDef: producers, ancestors, constant subgraphs."""
-
-    def __init__(self, graph_def) -> None:
-        self.nodes = {node.name: node for node in graph_def.node}
-
-    def node(self, name: str):
-        return self.nodes.get(_node_of(name))
-
-    def find_back(self, start: str, op_types: Iterable[str], limit: int = 200):
-        """The nearest node of one of ``op_types`` reached by walking data inputs backwards from ``start``."""
-        wanted = set(op_types)
-        seen = {_node_of(start)}
-        queue = deque([_node_of(start)])
-        while queue and len(seen) <= limit:
-            node = self.nodes.get(queue.popleft())
-            if node is None:
-                continue
-            if node.op in wanted and node.name != _node_of(start):
-                return node
-            for ref in _data_inputs(node):
-                name = _node_of(ref)
-                if name not in seen:
-                    seen.add(name)
-                    queue.append(name)
-        return None
-
-    def depends_on_placeholder(self, ref: str) -> bool:
-        """True when any ancestor of ``ref`` is a Placeholder (so it cannot be evaluated without a feed)."""
-        seen: set[str] = set()
-        stack = [_node_of(ref)]
-        while stack:
-            name = stack.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            node = self.nodes.get(name)
-            if node is None:
-                continue
-            if node.op in ("Placeholder", "PlaceholderWithDefault", "PlaceholderV2"):
-                return True
-            stack.extend(_node_of(ref) for ref in node.input)
-        return False
-
-    def of_type(self, op_type: str) -> list:
-        return [node for node in self.nodes.values() if node.op == op_type]
 
 
 def _fix_hint(path: Path | str) -> str:
@@ -194,19 +131,9 @@ def _import(graph_def, source: str):
 
 
 def _static_hw(shape) -> tuple[int, int] | None:
+    """(H, W) of a static rank-4 TensorShape, else None."""
     dims = shape.as_list() if shape.rank is not None else None
-    if dims is None or len(dims) != 4 or dims[1] is None or dims[2] is None:
-        return None
-    return int(dims[1]), int(dims[2])
-
-
-def _stride(full: int, reduced: int) -> int | None:
-    # DeepLab crops are k*OS + 1 (513 = 32*16 + 1), so (full - 1) / (reduced - 1) is exact for them.
-    if reduced <= 1 or full <= reduced:
-        return 1 if reduced == full else None
-    if (full - 1) % (reduced - 1) == 0:
-        return (full - 1) // (reduced - 1)
-    return max(1, round(full / reduced))
+    return spatial_size(dims) if dims is not None and len(dims) == 4 else None
 
 
 def crop_pattern(graph_def) -> tuple[Any | None, str | None]:
@@ -223,7 +150,7 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
              session=None, probe: bool = True, pattern: Any | None = None,
              pattern_problem: str | None = None) -> GraphInfo:
     tf = import_tf()
-    walker = _GraphWalker(graph_def)
+    walker = GraphIndex(graph_def)
     notes: list[str] = []
 
     def tensor(name: str):
@@ -232,14 +159,14 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
         except (KeyError, ValueError):
             return None
 
-    input_name = _tensor_name(input_name or INPUT_TENSOR)
+    input_name = tensor_name(input_name or INPUT_TENSOR)
     inp = tensor(input_name)
     if inp is None:
         placeholders = [f"{n.name}:0" for n in walker.of_type("Placeholder")]
         hint = f"; its placeholders are {', '.join(placeholders[:5])}" if placeholders else ""
         raise ModelError(f"graph {source or ''} has no input tensor '{input_name}'{hint}; it is not a DeepLab "
                          "export, or pass the input name explicitly")
-    prediction_name = _tensor_name(prediction_name or PREDICTION_TENSOR)
+    prediction_name = tensor_name(prediction_name or PREDICTION_TENSOR)
     pred = tensor(prediction_name)
     if pred is None:
         raise ModelError(f"graph {source or ''} has no output tensor '{prediction_name}'; it is not a DeepLab "
@@ -249,7 +176,7 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
 
     # Class scores: SemanticProbabilities when exported, else the float tensor feeding the final ArgMax.
     argmax = walker.find_back(pred.op.name, ["ArgMax"])
-    logits_ref = _tensor_name(_data_inputs(argmax)[0]) if argmax is not None else None
+    logits_ref = tensor_name(data_inputs(argmax)[0]) if argmax is not None else None
     probs = tensor(PROBABILITY_TENSOR)
     if probs is not None:
         scores_name, scores_kind = PROBABILITY_TENSOR, "probabilities"
@@ -270,7 +197,7 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
         """Value of a tensor that depends on no placeholder (e.g. a resize target), else None."""
         if walker.depends_on_placeholder(ref):
             return None
-        t = tensor(_tensor_name(ref))
+        t = tensor(tensor_name(ref))
         if t is None:
             return None
         try:
@@ -284,10 +211,10 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
     # Crop: the static size the final resize upsamples the logits to (the padded image's size).
     crop = None
     lowres_ref = None
-    producer = walker.node(logits_ref) if logits_ref else None
-    if producer is not None and producer.op in _RESIZE_OPS:
-        lowres_ref = _tensor_name(_data_inputs(producer)[0])
-        size = evaluate_const(_data_inputs(producer)[1])
+    producer = walker.producer(logits_ref) if logits_ref else None
+    if producer is not None and producer.op in RESIZE_OPS:
+        lowres_ref = tensor_name(data_inputs(producer)[0])
+        size = evaluate_const(data_inputs(producer)[1])
         if size is not None and size.size == 2:
             crop = (int(size[0]), int(size[1]))
     if crop is None and logits_ref:
@@ -309,7 +236,7 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
             logits_size = _probe_hw(graph, inp, tensor(lowres_ref), session)
     elif crop is not None and logits_ref is not None:
         logits_size = crop
-    output_stride = _stride(crop[0], logits_size[0]) if crop and logits_size else None
+    output_stride = stride_ratio(crop[0], logits_size[0]) if crop and logits_size else None
 
     # The encoder's output stride ("Eval OS") is the coarsest feature map between the image and the logits,
     # found on the crop pattern; the logits stride is the decoder's when there is one (e.g. 4 for Xception).
@@ -321,7 +248,7 @@ def _analyse(graph_def, graph, source: str | None, input_name: str | None, predi
     elif crop and pool_kernel is not None:
         # No crop pattern (no static crop to infer shapes at): a whole-map image-pooling kernel,
         # (crop - 1) / OS + 1 per side, still tells the encoder stride.
-        encoder_os = _stride(crop[0], pool_kernel[0])
+        encoder_os = stride_ratio(crop[0], pool_kernel[0])
         notes.append("output stride read from the image-pooling kernel (the graph has no re-targetable crop)")
 
     return GraphInfo(
@@ -517,7 +444,7 @@ class FrozenGraphModel:
         try:
             return fn(batch)
         except self._errors.OpError as exc:
-            from zoo_cli.limits import tf_model_error
+            from zoo_cli.graph.tf_errors import tf_model_error
 
             h, w = batch.shape[1:3]
             raise tf_model_error(exc, f"the graph failed on a {h}x{w} image") from None

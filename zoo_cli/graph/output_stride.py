@@ -44,6 +44,21 @@ import numpy as np
 from zoo_cli.constants import OUTPUT_NAME
 from zoo_cli.errors import ModelError
 from zoo_cli.graph import retarget as rt
+from zoo_cli.graph.geometry import required_paddings, size_at_stride
+from zoo_cli.graph.graphdef import (
+    PAD_OPS,
+    PLACEHOLDER_OPS,
+    RESIZE_OPS,
+    GraphIndex,
+    const_array,
+    copy_graph_def,
+    data_inputs,
+    node_of,
+    spatial_size,
+    static_shapes,
+    strip_colocation,
+    tensor_name,
+)
 from zoo_cli.graph.tf_import import import_tf
 
 OUTPUT_STRIDES = (8, 16, 32)
@@ -65,16 +80,16 @@ class _Net:
     def __init__(self, graph_def: Any, pattern: rt.CropPattern) -> None:
         self.graph_def = graph_def
         self.pattern = pattern
-        self.g = rt._Graph(graph_def)
+        self.g = GraphIndex(graph_def)
         g = self.g
         logits_anc = g.ancestors([pattern.logits])
-        feed = rt._node_of(pattern.padded_image)
+        feed = node_of(pattern.padded_image)
         self.scope = logits_anc & g.descendants(feed)
-        names = [rt._tensor(n) for n in self.scope if g.nodes[n].op != "Const"]
-        names += [rt._tensor(g.nodes[n].input[1]) for n in self.scope if g.nodes[n].op in CONV_OPS]
+        names = [tensor_name(n) for n in self.scope if g.nodes[n].op != "Const"]
+        names += [tensor_name(g.nodes[n].input[1]) for n in self.scope if g.nodes[n].op in CONV_OPS]
         crop = pattern.crop
         feed_shape = [1, crop[0], crop[1], 3] if pattern.padded_rank == 4 else [crop[0], crop[1], 3]
-        self.shapes = rt._static_shapes(graph_def, pattern.padded_image, feed_shape, names)
+        self.shapes = static_shapes(graph_def, pattern.padded_image, feed_shape, names)
         self.crop = crop
         # conv -> (SpaceToBatchND, BatchToSpaceND) for atrous convs written by with_space_to_batch
         self.unit_of: dict[str, tuple[str, str]] = {}
@@ -82,18 +97,18 @@ class _Net:
             node = g.nodes[n]
             if node.op == "SpaceToBatchND":
                 cons = g.consumers.get(n, [])
-                b2s = rt._matching_batch_to_space(g, node)
+                b2s = g.matching_batch_to_space(node)
                 if len(cons) != 1 or cons[0].op not in CONV_OPS or b2s is None \
-                        or rt._node_of(b2s.input[0]) != cons[0].name:
+                        or node_of(b2s.input[0]) != cons[0].name:
                     raise _refuse(f"SpaceToBatchND {n} does not wrap exactly one conv")
                 self.unit_of[cons[0].name] = (n, b2s.name)
 
     def hw(self, name: str) -> tuple[int, int] | None:
-        shape = self.shapes.get(rt._tensor(name))
-        return rt._hw(shape) if shape and len(shape) == 4 else None
+        shape = self.shapes.get(tensor_name(name))
+        return spatial_size(shape) if shape and len(shape) == 4 else None
 
     def kernel(self, conv: str) -> tuple[int, int]:
-        shape = self.shapes.get(rt._tensor(self.g.nodes[conv].input[1]))
+        shape = self.shapes.get(tensor_name(self.g.nodes[conv].input[1]))
         if not shape or None in shape[:2]:
             raise _refuse(f"the kernel of {conv} has no static shape")
         return int(shape[0]), int(shape[1])
@@ -118,19 +133,15 @@ class _Net:
         return max(s[1], s[2]) if len(s) == 4 else 1
 
 
-def _size_at(crop: tuple[int, int], stride: int) -> tuple[int, int]:
-    return ((crop[0] - 1) // stride + 1, (crop[1] - 1) // stride + 1)
-
-
 def _region(net: _Net, stride: int) -> set[str]:
     """Nodes (in the image -> logits scope) whose output is a 4-D map at ``stride``."""
-    want = _size_at(net.crop, stride)
+    want = size_at_stride(net.crop, stride)
     return {n for n in net.scope if net.g.nodes[n].op not in ("Const", "SpaceToBatchND")
             and net.hw(n) == want}
 
 
 def _data_producers(net: _Net, name: str) -> list[str]:
-    return [rt._node_of(r) for r in rt._data_inputs(net.g.nodes[name])]
+    return [node_of(r) for r in data_inputs(net.g.nodes[name])]
 
 
 def _strided_padding_style(net: _Net) -> str:
@@ -140,7 +151,7 @@ def _strided_padding_style(net: _Net) -> str:
         node = net.g.nodes[n]
         if node.op in CONV_OPS and net.stride(node) > 1 and max(net.kernel(n)) > 1:
             producer = net.g.producer(node.input[0])
-            if node.attr["padding"].s == b"VALID" and producer is not None and producer.op in rt.PAD_OPS:
+            if node.attr["padding"].s == b"VALID" and producer is not None and producer.op in PAD_OPS:
                 styles.add("fixed")
             elif node.attr["padding"].s == b"SAME":
                 styles.add("same")
@@ -158,7 +169,7 @@ class _Editor:
 
     def __init__(self, net: _Net) -> None:
         self.net = net
-        self.out = rt._copy(net.graph_def)
+        self.out = copy_graph_def(net.graph_def)
         self.nodes = {n.name: n for n in self.out.node}
         self.removed: set[str] = set()
 
@@ -188,7 +199,7 @@ class _Editor:
             if n.name in skip:
                 continue
             for i, ref in enumerate(n.input):
-                if not ref.startswith("^") and rt._node_of(ref) == old:
+                if not ref.startswith("^") and node_of(ref) == old:
                     n.input[i] = new + (ref[len(old):] if ref != old and ref[len(old):] != ":0" else "")
 
     def remove(self, name: str) -> None:
@@ -238,7 +249,7 @@ class _Editor:
         out.versions.CopyFrom(self.out.versions)
         out.library.CopyFrom(self.out.library)
         out.node.extend(keep)
-        used = {rt._node_of(r) for n in out.node for r in n.input}
+        used = {node_of(r) for n in out.node for r in n.input}
         # drop Consts only the removed nodes read
         dead = {n.name for n in out.node if n.op == "Const" and n.name not in used
                 and (n.name.endswith("/zoo_os") or any(n.name.startswith(r + "/") for r in self.removed))}
@@ -261,13 +272,13 @@ def _late_coarsen(net: _Net, region: set[str]) -> set[str]:
     seeds = set()
     for conv in net.unit_of:
         if max(net.rate(conv)) >= 2:
-            src = rt._node_of(net.unit_input(conv))
+            src = node_of(net.unit_input(conv))
             if src in region:
                 seeds.add(src)
     for n in region:
         node = g.nodes[n]
         if node.op in CONV_OPS and n not in net.unit_of and max(net.rate(n)) >= 2:
-            seeds.add(rt._node_of(node.input[0]))
+            seeds.add(node_of(node.input[0]))
     if not seeds:
         raise _refuse(f"no atrous conv runs after output stride {net.pattern.encoder_stride}, so no layer "
                       "gave up its stride there")
@@ -281,7 +292,7 @@ def _late_coarsen(net: _Net, region: set[str]) -> set[str]:
             node = g.nodes[n]
             readers = []
             for c in g.consumers.get(n, []):
-                if not any(rt._node_of(r) == n for r in rt._data_inputs(c)):
+                if not any(node_of(r) == n for r in data_inputs(c)):
                     continue
                 if c.op == "SpaceToBatchND":
                     readers.append((c.name, True))
@@ -293,7 +304,7 @@ def _late_coarsen(net: _Net, region: set[str]) -> set[str]:
             if any(g.nodes[c].op in CONV_OPS and max(net.kernel(c)) > 1 and c not in net.unit_of
                    for c, _ in readers):
                 continue
-            if node.op in CONV_OPS or node.op in _SAME_RES_OPS or node.op in rt.RESIZE_OPS or node.op in POOL_OPS:
+            if node.op in CONV_OPS or node.op in _SAME_RES_OPS or node.op in RESIZE_OPS or node.op in POOL_OPS:
                 late.add(n)
                 changed = True
     return late
@@ -388,8 +399,8 @@ def _refine(net: _Net, editor: _Editor) -> None:
     finer = _region(net, old // 2)
     transitions = sorted(n for n in region if any(p in finer for p in _data_producers(net, n))
                          or (g.nodes[n].op in CONV_OPS and g.producer(g.nodes[n].input[0]) is not None
-                             and g.producer(g.nodes[n].input[0]).op in rt.PAD_OPS
-                             and rt._node_of(g.producer(g.nodes[n].input[0]).input[0]) in finer))
+                             and g.producer(g.nodes[n].input[0]).op in PAD_OPS
+                             and node_of(g.producer(g.nodes[n].input[0]).input[0]) in finer))
     if not transitions:
         raise _refuse(f"no strided conv produces the output-stride-{old} feature map")
     for n in transitions:
@@ -403,7 +414,7 @@ def _refine(net: _Net, editor: _Editor) -> None:
         node = editor.nodes[n]
         node.attr["strides"].list.i[:] = [1, 1, 1, 1]
         producer = g.producer(node.input[0])
-        if producer is not None and producer.op in rt.PAD_OPS:
+        if producer is not None and producer.op in PAD_OPS:
             if len(g.consumers.get(producer.name, [])) != 1 or node.attr["padding"].s != b"VALID":
                 raise _refuse(f"the Pad before {n} is shared or not followed by a VALID conv")
             node.input[0] = producer.input[0]
@@ -430,16 +441,16 @@ def _add_residual(net: _Net, editor: _Editor, depthwise: str) -> None:
     """slim's expanded_conv adds ``input`` to its output when it runs at stride 1 and keeps its depth: a
     MobileNet block that no longer strides gains that residual (as in a native export at the finer OS)."""
     g = net.g
-    up, queue, seen = None, [rt._node_of(g.nodes[depthwise].input[0])], set()
+    up, queue, seen = None, [node_of(g.nodes[depthwise].input[0])], set()
     while queue and up is None:  # the expansion: the nearest conv above, through activations
         cur = g.nodes[queue.pop(0)]
         if cur.name in seen or cur.op == "Const":
             continue
         seen.add(cur.name)
-        if cur.op in CONV_OPS or cur.op in rt.PLACEHOLDER_OPS:
+        if cur.op in CONV_OPS or cur.op in PLACEHOLDER_OPS:
             up = cur
         else:
-            queue.extend(rt._node_of(r) for r in rt._data_inputs(cur))
+            queue.extend(node_of(r) for r in data_inputs(cur))
     block_in = up.input[0] if up is not None and up.op == "Conv2D" and max(net.kernel(up.name)) == 1 \
         else g.nodes[depthwise].input[0]
     # down to the projection (the nearest 1x1 conv at the feature resolution), then its batch norm chain
@@ -467,11 +478,11 @@ def _add_residual(net: _Net, editor: _Editor, depthwise: str) -> None:
             chain.append(cons[0])
         else:
             break
-    depth_in = (net.shapes.get(rt._tensor(block_in)) or [None])[-1]
-    depth_out = (net.shapes.get(rt._tensor(chain[-1].name)) or [None])[-1]
+    depth_in = (net.shapes.get(tensor_name(block_in)) or [None])[-1]
+    depth_out = (net.shapes.get(tensor_name(chain[-1].name)) or [None])[-1]
     if depth_in is None or depth_in != depth_out:
         return
-    if any(c.op in ("Add", "AddV2") and rt._node_of(block_in) in {rt._node_of(r) for r in c.input}
+    if any(c.op in ("Add", "AddV2") and node_of(block_in) in {node_of(r) for r in c.input}
            for x in chain for c in g.consumers.get(x.name, [])):
         return  # it has one already
     # after the projection's batch norm (and its Identity, where slim puts the add)
@@ -505,7 +516,7 @@ def _pooled_by_head(net: _Net, late: set[str]) -> set[str]:
                 continue
             seen.add(cur)
             for c in g.consumers.get(cur, []):
-                if c.op in POOL_OPS and any(x.op in rt.RESIZE_OPS or x.op in CONV_OPS
+                if c.op in POOL_OPS and any(x.op in RESIZE_OPS or x.op in CONV_OPS
                                             for x in g.consumers.get(c.name, [])):
                     pooled = pooled or (c.name in late or c.name in net.scope)
                 elif c.op in ("FusedBatchNorm", "FusedBatchNormV3", "Relu", "Relu6", "Identity", "Mul", "AddV2",
@@ -523,8 +534,8 @@ def _pooled_by_head(net: _Net, late: set[str]) -> set[str]:
 def _resize_late(net: _Net, editor: _Editor, late: set[str], old: int, new: int) -> None:
     """Late pools and resizes to the new feature size; atrous paddings for the new size."""
     g = net.g
-    old_hw, new_hw = _size_at(net.crop, old), _size_at(net.crop, new)
-    pools = {n for n in net.scope if g.nodes[n].op in POOL_OPS and rt._node_of(g.nodes[n].input[0]) in late}
+    old_hw, new_hw = size_at_stride(net.crop, old), size_at_stride(net.crop, new)
+    pools = {n for n in net.scope if g.nodes[n].op in POOL_OPS and node_of(g.nodes[n].input[0]) in late}
     for n in sorted(late | pools):
         node = g.nodes[n]
         if node.op in POOL_OPS:
@@ -538,7 +549,7 @@ def _resize_late(net: _Net, editor: _Editor, late: set[str], old: int, new: int)
             editor.nodes[n].attr["ksize"].list.i[:] = [1, kk[0], kk[1], 1]
             if s == k:
                 editor.nodes[n].attr["strides"].list.i[:] = [1, kk[0], kk[1], 1]
-        elif node.op in rt.RESIZE_OPS:
+        elif node.op in RESIZE_OPS:
             size = g.const_value(node.input[1])
             if size is None:
                 raise _refuse(f"resize {n} has a computed size")
@@ -546,25 +557,20 @@ def _resize_late(net: _Net, editor: _Editor, late: set[str], old: int, new: int)
                 editor.set_input_const(n, 1, np.array(new_hw, size.dtype))
     # atrous paddings, from the new input size
     for node in list(editor.out.node):
-        if node.op != "SpaceToBatchND" or node.name in editor.removed or rt._node_of(node.input[0]) not in late:
+        if node.op != "SpaceToBatchND" or node.name in editor.removed or node_of(node.input[0]) not in late:
             continue
-        block = _const(editor, node.input[1]).reshape(-1)
-        conv = next(c for c in editor.out.node if c.op in CONV_OPS and c.input and rt._node_of(c.input[0]) == node.name)
-        b2s = next(c for c in editor.out.node if c.op == "BatchToSpaceND" and rt._node_of(c.input[0]) == conv.name)
+        block = const_array(editor.nodes[node_of(node.input[1])]).reshape(-1)
+        conv = next(c for c in editor.out.node if c.op in CONV_OPS and c.input and node_of(c.input[0]) == node.name)
+        b2s = next(c for c in editor.out.node if c.op == "BatchToSpaceND" and node_of(c.input[0]) == conv.name)
         k = net.kernel(conv.name)
         pads, crops = [], []
         for i in range(2):
             total = (k[i] - 1) * int(block[i])
-            p, c = rt.required_paddings(new_hw[i], (total // 2, total - total // 2), int(block[i]))
+            p, c = required_paddings(new_hw[i], (total // 2, total - total // 2), int(block[i]))
             pads.append(p)
             crops.append(c)
         editor.set_input_const(node.name, 2, np.array(pads, np.int32))
         editor.set_input_const(b2s.name, 2, np.array(crops, np.int32))
-
-
-def _const(editor: _Editor, ref: str) -> np.ndarray:
-    node = editor.nodes[rt._node_of(ref)]
-    return import_tf().make_ndarray(node.attr["value"].tensor)
 
 
 # ------------------------------------------------------------------------------------------ public
@@ -654,7 +660,7 @@ def guard_rewrite(original: Any, rewritten: Any, pattern: rt.CropPattern, target
     for gd in (original, back):
         g = tf.Graph()
         with g.as_default():
-            tf.compat.v1.import_graph_def(rt._strip_colocation(rt._copy(gd)), name="")
+            tf.compat.v1.import_graph_def(strip_colocation(copy_graph_def(gd)), name="")
         from zoo_cli.graph.tf_import import new_session
 
         with new_session(graph=g) as sess:
