@@ -251,7 +251,7 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
         save_result,
         scored_classes,
     )
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     palette = demo_palette(ckpt)
     dataset = open_eval_dataset(demo_val_dir(), ckpt)
@@ -296,7 +296,7 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
 def _bench(ckpt: Checkpoint, cache: Cache, result: DemoResult, runs: int, warmup: int, threads: int,
            progress: bool | None) -> None:
     from zoo_cli.bench.measure import bench_graph, results_dir
-    from zoo_cli.graph.model import load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
 
     graph_def = load_graph_def(cache.frozen_graph_path(ckpt))
     result.bench = bench_graph(graph_def, name=ckpt.name, ckpt=ckpt, runs=runs, warmup=warmup, threads=threads,

@@ -394,13 +394,14 @@ def _graph_for_size_default(graph_def: Any, crop: tuple[int, int] | None) -> Gra
         if crop is None or tuple(size) == tuple(crop):
             return graph_def
         try:
-            from zoo_cli.graph import retarget  # the issue-5 module
+            from zoo_cli.graph.crop_pattern import analyse
+            from zoo_cli.graph.retarget import retarget  # the issue-5 module
         except ImportError:
             raise ModelError(f"running at {size[0]}x{size[1]} needs the graph re-targeted from its "
                              f"{crop[0]}x{crop[1]} crop, which this build cannot do (no zoo_cli.graph.retarget)") from None
         if "pattern" not in cache:
-            cache["pattern"] = retarget.analyse(graph_def)
-        return retarget.retarget(graph_def, tuple(size), cache["pattern"])
+            cache["pattern"] = analyse(graph_def)
+        return retarget(graph_def, tuple(size), cache["pattern"])
 
     return for_size
 
@@ -415,7 +416,7 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
 
     from zoo_cli.graph.flops import count_madds_multiscale
     from zoo_cli.graph.geometry import scaled_crop
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     notes: list[str] = []
     rss_before = current_rss_mb()
@@ -445,7 +446,7 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
         rng = np.random.default_rng(seed)
         base = rng.integers(0, 256, size=(input_size[0], input_size[1], 3), dtype=np.uint8)
         feeds = []
-        from zoo_cli.graph.model import resize_image
+        from zoo_cli.graph.runner import resize_image
 
         for size in sizes:
             img = resize_image(base, size)[None]
@@ -607,7 +608,7 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
     ``output_stride`` runs every setting at that stride (the graph rewritten in memory; a graph that cannot be
     rewritten is a ModelError); by default a setting runs at its reported rows' stride.
     """
-    from zoo_cli.graph.model import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
+    from zoo_cli.graph.info import inspect_graph  # noqa: F401  (keeps the import error close to the cause)
 
     check_options(data_dir, limit, threads=threads, input_size=input_size, scales=scales, flip=flip, ckpt=ckpt)
     settings = bench_settings(ckpt, scales, flip)
@@ -664,10 +665,10 @@ def _graph_at_rows_os(graph_def: Any, setting: BenchSetting) -> tuple[Any, dict[
     the graph itself and why (it is then measured at its own stride and marked not comparable)."""
     if not setting.rows:
         return graph_def, None
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph.crop_pattern import analyse
 
     try:
-        pattern = retarget.analyse(graph_def)
+        pattern = analyse(graph_def)
     except ModelError:
         return graph_def, None  # no crop pattern: the stride cannot be read either; compare() says so
     if any(row.output_stride == pattern.encoder_stride for row in setting.rows):
@@ -681,10 +682,11 @@ def _graph_at_rows_os(graph_def: Any, setting: BenchSetting) -> tuple[Any, dict[
 def rewrite_to(graph_def: Any, target: int, pattern: Any | None = None) -> tuple[Any, dict[str, Any] | None]:
     """The graph at output stride ``target`` (rewritten in memory and guarded, zoo_cli.graph.output_stride) and the
     rewrite's facts, or the graph itself and None when it already runs there; a ModelError when it cannot."""
-    from zoo_cli.graph import retarget
-    from zoo_cli.graph.output_stride import guard_rewrite, timed_rewrite
+    from zoo_cli.graph.crop_pattern import analyse
+    from zoo_cli.graph.os_rewrites import guard_rewrite
+    from zoo_cli.graph.output_stride import timed_rewrite
 
-    pattern = pattern or retarget.analyse(graph_def)
+    pattern = pattern or analyse(graph_def)
     if target == pattern.encoder_stride:
         return graph_def, None
     rewritten, seconds = timed_rewrite(graph_def, target, pattern)
@@ -711,7 +713,7 @@ def bench_checkpoint(ckpt: Checkpoint | None, cache: Any | None = None, *, graph
     With both, the graph is compared with ``ckpt``'s reported numbers. ``cache`` (for the installed graph)
     defaults to the one ZOO_HOME names; ``options`` are :func:`bench_graph`'s.
     """
-    from zoo_cli.graph.model import load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
 
     path = graph_file(ckpt, cache, graph_path)
     _open_datasets_first(ckpt, options)
@@ -744,7 +746,7 @@ def _open_datasets_first(ckpt: Checkpoint | None, options: dict[str, Any]) -> No
 
 
 def _graph_crop(graph_def: Any) -> tuple[int, int] | None:
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     with FrozenGraphModel(graph_def) as model:
         return model.info.crop_size
@@ -778,7 +780,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, *, on_model: Callable[
               **options: Any) -> SweepOutcome:
     """Bench every downloaded checkpoint that has a frozen graph; a failing model is recorded, not fatal."""
     from zoo_cli.errors import ZooError
-    from zoo_cli.graph.model import load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
 
     check_options(options.get("data_dir"), options.get("limit"))
     outcome = SweepOutcome()

@@ -592,7 +592,7 @@ class BenchNode:
         import ray
 
         from zoo_cli.bench import measure as bench
-        from zoo_cli.graph.model import load_graph_def
+        from zoo_cli.graph.loading import load_graph_def
 
         host = socket.gethostname()
         for ds in (options.get("datasets") or {}).values():

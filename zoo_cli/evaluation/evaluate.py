@@ -758,7 +758,7 @@ def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence
                             flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
                             as_exported: bool, output_stride: int | None = None) -> tuple[Any, Predictor]:
     from zoo_cli.evaluation.multiscale import choose_settings, parse_crop, parse_scales
-    from zoo_cli.graph.output_stride import OsRewrites
+    from zoo_cli.graph.os_rewrites import OsRewrites
 
     info = model.info
     graph_os = info.encoder_output_stride or info.output_stride
@@ -830,7 +830,7 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
     graph_path = resolve_graph(ckpt, cache, graph_path)
     check_out_dir(images, out_dir)  # before TensorFlow starts
     collect_images(images)  # a missing path or an empty directory fails here too
-    from zoo_cli.graph.model import FrozenGraphModel  # imports TensorFlow
+    from zoo_cli.graph.runner import FrozenGraphModel  # imports TensorFlow
 
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
@@ -863,7 +863,7 @@ class EvalRunner:
     What :func:`load_eval_runner` builds; the single-process run and every Ray worker build it the same way.
     """
 
-    model: Any  # zoo_cli.graph.model.FrozenGraphModel
+    model: Any  # zoo_cli.graph.runner.FrozenGraphModel
     settings: Any  # zoo_cli.evaluation.multiscale.EvalSettings
     predictor: Predictor
     num_classes: int
@@ -885,7 +885,7 @@ def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset,
     The graph's class count is checked before any re-targeting; an ADE20K dataset opened without a long side
     takes the graph's crop. Options as :func:`evaluate_checkpoint`'s.
     """
-    from zoo_cli.graph.model import FrozenGraphModel  # imports TensorFlow
+    from zoo_cli.graph.runner import FrozenGraphModel  # imports TensorFlow
 
     model = FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads)
     try:

@@ -39,9 +39,10 @@ import numpy as np
 
 from zoo_cli.constants import MEAN_PIXEL, OUTPUT_NAME
 from zoo_cli.errors import ModelError, UsageError
-from zoo_cli.graph import retarget as rt
+from zoo_cli.graph.crop_pattern import analyse, analyse_dynamic
 from zoo_cli.graph.geometry import scaled_crop
 from zoo_cli.graph.graphdef import copy_graph_def, is_weight, node_of, strip_colocation
+from zoo_cli.graph.retarget import retarget_or_none
 from zoo_cli.graph.tf_import import import_tf, new_session
 
 MAX_SCALES = 16  # the seed's longest list has 6; more only multiplies the run time
@@ -238,7 +239,7 @@ class SkippedScale:
 class MultiScalePredictor:
     """``image (uint8 HxWx3) -> labels (HxW int32)`` by the reference multi-scale/flip procedure.
 
-    ``source`` is a loaded :class:`zoo_cli.graph.model.FrozenGraphModel` (its graph and session are reused), a
+    ``source`` is a loaded :class:`zoo_cli.graph.runner.FrozenGraphModel` (its graph and session are reused), a
     GraphDef, or a path to a frozen graph. ``crop`` is the eval crop (default: the graph's own). With
     ``scales=(1.0,)`` and no flip the re-targeted graph's own ``SemanticPredictions`` is returned (the
     exported computation at the eval crop). ``window`` is how many of the network runs TensorFlow may have in
@@ -264,7 +265,7 @@ class MultiScalePredictor:
             self.graph_def = self.graph.as_graph_def()
         else:
             if isinstance(source, (str, os.PathLike)):
-                from zoo_cli.graph.model import load_graph_def
+                from zoo_cli.graph.loading import load_graph_def
 
                 source = load_graph_def(Path(source))
             self.graph_def = source
@@ -279,11 +280,11 @@ class MultiScalePredictor:
         self.dynamic = False
         if self.pattern is None:
             try:
-                self.pattern = rt.analyse(self.graph_def)
+                self.pattern = analyse(self.graph_def)
             except ModelError as exc:
                 # No crop baked in: a graph that runs any image size as it is takes the scaled images directly.
                 try:
-                    self.pattern = rt.analyse_dynamic(self.graph_def)
+                    self.pattern = analyse_dynamic(self.graph_def)
                 except ModelError:
                     raise exc from None  # neither: the crop pattern's reason is the one that says what is missing
                 self.dynamic = True
@@ -368,7 +369,7 @@ class MultiScalePredictor:
                 if crop == p.crop and scale == 1.0:
                     gd, reason = self.graph_def, None
                 else:
-                    gd, reason = rt.retarget_or_none(self.graph_def, crop, p, scale)
+                    gd, reason = retarget_or_none(self.graph_def, crop, p, scale)
                 if gd is None:
                     self._graphs[key] = reason or "re-targeting failed"
                 else:
