@@ -82,11 +82,6 @@ class CropPattern:
         return (int((crop[0] - 1) * scale / self.logits_stride[0] + 1),
                 int((crop[1] - 1) * scale / self.logits_stride[1] + 1))
 
-    def describe(self) -> str:
-        return (f"crop {self.crop[0]}x{self.crop[1]}, output stride {self.encoder_stride}, logits "
-                f"{self.logits_size[0]}x{self.logits_size[1]} (stride {self.logits_stride[0]}), {len(self.avg_pools)} image-pooling AvgPool, "
-                f"{len(self.resizes)} static resizes, {len(self.atrous)} atrous convs")
-
 
 def not_retargetable(what: str) -> ModelError:
     """The ModelError for a graph without the crop pattern (or a part of it that cannot be re-targeted)."""
