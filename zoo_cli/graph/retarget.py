@@ -67,7 +67,7 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
     set_const(out, pattern.pad_width_const, crop[1])
     if scale != 1.0:
         for name in pattern.image_pools:
-            _scale_pool_window(nodes[name], pattern, g, scale)
+            _scale_pool_window(nodes[name], pattern, scale)
     if pattern.shape_const is not None:
         v = g.const_value(pattern.shape_const).reshape(-1).copy()
         if len(v) == 4:
@@ -103,7 +103,7 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
     return out
 
 
-def _scale_pool_window(node: Any, pattern: CropPattern, g: GraphIndex, scale: float) -> None:
+def _scale_pool_window(node: Any, pattern: CropPattern, scale: float) -> None:
     """The window of a fixed-window image pooling at ``scale``: the reference pools
     ``scale_dimension(scale_dimension(image_pooling_crop_size, scale), 1 / OS)``; the crop size is
     ``(k - 1) * OS + 1`` for the window ``k`` at stride ``OS`` (the zoo's 769 -> 25 at OS 32)."""
