@@ -61,6 +61,7 @@ class OsRewrites:
 
     @property
     def graph_def(self) -> Any:
+        """The loaded graph's GraphDef, read back from its session graph once."""
         if self._graph_def is None:
             self._graph_def = self.model.graph.as_graph_def()
         return self._graph_def

@@ -82,7 +82,7 @@ def _late_coarsen(net: StrideNet, region: set[str]) -> set[str]:
             seeds.add(node_of(node.input[0]))
     if not seeds:
         raise not_rewritable(f"no atrous conv runs after output stride {net.pattern.encoder_stride}, so no layer "
-                      "gave up its stride there")
+                             "gave up its stride there")
     late: set[str] = set()
     for s in seeds:
         late |= g.descendants(s) & region

@@ -67,16 +67,19 @@ class StrideNet:
                 self.unit_of[cons[0].name] = (n, b2s.name)
 
     def hw(self, name: str) -> tuple[int, int] | None:
+        """(H, W) of a 4-D tensor at the graph's crop, None when not static."""
         shape = self.shapes.get(tensor_name(name))
         return spatial_size(shape) if shape and len(shape) == 4 else None
 
     def kernel(self, conv: str) -> tuple[int, int]:
+        """The (kh, kw) of a conv's filter."""
         shape = self.shapes.get(tensor_name(self.g.nodes[conv].input[1]))
         if not shape or None in shape[:2]:
             raise not_rewritable(f"the kernel of {conv} has no static shape")
         return int(shape[0]), int(shape[1])
 
     def rate(self, conv: str) -> tuple[int, int]:
+        """A conv's atrous rate: its SpaceToBatchND block shape, else its dilations."""
         node = self.g.nodes[conv]
         if conv in self.unit_of:
             block = self.g.const_value(self.g.nodes[self.unit_of[conv][0]].input[1]).reshape(-1)
@@ -89,9 +92,11 @@ class StrideNet:
         return self.g.nodes[self.unit_of[conv][0]].input[0] if conv in self.unit_of else self.g.nodes[conv].input[0]
 
     def unit_output(self, conv: str) -> str:
+        """The node an (atrous) conv's result leaves by: its BatchToSpaceND, else the conv."""
         return self.unit_of[conv][1] if conv in self.unit_of else conv
 
     def stride(self, node: Any) -> int:
+        """A node's spatial stride (1 when it has none)."""
         s = list(node.attr["strides"].list.i) if "strides" in node.attr else []
         return max(s[1], s[2]) if len(s) == 4 else 1
 
@@ -121,7 +126,7 @@ def strided_padding_style(net: StrideNet) -> str:
                 styles.add("same")
     if len(styles) != 1:
         raise not_rewritable("cannot tell how this graph pads its strided convs (no strided k x k conv, or both "
-                      "SAME and explicit Pad)")
+                             "SAME and explicit Pad)")
     return styles.pop()
 
 
