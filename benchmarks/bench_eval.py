@@ -86,7 +86,7 @@ def host_overhead_us(tmp: Path, calls: int = 400) -> dict:
     """
 
     from tests.support.export import save_frozen_graph, tiny_deeplab
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     path = save_frozen_graph(tiny_deeplab(num_classes=21, crop=33, output_stride=16, width=8), tmp / "tiny.pb")
     image = np.random.default_rng(2).integers(0, 256, size=(30, 31, 3), dtype=np.uint8)
@@ -123,7 +123,7 @@ def _bare_session(path: Path):
 def overhead(graph: Path, runs: int, rounds: int) -> dict:
     """Median ms per image: bare Session.run vs FrozenGraphModel.predict, alternating calls."""
 
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     image = np.random.default_rng(1).integers(0, 256, size=(375, 500, 3), dtype=np.uint8)
     bare = _bare_session(graph)
@@ -205,7 +205,7 @@ def zoo_loop(graph: Path, root: Path, jobs: int | None) -> tuple[float, float, i
     """zoo eval's dataset loop (the same functions the CLI calls); ``jobs=None`` = the CLI's automatic plan."""
     from zoo_cli.evaluation.datasets import open_dataset
     from zoo_cli.evaluation.evaluate import SingleScale, evaluate_dataset, plan_parallelism
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     jobs, threads = plan_parallelism(jobs, 0, (513, 513))
     with FrozenGraphModel(graph, intra_op_threads=threads) as model:

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     image = (np.random.default_rng(0).random((375, 500, 3)) * 255).astype(np.uint8)
     guards, builds, images, singles = [], [], [], []

@@ -15,11 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.deeplab_ref import ExportConfig, export_graph  # noqa: E402
-from zoo_cli.graph import (
-    output_stride,  # noqa: E402
-    retarget,
-)
+from zoo_cli.graph.crop_pattern import analyse  # noqa: E402
 from zoo_cli.graph.flops import count_madds  # noqa: E402
+from zoo_cli.graph.output_stride import rewrite_output_stride  # noqa: E402
 
 CASES = [
     ("MobileNet-v2 (dm 1.0) VOC", ExportConfig("mobilenet_v2", crop_size=(513, 513), output_stride=8), 2.75),
@@ -31,11 +29,11 @@ CASES = [
 def main() -> None:
     for label, cfg, seed_b in CASES:
         gd = export_graph(cfg)
-        pattern = retarget.analyse(gd)
+        pattern = analyse(gd)
         times = []
         for _ in range(3):
             started = time.perf_counter()
-            rewritten = output_stride.rewrite_output_stride(gd, 16, pattern)
+            rewritten = rewrite_output_stride(gd, 16, pattern)
             times.append(time.perf_counter() - started)
         madds = count_madds(rewritten, cfg.crop_size).madds / 1e9
         own = count_madds(gd, cfg.crop_size).madds / 1e9

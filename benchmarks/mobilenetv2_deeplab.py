@@ -266,7 +266,7 @@ def runner_overhead(runs: int = 30, warmup: int = 3, depth_multiplier: float = 1
     """Time FrozenGraphModel.predict vs a bare Session.run of the same graph/session, interleaved A/B."""
     import time
 
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     gd = build_mobilenetv2_deeplab(depth_multiplier, output_stride)
     image = np.random.default_rng(0).integers(0, 256, (513, 513, 3), dtype=np.uint8)

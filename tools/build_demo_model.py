@@ -419,7 +419,7 @@ def pack(model_dir: Path, archive: Path) -> Path:
 def check_export(weights: dict[str, np.ndarray], graph_path: Path, val_dir: Path) -> float:
     """Share of val pixels where the frozen graph agrees with the trained TF2 network (should be ~1)."""
     from zoo_cli.evaluation.datasets import open_dataset
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     agree = total = 0
     with FrozenGraphModel(graph_path) as model:
@@ -438,15 +438,17 @@ def measure(graph_path: Path, val_dir: Path) -> dict[str, dict]:
     from zoo_cli.demo_run import predictor_for
     from zoo_cli.evaluation.datasets import open_dataset
     from zoo_cli.evaluation.evaluate import evaluate_dataset
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph.crop_pattern import analyse
     from zoo_cli.graph.flops import count_madds_multiscale
-    from zoo_cli.graph.model import FrozenGraphModel, load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
+    from zoo_cli.graph.retarget import retarget
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     graph_def = load_graph_def(graph_path)
-    pattern = retarget.analyse(graph_def)
+    pattern = analyse(graph_def)
 
     def graph_for_size(size):
-        return graph_def if tuple(size) == (CROP, CROP) else retarget.retarget(graph_def, tuple(size), pattern)
+        return graph_def if tuple(size) == (CROP, CROP) else retarget(graph_def, tuple(size), pattern)
 
     dataset = open_dataset(val_dir, "voc", "val")
     rows = {}

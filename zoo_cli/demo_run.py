@@ -252,7 +252,7 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
         save_result,
         scored_classes,
     )
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     palette = demo_palette(ckpt)
     dataset = open_eval_dataset(demo_val_dir(), ckpt)
@@ -297,7 +297,7 @@ def _bench(ckpt: Checkpoint, cache: Cache, result: DemoResult, runs: int, warmup
     from zoo_cli.bench.measure import bench_graph
     from zoo_cli.bench.settings import BenchOptions
     from zoo_cli.bench.store import results_dir
-    from zoo_cli.graph.model import load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
 
     graph_def = load_graph_def(cache.frozen_graph_path(ckpt))
     options = BenchOptions(runs=runs, warmup=warmup, threads=threads, data_dir=demo_val_dir(), progress=progress)

@@ -349,11 +349,11 @@ def test_bench_with_data_dir_measures_miou(zoo_home, registry_file, graph_bytes,
 
 
 def test_bench_checks_limit_and_data_dir_before_loading_the_graph(zoo_home, registry_file, tmp_path, monkeypatch):
-    from zoo_cli.graph import model
+    from zoo_cli.graph import loading
 
     install(zoo_home, NAME, b"this is not a graph")  # loading it would fail: the option errors must come first
     loads = []
-    monkeypatch.setattr(model, "load_graph_def", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(loading, "load_graph_def", lambda *a, **k: loads.append(a))
     result = CliRunner().invoke(cli, ["bench", NAME, "--limit", "3"])
     assert result.exit_code == 2 and "Error: --limit only limits the --data-dir evaluation" in result.output
     with pytest.raises(UsageError):

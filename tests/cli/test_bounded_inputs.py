@@ -15,11 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
-from zoo_cli import limits
 from zoo_cli.cli.app import cli
+from zoo_cli.config import check_count
 from zoo_cli.errors import UsageError
 from zoo_cli.evaluation.evaluate import check_split
 from zoo_cli.evaluation.multiscale import MAX_SCALES, parse_crop, parse_scales
+from zoo_cli.graph.memory import check_crop_memory, crop_memory
+from zoo_cli.graph.tf_errors import describe_tf_error
 
 
 @pytest.mark.parametrize("text,why", [
@@ -63,35 +65,35 @@ def test_bad_sizes_name_their_option(text):
 
 
 def test_thread_counts_are_bounded_by_the_cpus():
-    assert limits.check_count(0, "--threads", cpus=2) == 0
-    assert limits.check_count(8, "--threads", cpus=2) == 8
+    assert check_count(0, "--threads", cpus=2) == 0
+    assert check_count(8, "--threads", cpus=2) == 8
     with pytest.raises(UsageError, match="at most 8"):
-        limits.check_count(9, "--threads", cpus=2)
+        check_count(9, "--threads", cpus=2)
     with pytest.raises(UsageError, match="negative"):
-        limits.check_count(-5, "--inter-threads", cpus=2)
+        check_count(-5, "--inter-threads", cpus=2)
     with pytest.raises(UsageError, match="below 1"):
-        limits.check_count(0, "--jobs", minimum=1, cpus=2)
+        check_count(0, "--jobs", minimum=1, cpus=2)
     with pytest.raises(UsageError, match="whole number"):
-        limits.check_count(2.5, "--threads", cpus=2)
+        check_count(2.5, "--threads", cpus=2)
 
 
 def test_crop_memory_estimate_matches_a_hand_count():
     # one network in flight: an op's input and output at 21 floats/px, plus one 21-class probability map
-    assert limits.crop_memory((100, 200), 21, 21) == 2 * 21 * 100 * 200 * 4 + 21 * 100 * 200 * 4
+    assert crop_memory((100, 200), 21, 21) == 2 * 21 * 100 * 200 * 4 + 21 * 100 * 200 * 4
     # two scales with flip: two networks in flight at the largest scale (crop 199x399), two maps and the sum
-    need = limits.crop_memory((100, 200), 10, 21, scales=(0.5, 2.0), flip=True)
+    need = crop_memory((100, 200), 10, 21, scales=(0.5, 2.0), flip=True)
     assert need == 2 * (2 * 10 * 199 * 399 * 4) + 3 * 21 * 100 * 200 * 4
 
 
 def test_a_crop_that_cannot_fit_names_size_memory_and_fix():
     with pytest.raises(UsageError) as info:
-        limits.check_crop_memory((100000, 100000), per_pixel=21, num_classes=21, available=16 * 1024 ** 3)
+        check_crop_memory((100000, 100000), per_pixel=21, num_classes=21, available=16 * 1024 ** 3)
     message = str(info.value)
     assert "--crop 100000x100000" in message and "2.3 TB" in message and "16.0 GB is available" in message
     side = int(message.split("at most about ")[1].split("x")[0])
     # the suggested square crop does fit by the same estimate, and a slightly larger one would not
-    assert limits.crop_memory((side, side), 21, 21) <= 16 * 1024 ** 3 < limits.crop_memory((side + 50,) * 2, 21, 21)
-    limits.check_crop_memory((513, 513), per_pixel=21, num_classes=21, available=16 * 1024 ** 3)  # fits: no error
+    assert crop_memory((side, side), 21, 21) <= 16 * 1024 ** 3 < crop_memory((side + 50,) * 2, 21, 21)
+    check_crop_memory((513, 513), per_pixel=21, num_classes=21, available=16 * 1024 ** 3)  # fits: no error
 
 
 def test_out_of_memory_from_tensorflow_is_one_line_with_the_size():
@@ -100,12 +102,12 @@ def test_out_of_memory_from_tensorflow_is_one_line_with_the_size():
                "    File \"x.py\", line 7, in <module>\nNode: 'ResizeBilinear'\nOOM when allocating tensor with "
                "shape[1,200000,200000,3] and type float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator "
                "cpu\n\t [[{{node ResizeBilinear}}]]\nHint: If you want to see a list of allocated tensors ...")
-    line = limits.describe_tf_error(tf.errors.ResourceExhaustedError(None, None, message))
+    line = describe_tf_error(tf.errors.ResourceExhaustedError(None, None, message))
     assert "\n" not in line and "[1,200000,200000,3] float tensor (447 GB)" in line and "smaller --crop" in line
     other = tf.errors.InvalidArgumentError(None, None, "Graph execution error:\n\nDetected at node 'x' defined at "
                                            "(most recent call last):\nNode: 'x'\nInput to reshape is a tensor with 3 "
                                            "values\n\t [[{{node x}}]]")
-    assert limits.describe_tf_error(other) == "Input to reshape is a tensor with 3 values"
+    assert describe_tf_error(other) == "Input to reshape is a tensor with 3 values"
 
 
 @pytest.mark.parametrize("split", ["../../up", "a/b", "..", ".hidden", "a\\b", ""])

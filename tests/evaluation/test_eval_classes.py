@@ -39,7 +39,7 @@ def demo_graph_bytes() -> bytes:
 @pytest.fixture(scope="module")
 def demo_predictions(demo_graph_bytes, tmp_path_factory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """name -> (ground truth, the exported graph's labels at scale 1) for every shipped val image."""
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     path = tmp_path_factory.mktemp("demo") / "frozen_inference_graph.pb"
     path.write_bytes(demo_graph_bytes)

@@ -19,7 +19,7 @@ def installed_voc(zoo_home, tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the dataset was checked")
 
-    monkeypatch.setattr("zoo_cli.graph.model.FrozenGraphModel", no_model)
+    monkeypatch.setattr("zoo_cli.graph.runner.FrozenGraphModel", no_model)
 
 
 @pytest.mark.parametrize("layout,message", [

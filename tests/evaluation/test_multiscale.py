@@ -221,7 +221,7 @@ class ReferenceStyleNative(NativeReference):
 
     def logits(self, x):
         from tests.support.refgraph import reference_style_graph
-        from zoo_cli.graph.retarget import analyse
+        from zoo_cli.graph.crop_pattern import analyse
 
         c = x.shape[:2]
         if c not in self.runners:

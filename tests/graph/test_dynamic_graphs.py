@@ -50,7 +50,7 @@ def _independent(image, scales, flip, crop):
 
 def test_multiscale_flip_on_a_graph_without_crop_equals_the_independent_procedure(no_crop_graph):
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(37, 50, 3), dtype=np.uint8)

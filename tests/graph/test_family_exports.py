@@ -70,7 +70,7 @@ def expected_strides(cfg) -> tuple[int, int | None]:
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_encoder_and_decoder_output_strides(family):
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     cfg = FAMILIES[family]
     with FrozenGraphModel(export(cfg)) as model:
@@ -83,21 +83,22 @@ def test_encoder_and_decoder_output_strides(family):
 def test_retargeted_crops_equal_native_exports(family):
     """Every crop of the seed's VOC multi-scale row for MobileNet-v2 OS 8; for the other families the largest
     (the smallest runs, against the reference's own native build of it, in the multi-scale test below)."""
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph.crop_pattern import analyse
+    from zoo_cli.graph.retarget import retarget
 
     cfg = FAMILIES[family]
     gd = export(cfg)
-    pattern = retarget.analyse(gd)
+    pattern = analyse(gd)
     scales = seed_scales(cfg)
     crops = [scaled(cfg.crop_size, s) for s in (scales if family == "mnv2_os8" else (scales[-1],))]
     for crop in crops:
         if crop == tuple(cfg.crop_size):
             continue
         native = export_graph(dataclasses.replace(cfg, crop_size=crop))
-        mine = retarget.retarget(gd, crop, pattern)
+        mine = retarget(gd, crop, pattern)
         image = smooth_image(crop[0] - 3, crop[1] - 5, seed=crop[0])
         feed = {pattern.input_tensor: image[None]}
-        native_logits = retarget.analyse(native).logits
+        native_logits = analyse(native).logits
         a_labels, a_logits = GraphRunner(native).run(["SemanticPredictions:0", native_logits], feed)
         b_labels, b_logits = GraphRunner(mine).run(["SemanticPredictions:0", pattern.logits], feed)
         scale = float(np.abs(a_logits).max())
@@ -134,7 +135,8 @@ def test_reference_graph_multiscale_flip_equals_the_procedure_with_its_weights()
     from tests.graph.test_reference_export import probe_image
     from tests.support.deeplab_ref import ExportConfig
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
-    from zoo_cli.graph.model import FrozenGraphModel, load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     shipped = load_graph_def(DATA / "deeplab_export_mnv2_dm05_os16_513.pb")
     cfg = ExportConfig("mobilenet_v2", depth_multiplier=0.5, output_stride=16, crop_size=(513, 513),

@@ -1,4 +1,4 @@
-"""The frozen-graph runner: structural inspection, exact predictions, scores, fitting, errors."""
+"""The frozen-graph runner: structural inspection, exact predictions, fitting, errors."""
 
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ def graphs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(graphs):
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     with FrozenGraphModel(graphs["os1"], intra_op_threads=1, inter_op_threads=1) as m:
         yield m
 
 
 def test_inspect_zoo_style_graph(graphs):
-    from zoo_cli.graph.model import inspect_graph
+    from zoo_cli.graph.info import inspect_graph
 
     info = inspect_graph(graphs["os1"])
     assert info.input_tensor == "ImageTensor:0" and info.input_dtype == "uint8"
@@ -49,7 +49,7 @@ def test_inspect_zoo_style_graph(graphs):
 
 
 def test_inspect_strided_graph_with_probabilities(graphs):
-    from zoo_cli.graph.model import inspect_graph
+    from zoo_cli.graph.info import inspect_graph
 
     info = inspect_graph(graphs["os8"])
     assert info.prediction_dtype == "int64"
@@ -61,7 +61,7 @@ def test_inspect_strided_graph_with_probabilities(graphs):
 
 
 def test_inspect_graph_without_image_pooling(graphs):
-    from zoo_cli.graph.model import inspect_graph
+    from zoo_cli.graph.info import inspect_graph
 
     info = inspect_graph(graphs["nopool"])
     # The output stride comes from the feature maps, not from an image-pooling kernel (X71 DPC has none).
@@ -70,7 +70,8 @@ def test_inspect_graph_without_image_pooling(graphs):
 
 
 def test_crop_of_a_graph_without_static_shapes_is_found_by_running_it(graphs):
-    from zoo_cli.graph.model import FrozenGraphModel, inspect_graph
+    from zoo_cli.graph.info import inspect_graph
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     info = inspect_graph(graphs["dynamic"])
     assert info.crop_size == (33, 41) and info.logits_size == (5, 6) and info.output_stride == 8
@@ -83,7 +84,7 @@ def test_crop_of_a_graph_without_static_shapes_is_found_by_running_it(graphs):
 
 def test_inspect_export_module_graph(tmp_path):
     export = pytest.importorskip("tests.support.export")
-    from zoo_cli.graph.model import inspect_graph
+    from zoo_cli.graph.info import inspect_graph
 
     for os_, decoder, expected_logits in ((16, False, 5), (8, False, 9), (8, True, 17)):
         path = tmp_path / f"t{os_}{decoder}.pb"
@@ -112,28 +113,14 @@ def test_session_is_reused(model):
     assert model.session is session
 
 
-def test_int64_graph_gives_int32_and_probabilities_match(graphs):
-    from zoo_cli.graph.model import FrozenGraphModel
+def test_int64_graph_gives_int32(graphs):
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
     with FrozenGraphModel(graphs["os8"]) as m:
-        p = m.predict_full(image, scores=True)
+        p = m.predict_full(image)
         assert p.labels.dtype == np.int32 and p.labels.shape == (20, 30)
-        assert p.scores.shape == (20, 30, 19)
-        assert np.allclose(p.scores.sum(-1), 1.0, atol=1e-4)
-        assert np.array_equal(p.scores.argmax(-1), p.labels)
-
-
-def test_logit_scores_are_cropped_to_the_image(model):
-    rng = np.random.default_rng(2)
-    image = rng.integers(0, 256, size=(10, 25, 3), dtype=np.uint8)
-    p = model.predict_full(image, scores=True)
-    assert p.scores.shape == (10, 25, 21) and p.scores.dtype == np.float32
-    red = image[..., 0].astype(np.float64)
-    c = 6.25 + 12.0 * np.arange(21)
-    assert np.allclose(p.scores, 2 * c * red[..., None] - c ** 2, rtol=1e-5, atol=1e-2)  # the padding is gone
-    assert np.array_equal(p.scores.argmax(-1), p.labels)
 
 
 def test_image_larger_than_crop_is_shrunk_to_fit(model):
@@ -150,7 +137,8 @@ def test_image_larger_than_crop_is_shrunk_to_fit(model):
 
 
 def test_bad_inputs_and_graphs(tmp_path, model):
-    from zoo_cli.graph.model import FrozenGraphModel, inspect_graph
+    from zoo_cli.graph.info import inspect_graph
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     with pytest.raises(ModelError, match="uint8 HxWx3"):
         model.predict(np.zeros((4, 4), dtype=np.uint8))
@@ -195,7 +183,7 @@ def test_encoder_output_stride_from_image_pooling_with_unit_or_kernel_strides(tm
     image_pooling_crop_size) or strides = kernel (slim.avg_pool2d, tests/support/refgraph.py): same eval OS."""
     from tests.support import export
     from tests.support.refgraph import reference_style_graph
-    from zoo_cli.graph.model import inspect_graph
+    from zoo_cli.graph.info import inspect_graph
 
     crop = (65, 81)
     kernel = ((crop[0] - 1) // os_ + 1, (crop[1] - 1) // os_ + 1)  # the feature map at this OS

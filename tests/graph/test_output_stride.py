@@ -40,9 +40,9 @@ CASES = {
 
 
 def compare(mine, native, crop, seed=0):
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph.crop_pattern import analyse
 
-    p_mine, p_native = retarget.analyse(mine), retarget.analyse(native)
+    p_mine, p_native = analyse(mine), analyse(native)
     image = smooth_image(crop[0] - 2, crop[1] - 3, seed=seed)
     feed = {p_native.input_tensor: image[None]}
     a_labels, a_logits = GraphRunner(native).run(["SemanticPredictions:0", p_native.logits], feed)
@@ -56,13 +56,14 @@ def compare(mine, native, crop, seed=0):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rewrite_equals_native_export_of_the_same_weights(case):
-    from zoo_cli.graph import output_stride, retarget
+    from zoo_cli.graph.crop_pattern import analyse
     from zoo_cli.graph.flops import count_madds
+    from zoo_cli.graph.output_stride import rewrite_output_stride
 
     cfg, target = CASES[case]
     native = export(at_os(cfg, target))
-    mine = output_stride.rewrite_output_stride(export(cfg), target)
-    assert retarget.analyse(mine).encoder_stride == target
+    mine = rewrite_output_stride(export(cfg), target)
+    assert analyse(mine).encoder_stride == target
     compare(mine, native, cfg.crop_size)
     assert count_madds(mine, cfg.crop_size).madds == count_madds(native, cfg.crop_size).madds
 
@@ -70,35 +71,36 @@ def test_rewrite_equals_native_export_of_the_same_weights(case):
 @pytest.mark.parametrize("case", ["mnv2_dm10_8to16", "xception65_decoder_8to16"])
 def test_rewrite_composes_with_crop_retargeting(case):
     """OS first, then the crop: equals the native export at the other OS and the other crop."""
-    from zoo_cli.graph import output_stride, retarget
+    from zoo_cli.graph.output_stride import rewrite_output_stride
+    from zoo_cli.graph.retarget import retarget
 
     cfg, target = CASES[case]
     crop = (97, 129)
-    rewritten = output_stride.rewrite_output_stride(export(cfg), target)
-    mine = retarget.retarget(rewritten, crop)
+    rewritten = rewrite_output_stride(export(cfg), target)
+    mine = retarget(rewritten, crop)
     compare(mine, export(at_os(cfg, target, crop)), crop, seed=3)
 
 
 def test_supported_output_strides_and_refusal():
     from zoo_cli.errors import ModelError
-    from zoo_cli.graph import output_stride
+    from zoo_cli.graph.output_stride import rewrite_output_stride, supported_output_strides
 
-    assert output_stride.supported_output_strides(export(MNV2_DM10)) == (8, 16, 32)
+    assert supported_output_strides(export(MNV2_DM10)) == (8, 16, 32)
     # MobileNet-v3 at OS 32 has no atrous conv and its decoder reads OS 8: OS 8 would need the decoder's
     # stride; what it can do is 16 and 32
     with pytest.raises(ModelError, match="cannot rewrite this graph's output stride"):
-        output_stride.rewrite_output_stride(export(FAMILIES["x71_dpc_os16"]), 32)
+        rewrite_output_stride(export(FAMILIES["x71_dpc_os16"]), 32)
 
 
 def test_multiscale_predictor_runs_the_rewritten_graph():
     """A multi-scale run of the rewritten graph equals the same run of the native export."""
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
-    from zoo_cli.graph import output_stride
+    from zoo_cli.graph.output_stride import rewrite_output_stride
 
     cfg, target = CASES["mnv2_dm10_8to16"]
     image = smooth_image(60, 58, seed=5)
     runs = []
-    for gd in (output_stride.rewrite_output_stride(export(cfg), target), export(at_os(cfg, target))):
+    for gd in (rewrite_output_stride(export(cfg), target), export(at_os(cfg, target))):
         ms = MultiScalePredictor(gd, scales=(0.75, 1.25), flip=True)
         try:
             runs.append(ms.predict(image))
@@ -109,17 +111,19 @@ def test_multiscale_predictor_runs_the_rewritten_graph():
 
 def test_round_trip_guard_passes_on_a_true_rewrite_and_refuses_a_wrong_one():
     from zoo_cli.errors import ModelError
-    from zoo_cli.graph import output_stride, retarget
+    from zoo_cli.graph.crop_pattern import analyse
+    from zoo_cli.graph.os_rewrites import guard_rewrite
+    from zoo_cli.graph.output_stride import rewrite_output_stride
 
     cfg, target = CASES["mnv2_dm10_8to16"]
     gd = export(cfg)
-    pattern = retarget.analyse(gd)
-    good = output_stride.rewrite_output_stride(gd, target)
-    assert output_stride.guard_rewrite(gd, good, pattern, target)["round_trip_pixels_differ"] <= 0.005
+    pattern = analyse(gd)
+    good = rewrite_output_stride(gd, target)
+    assert guard_rewrite(gd, good, pattern, target)["round_trip_pixels_differ"] <= 0.005
     # another network's graph at OS 16 (other weights): its round trip is not this graph
     other = export(dataclasses.replace(at_os(cfg, target), seed=7))
     with pytest.raises(ModelError, match="does not reproduce its own output"):
-        output_stride.guard_rewrite(gd, other, pattern, target)
+        guard_rewrite(gd, other, pattern, target)
 
 
 def _eval_json(args):

@@ -30,7 +30,7 @@ def probe_image() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model():
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     with FrozenGraphModel(GRAPH) as m:
         yield m
@@ -81,7 +81,7 @@ def test_crop_pattern_feeds_the_padded_image_not_the_mean_subtracted_one(model):
 
 def test_multiply_adds_match_the_reference_count():
     from zoo_cli.graph.flops import count_madds
-    from zoo_cli.graph.model import load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
 
     report = count_madds(load_graph_def(GRAPH), (513, 513))
     madds = FACTS["multiply_adds_billion_at_513"]

@@ -9,7 +9,9 @@ from tests.support import export
 from tests.support.refgraph import reference_style_graph
 from tests.support.tfgraph import GraphRunner, const_value, nodes_by_op, random_image, tf
 from zoo_cli.errors import ModelError
-from zoo_cli.graph import retarget
+from zoo_cli.graph.crop_pattern import analyse
+from zoo_cli.graph.geometry import required_paddings
+from zoo_cli.graph.retarget import retarget, retarget_or_none
 
 SEED, CLASSES = 21, 5
 
@@ -35,7 +37,7 @@ def test_crop65_retargeted_to_129_equals_native_129_pixel_for_pixel(variant):
     image = random_image(120, 120, seed=5)
     with pytest.raises(tf().errors.InvalidArgumentError):  # why re-targeting exists
         GraphRunner(small).predict(image)
-    moved = retarget.retarget(small, 129)
+    moved = retarget(small, 129)
     got, got_logits = _predict_and_logits(moved, image)
     want, want_logits = _predict_and_logits(native, image)
     np.testing.assert_array_equal(got, want)
@@ -45,7 +47,7 @@ def test_crop65_retargeted_to_129_equals_native_129_pixel_for_pixel(variant):
 
 @pytest.mark.parametrize("crop, size", [((100, 77), (97, 71)), ((57, 201), (40, 199)), ((33, 33), (33, 33))])
 def test_odd_crops_not_multiples_of_the_stride(g65, crop, size):
-    moved = retarget.retarget(g65, crop)
+    moved = retarget(g65, crop)
     native = export.tiny_deeplab(seed=SEED, num_classes=CLASSES, crop=crop)
     image = random_image(*size, seed=6)
     got, got_logits = _predict_and_logits(moved, image)
@@ -55,7 +57,7 @@ def test_odd_crops_not_multiples_of_the_stride(g65, crop, size):
 
 
 def test_rewrites_exactly_the_crop_encoding_places(g65):
-    moved = retarget.retarget(g65, (129, 257))
+    moved = retarget(g65, (129, 257))
     def ints(gd):
         return [const_value(n).tolist() for n in nodes_by_op(gd, "Const")
                 if n.attr["dtype"].type == 3 and const_value(n).size in (1, 2, 4)]
@@ -74,7 +76,7 @@ def test_rewrites_exactly_the_crop_encoding_places(g65):
 
 
 def test_analyse_reports_the_pattern(g65):
-    p = retarget.analyse(g65)
+    p = analyse(g65)
     assert p.crop == (65, 65) and p.logits_size == (9, 9) and p.logits_stride == (8, 8)
     assert p.num_classes == CLASSES and p.input_tensor == "ImageTensor:0"
     assert p.padded_image == export.PADDED_IMAGE_NAME + ":0"
@@ -103,10 +105,10 @@ def _renamed(gd):
 def test_detection_is_structural_not_by_name():
     small = _renamed(export.tiny_deeplab(seed=SEED, num_classes=CLASSES, crop=65, decoder=True))
     native = export.tiny_deeplab(seed=SEED, num_classes=CLASSES, crop=129, decoder=True)
-    p = retarget.analyse(small)
+    p = analyse(small)
     assert p.crop == (65, 65) and len(p.atrous) == 2 and len(p.resizes) == 2
     image = random_image(101, 128, seed=8)
-    r1, r2 = GraphRunner(retarget.retarget(small, 129, p)), GraphRunner(native)
+    r1, r2 = GraphRunner(retarget(small, 129, p)), GraphRunner(native)
     np.testing.assert_array_equal(r1.predict(image), r2.predict(image))
 
 
@@ -115,9 +117,9 @@ def test_reference_style_wiring_with_output_shapes_and_strided_pool():
     # resize, nearest resize of the labels, and `_output_shapes` attributes on every node.
     small = reference_style_graph(seed=SEED, num_classes=CLASSES, crop=65)
     native = reference_style_graph(seed=SEED, num_classes=CLASSES, crop=(129, 97))
-    p = retarget.analyse(small)
+    p = analyse(small)
     assert p.padded_rank == 4 and p.logits_size == (9, 9) and len(p.resizes) == 2
-    moved = retarget.retarget(small, (129, 97), p)
+    moved = retarget(small, (129, 97), p)
     assert not any("_output_shapes" in n.attr for n in moved.node)
     (pool,) = nodes_by_op(moved, "AvgPool")
     assert list(pool.attr["ksize"].list.i) == list(pool.attr["strides"].list.i) == [1, 17, 13, 1]
@@ -140,7 +142,7 @@ def test_shared_constant_is_not_changed_for_its_other_reader():
         return net.conv(x, "logits", 3, 1, relu=False)
 
     gd = export.export_frozen_graph(body, crop=65, num_classes=3, output_stride=8, seed=1)
-    moved = retarget.retarget(gd, 129)
+    moved = retarget(gd, 129)
     r1 = GraphRunner(moved)
     r2 = GraphRunner(export.export_frozen_graph(body, crop=129, num_classes=3, output_stride=8, seed=1))
     image = random_image(129, 129, seed=2)
@@ -161,17 +163,17 @@ def _no_pad_graph():
 
 def test_refuses_with_a_clear_message_when_the_pattern_is_missing(g65):
     with pytest.raises(ModelError, match="cannot re-target this graph: no Pad of the input image"):
-        retarget.analyse(_no_pad_graph())
+        analyse(_no_pad_graph())
     broken = tf().compat.v1.GraphDef()
     broken.CopyFrom(g65)
     for n in broken.node:
         if n.name == "SemanticPredictions":
             n.name = "Other"
     with pytest.raises(ModelError, match="no output 'SemanticPredictions'"):
-        retarget.analyse(broken)
+        analyse(broken)
     with pytest.raises(ModelError, match="too small"):
-        retarget.retarget(g65, 5)
-    graph, reason = retarget.retarget_or_none(g65, (4, 4), retarget.analyse(g65))
+        retarget(g65, 5)
+    graph, reason = retarget_or_none(g65, (4, 4), analyse(g65))
     assert graph is None and "too small" in reason
 
 
@@ -192,5 +194,5 @@ def test_required_paddings_matches_tensorflow_atrous_conv():
             pads, crops = const_value(byname[s2b.input[2]]), const_value(byname[b2s.input[2]])
             base = ((k - 1) * rate // 2, (k - 1) * rate - (k - 1) * rate // 2)
             for i, dim in enumerate((size, size + 3)):
-                p, c = retarget.required_paddings(dim, base, rate)
+                p, c = required_paddings(dim, base, rate)
                 assert p == pads[i].tolist() and c == crops[i].tolist()

@@ -26,7 +26,10 @@ NOISE = (
     "failed call to cuInit",
     "cpu_feature_guard",
 )
-TF_MODULES = ("zoo_cli.graph.model", "zoo_cli.graph.retarget", "zoo_cli.graph.flops", "tests.support.export",
+TF_MODULES = ("zoo_cli.graph.loading", "zoo_cli.graph.graphdef", "zoo_cli.graph.crop_pattern", "zoo_cli.graph.info",
+              "zoo_cli.graph.runner", "zoo_cli.graph.retarget", "zoo_cli.graph.output_stride", "zoo_cli.graph.flops",
+              "zoo_cli.graph.stride_edit", "zoo_cli.graph.os_rewrites", "zoo_cli.graph.memory", "zoo_cli.graph.tf_errors",
+              "tests.support.export",
               "zoo_cli.evaluation.multiscale", "zoo_cli.demo_run")
 
 

@@ -30,7 +30,8 @@ IMAGE_SEED = 0  # the random image latency is timed on: the same pixels on every
 
 def _graph_for_size(graph_def: Any, crop: tuple[int, int] | None) -> GraphForSize:
     """How to get the graph for a scaled crop: the graph itself at its own crop, else crop re-targeting."""
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph.crop_pattern import analyse
+    from zoo_cli.graph.retarget import retarget
 
     cache: dict[str, Any] = {}
 
@@ -38,15 +39,15 @@ def _graph_for_size(graph_def: Any, crop: tuple[int, int] | None) -> GraphForSiz
         if crop is None or tuple(size) == tuple(crop):
             return graph_def
         if "pattern" not in cache:
-            cache["pattern"] = retarget.analyse(graph_def)
-        return retarget.retarget(graph_def, tuple(size), cache["pattern"])
+            cache["pattern"] = analyse(graph_def)
+        return retarget(graph_def, tuple(size), cache["pattern"])
 
     return for_size
 
 
 def _check_memory(model: Any, input_size: tuple[int, int], setting: BenchSetting) -> None:
     """UsageError when the setting's tensors at ``input_size`` cannot fit (the estimate from the graph's own)."""
-    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+    from zoo_cli.graph.memory import check_crop_memory, floats_per_pixel
 
     classes = int(model.num_classes or 1)
     per_pixel = floats_per_pixel(model.graph, model.crop_size) or float(classes)
@@ -62,7 +63,7 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
 
     from zoo_cli.graph.flops import count_madds_multiscale
     from zoo_cli.graph.geometry import scaled_crop
-    from zoo_cli.graph.model import FrozenGraphModel, resize_image
+    from zoo_cli.graph.runner import FrozenGraphModel, resize_image
 
     threads = options.threads
     notes: list[str] = []
@@ -209,7 +210,7 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
 
 
 def _graph_crop(graph_def: Any) -> tuple[int, int] | None:
-    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.graph.runner import FrozenGraphModel
 
     with FrozenGraphModel(graph_def) as model:
         return model.info.crop_size
@@ -221,10 +222,10 @@ def _graph_at_rows_os(graph_def: Any, setting: BenchSetting) -> tuple[Any, dict[
     the graph itself and why (it is then measured at its own stride and marked not comparable)."""
     if not setting.rows:
         return graph_def, None
-    from zoo_cli.graph import retarget
+    from zoo_cli.graph.crop_pattern import analyse
 
     try:
-        pattern = retarget.analyse(graph_def)
+        pattern = analyse(graph_def)
     except ModelError:
         return graph_def, None  # no crop pattern: the stride cannot be read either; compare() says so
     if any(row.output_stride == pattern.encoder_stride for row in setting.rows):
@@ -238,10 +239,11 @@ def _graph_at_rows_os(graph_def: Any, setting: BenchSetting) -> tuple[Any, dict[
 def rewrite_to(graph_def: Any, target: int, pattern: Any | None = None) -> tuple[Any, dict[str, Any] | None]:
     """The graph at output stride ``target`` (rewritten in memory and guarded, zoo_cli.graph.output_stride) and the
     rewrite's facts, or the graph itself and None when it already runs there; a ModelError when it cannot."""
-    from zoo_cli.graph import retarget
-    from zoo_cli.graph.output_stride import guard_rewrite, timed_rewrite
+    from zoo_cli.graph.crop_pattern import analyse
+    from zoo_cli.graph.os_rewrites import guard_rewrite
+    from zoo_cli.graph.output_stride import timed_rewrite
 
-    pattern = pattern or retarget.analyse(graph_def)
+    pattern = pattern or analyse(graph_def)
     if target == pattern.encoder_stride:
         return graph_def, None
     rewritten, seconds = timed_rewrite(graph_def, target, pattern)

@@ -43,10 +43,11 @@ def check_eval_options(options: BenchOptions) -> None:
 
 
 def check_options(options: BenchOptions, ckpt: Checkpoint | None = None) -> None:
-    """:func:`check_eval_options`, the thread count (:func:`zoo_cli.limits.check_count`), and an input size whose
+    """:func:`check_eval_options`, the thread count (:func:`zoo_cli.config.check_count`), and an input size whose
     probability maps alone cannot fit in memory; raises UsageError before anything is loaded (the estimate from
     the graph's own tensors follows in :func:`zoo_cli.bench.measure.measure_setting`)."""
-    from zoo_cli.limits import check_count, check_crop_memory
+    from zoo_cli.config import check_count
+    from zoo_cli.graph.memory import check_crop_memory
 
     check_eval_options(options)
     check_count(options.threads, "--threads")

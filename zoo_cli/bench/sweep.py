@@ -52,7 +52,7 @@ def bench_checkpoint(ckpt: Checkpoint | None, cache: Any, options: BenchOptions 
     """``zoo bench NAME`` / ``--graph PATH``: bench ``graph_path`` if given, else ``ckpt``'s graph installed in
     ``cache``. With both, the graph is compared with ``ckpt``'s reported numbers; ``store`` and ``on_result`` are
     :func:`zoo_cli.bench.measure.bench_graph`'s."""
-    from zoo_cli.graph.model import load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
 
     path = graph_file(ckpt, cache, graph_path)
     datasets = open_datasets_first(ckpt, options)
@@ -90,7 +90,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, options: BenchOptions 
               store: Path | None = None, on_model: Callable[[str], None] | None = None,
               on_result: Callable[[BenchResult], None] | None = None) -> SweepOutcome:
     """Bench every downloaded checkpoint that has a frozen graph; a failing model is recorded, not fatal."""
-    from zoo_cli.graph.model import load_graph_def
+    from zoo_cli.graph.loading import load_graph_def
 
     check_eval_options(options)
     outcome = SweepOutcome()
@@ -105,7 +105,7 @@ def bench_all(registry: Iterable[Checkpoint], cache: Any, options: BenchOptions 
         except (ZooError, ValueError, RuntimeError, OSError, MemoryError) as exc:
             outcome.failures[ckpt.name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; one bad model must not stop the sweep
-            from zoo_cli.limits import describe_tf_error
+            from zoo_cli.graph.tf_errors import describe_tf_error
 
             outcome.failures[ckpt.name] = f"{type(exc).__name__}: {describe_tf_error(exc)}"
     return outcome

@@ -122,7 +122,7 @@ class ZooGroup(click.Group):
             if errors is None or not isinstance(exc, errors.OpError) or (app is not None and app.settings.debug):
                 raise
             from zoo_cli.errors import ModelError
-            from zoo_cli.limits import describe_tf_error
+            from zoo_cli.graph.tf_errors import describe_tf_error
 
             error = ModelError(describe_tf_error(exc))
             click.echo(f"Error: {error}", err=True)

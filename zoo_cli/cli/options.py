@@ -11,7 +11,7 @@ from zoo_cli.errors import UsageError
 
 class ThreadCount(click.ParamType):
     """``--threads`` / ``--inter-threads`` / ``--jobs``: a whole number from ``minimum`` to a few per CPU
-    (:func:`zoo_cli.limits.check_count`), refused by click before the command body runs."""
+    (:func:`zoo_cli.config.check_count`), refused by click before the command body runs."""
 
     name = "integer"
 
@@ -19,7 +19,7 @@ class ThreadCount(click.ParamType):
         self.minimum = minimum
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from zoo_cli.limits import check_count
+        from zoo_cli.config import check_count
 
         if isinstance(value, int):
             number: Any = value

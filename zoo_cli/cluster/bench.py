@@ -32,7 +32,7 @@ class BenchNode:
         driver opened (``datasets``); results carry how they were isolated."""
         import ray
 
-        from zoo_cli.graph.model import load_graph_def
+        from zoo_cli.graph.loading import load_graph_def
 
         host = socket.gethostname()
         for ds in (datasets or {}).values():

@@ -105,7 +105,7 @@ def load_label(path: Path | str) -> np.ndarray:
 def resize_long_side(image: np.ndarray, label: np.ndarray | None, long_side: int
                      ) -> tuple[np.ndarray, np.ndarray | None]:
     """Resize so the longer side equals ``long_side`` (image bilinear, labels nearest), as the ADE20K eval does."""
-    from zoo_cli.graph.model import resize_image, resize_labels
+    from zoo_cli.graph.runner import resize_image, resize_labels
 
     h, w = image.shape[:2]
     if max(h, w) == long_side:

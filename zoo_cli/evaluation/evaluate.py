@@ -709,11 +709,12 @@ def check_run_options(ckpt: Any | None, scales: str | Sequence[float] | None, cr
     """Validate the run options before anything loads; returns the parsed (scales, crop).
 
     Scales and crop go through the parsers ``zoo bench`` shares (:mod:`zoo_cli.evaluation.multiscale`), thread and job
-    counts through :func:`zoo_cli.limits.check_count`, the split name through :func:`check_split`; a crop
+    counts through :func:`zoo_cli.config.check_count`, the split name through :func:`check_split`; a crop
     whose probability maps alone (the checkpoint's classes) cannot fit in memory is refused here, the full
     estimate follows once the graph is loaded (:func:`check_graph_memory`). Raises UsageError."""
+    from zoo_cli.config import check_count
     from zoo_cli.evaluation.multiscale import parse_crop, parse_scales
-    from zoo_cli.limits import check_count, check_crop_memory
+    from zoo_cli.graph.memory import check_crop_memory
 
     check_count(threads, "--threads")
     check_count(inter_threads, "--inter-threads")
@@ -742,7 +743,7 @@ def check_split(split: str) -> str:
 def check_graph_memory(model: Any, settings: Any) -> None:
     """UsageError when the eval crop's tensors (estimated from the loaded graph's largest float tensor per
     pixel, its classes, the scales and flip) cannot fit in the memory available; before any re-targeting."""
-    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+    from zoo_cli.graph.memory import check_crop_memory, floats_per_pixel
 
     crop = tuple(settings.crop) if settings.crop else None
     if crop is None:
@@ -757,7 +758,7 @@ def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence
                             flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
                             as_exported: bool, output_stride: int | None = None) -> tuple[Any, Predictor]:
     from zoo_cli.evaluation.multiscale import choose_settings, parse_crop, parse_scales
-    from zoo_cli.graph.output_stride import OsRewrites
+    from zoo_cli.graph.os_rewrites import OsRewrites
 
     info = model.info
     graph_os = info.encoder_output_stride or info.output_stride
@@ -829,7 +830,7 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
     graph_path = resolve_graph(ckpt, cache, graph_path)
     check_out_dir(images, out_dir)  # before TensorFlow starts
     collect_images(images)  # a missing path or an empty directory fails here too
-    from zoo_cli.graph.model import FrozenGraphModel  # imports TensorFlow
+    from zoo_cli.graph.runner import FrozenGraphModel  # imports TensorFlow
 
     with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
         kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
@@ -862,7 +863,7 @@ class EvalRunner:
     What :func:`load_eval_runner` builds; the single-process run and every Ray worker build it the same way.
     """
 
-    model: Any  # zoo_cli.graph.model.FrozenGraphModel
+    model: Any  # zoo_cli.graph.runner.FrozenGraphModel
     settings: Any  # zoo_cli.evaluation.multiscale.EvalSettings
     predictor: Predictor
     num_classes: int
@@ -884,7 +885,7 @@ def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset,
     The graph's class count is checked before any re-targeting; an ADE20K dataset opened without a long side
     takes the graph's crop. Options as :func:`evaluate_checkpoint`'s.
     """
-    from zoo_cli.graph.model import FrozenGraphModel  # imports TensorFlow
+    from zoo_cli.graph.runner import FrozenGraphModel  # imports TensorFlow
 
     model = FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads)
     try:

@@ -39,8 +39,10 @@ import numpy as np
 
 from zoo_cli.constants import MEAN_PIXEL, OUTPUT_NAME
 from zoo_cli.errors import ModelError, UsageError
-from zoo_cli.graph import retarget as rt
+from zoo_cli.graph.crop_pattern import analyse, analyse_dynamic
 from zoo_cli.graph.geometry import scaled_crop
+from zoo_cli.graph.graphdef import copy_graph_def, is_weight, node_of, strip_colocation
+from zoo_cli.graph.retarget import retarget_or_none
 from zoo_cli.graph.tf_import import import_tf, new_session
 
 MAX_SCALES = 16  # the seed's longest list has 6; more only multiplies the run time
@@ -237,7 +239,7 @@ class SkippedScale:
 class MultiScalePredictor:
     """``image (uint8 HxWx3) -> labels (HxW int32)`` by the reference multi-scale/flip procedure.
 
-    ``source`` is a loaded :class:`zoo_cli.graph.model.FrozenGraphModel` (its graph and session are reused), a
+    ``source`` is a loaded :class:`zoo_cli.graph.runner.FrozenGraphModel` (its graph and session are reused), a
     GraphDef, or a path to a frozen graph. ``crop`` is the eval crop (default: the graph's own). With
     ``scales=(1.0,)`` and no flip the re-targeted graph's own ``SemanticPredictions`` is returned (the
     exported computation at the eval crop). ``window`` is how many of the network runs TensorFlow may have in
@@ -263,13 +265,13 @@ class MultiScalePredictor:
             self.graph_def = self.graph.as_graph_def()
         else:
             if isinstance(source, (str, os.PathLike)):
-                from zoo_cli.graph.model import load_graph_def
+                from zoo_cli.graph.loading import load_graph_def
 
                 source = load_graph_def(Path(source))
             self.graph_def = source
             self.graph = tf.Graph()
             with self.graph.as_default():
-                tf.compat.v1.import_graph_def(rt._strip_colocation(rt._copy(source)), name="")
+                tf.compat.v1.import_graph_def(strip_colocation(copy_graph_def(source)), name="")
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=int(threads),
                                               inter_op_parallelism_threads=int(inter_threads))
             self.session = new_session(config, graph=self.graph)
@@ -278,11 +280,11 @@ class MultiScalePredictor:
         self.dynamic = False
         if self.pattern is None:
             try:
-                self.pattern = rt.analyse(self.graph_def)
+                self.pattern = analyse(self.graph_def)
             except ModelError as exc:
                 # No crop baked in: a graph that runs any image size as it is takes the scaled images directly.
                 try:
-                    self.pattern = rt.analyse_dynamic(self.graph_def)
+                    self.pattern = analyse_dynamic(self.graph_def)
                 except ModelError:
                     raise exc from None  # neither: the crop pattern's reason is the one that says what is missing
                 self.dynamic = True
@@ -293,7 +295,7 @@ class MultiScalePredictor:
         self._nets: dict[tuple[int, int], _CropNet | str] = {}
         self._plans: dict[Any, _Plan] = {}
         self._lock = threading.RLock()
-        self._weights = {n.name for n in self.graph_def.node if rt._is_weight(n)}
+        self._weights = {n.name for n in self.graph_def.node if is_weight(n)}
         self.skipped: list[SkippedScale] = []
         for s in self.scales if not self.dynamic else ():
             c = scaled_crop(self.crop, s)
@@ -367,20 +369,20 @@ class MultiScalePredictor:
                 if crop == p.crop and scale == 1.0:
                     gd, reason = self.graph_def, None
                 else:
-                    gd, reason = rt.retarget_or_none(self.graph_def, crop, p, scale)
+                    gd, reason = retarget_or_none(self.graph_def, crop, p, scale)
                 if gd is None:
                     self._graphs[key] = reason or "re-targeting failed"
                 else:
-                    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [rt._node_of(p.logits), OUTPUT_NAME])
+                    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [node_of(p.logits), OUTPUT_NAME])
                     keep = [n for n in gd.node if n.name not in self._weights]
                     del gd.node[:]
                     gd.node.extend(keep)
-                    self._graphs[key] = rt._strip_colocation(gd)
+                    self._graphs[key] = strip_colocation(gd)
             return self._graphs[key]
 
     def _weight_map(self, graph_def: Any) -> dict[str, Any]:
         get = self.graph.get_tensor_by_name
-        names = {rt._node_of(ref) for n in graph_def.node for ref in n.input} & self._weights
+        names = {node_of(ref) for n in graph_def.node for ref in n.input} & self._weights
         return {f"{name}:0": get(f"{name}:0") for name in names}
 
     def _net(self, crop: tuple[int, int]) -> _CropNet | str:
@@ -565,7 +567,7 @@ class MultiScalePredictor:
         try:
             return fn(batch, *more)
         except tf.errors.OpError as exc:
-            from zoo_cli.limits import tf_model_error
+            from zoo_cli.graph.tf_errors import tf_model_error
 
             raise tf_model_error(exc, f"the graph re-targeted to {crop[0]}x{crop[1]} failed") from None
     # -- description

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from zoo_cli.errors import ModelError
 from zoo_cli.graph.geometry import scaled_crop
+from zoo_cli.graph.graphdef import node_of
 from zoo_cli.graph.tf_import import import_tf
 
 COUNTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -126,14 +127,14 @@ def _const_elements(tf: Any, node: Any) -> int:
 def _resolve_const(nodes: dict[str, Any], ref: str) -> Any | None:
     """Follow Identity-like nodes from an input reference to a Const node, if it is one."""
     seen = 0
-    name = ref.lstrip("^").split(":")[0]
+    name = node_of(ref)
     while name in nodes and seen < 32:
         node = nodes[name]
         if node.op == "Const":
             return node
         if node.op not in _PASS_THROUGH or not node.input:
             return None
-        name = node.input[0].lstrip("^").split(":")[0]
+        name = node_of(node.input[0])
         seen += 1
     return None
 

@@ -1,607 +1,39 @@
-"""Re-target a DeepLab frozen graph to another static crop.
+"""Re-target a DeepLab frozen graph to another static crop (the crop pattern is :mod:`zoo_cli.graph.crop_pattern`'s).
 
-The zoo's ``frozen_inference_graph.pb`` files bake their eval crop (e.g. 513x513) into the graph: the pad
-target scalars, the ``[1, 513, 513, 3]`` Const that sizes the final logits resize, the image-pooling
-``AvgPool`` kernel (and strides in some exports), the Const sizes of the image-pooling / decoder / logits
-resizes, and the ``SpaceToBatchND`` paddings / ``BatchToSpaceND`` crops of every atrous conv. An input larger
-than the crop fails inside the graph, so scales above 1.0 cannot simply be fed.
-
-:func:`analyse` finds those places structurally (op types and wiring, never node names): the Placeholder,
-the ``ArgMax`` behind ``SemanticPredictions``, the resize feeding it (its input is the feature-resolution
-logits), the ``Pad`` of the input and the scalar Consts that set its target (classified by probing the
-padding subgraph), the float padded image (the feed point for already padded/scaled images), the global
-``AvgPool`` nodes, the Const-size resizes and the SpaceToBatchND/BatchToSpaceND pairs. :func:`retarget`
-rewrites them for a new crop and checks the result with TensorFlow's static shape inference; anything that
-does not fit the pattern is a :class:`~zoo_cli.errors.ModelError` that says what was not found.
+:func:`retarget` rewrites every place the crop pattern names for a new crop (pad target, final resize size,
+image-pooling kernels, static resize sizes, atrous paddings/crops) and checks the result with TensorFlow's
+static shape inference; anything that does not fit is a :class:`~zoo_cli.errors.ModelError` that says what.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from zoo_cli.constants import INPUT_NAME, MEAN_PIXEL, OUTPUT_NAME
 from zoo_cli.errors import ModelError
-from zoo_cli.graph.tf_import import import_tf, new_session
-
-RESIZE_OPS = ("ResizeBilinear", "ResizeBicubic", "ResizeNearestNeighbor", "ResizeArea")
-PAD_OPS = ("Pad", "PadV2")
-PLACEHOLDER_OPS = ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault")
-# Float Consts at least this big are weights: replaced by Placeholders for shape-only imports and shared
-# (never copied) between the crops a multi-scale runner imports.
-WEIGHT_MIN_ELEMENTS = 16
-
-
-def _node_of(ref: str) -> str:
-    return ref.lstrip("^").split(":")[0]
-
-
-def _tensor(ref: str) -> str:
-    ref = ref.lstrip("^")
-    return ref if ":" in ref else f"{ref}:0"
-
-
-def _data_inputs(node: Any) -> list[str]:
-    return [r for r in node.input if not r.startswith("^")]
-
-
-class _Graph:
-    """Producer/consumer index over a GraphDef."""
-
-    def __init__(self, graph_def: Any) -> None:
-        self.graph_def = graph_def
-        self.nodes = {n.name: n for n in graph_def.node}
-        self.consumers: dict[str, list[Any]] = {n.name: [] for n in graph_def.node}
-        for n in graph_def.node:
-            for ref in n.input:
-                self.consumers.setdefault(_node_of(ref), []).append(n)
-
-    def producer(self, ref: str) -> Any:
-        return self.nodes.get(_node_of(ref))
-
-    def ancestors(self, refs: Iterable[str], stop: Iterable[str] = ()) -> set[str]:
-        """Names of all nodes the given tensors depend on (data inputs), not walking past ``stop``."""
-        stop = set(stop)
-        seen: set[str] = set()
-        queue = deque(_node_of(r) for r in refs)
-        while queue:
-            name = queue.popleft()
-            if name in seen or name not in self.nodes:
-                continue
-            seen.add(name)
-            if name in stop:
-                continue
-            queue.extend(_node_of(r) for r in _data_inputs(self.nodes[name]))
-        return seen
-
-    def descendants(self, name: str, within: set[str] | None = None, stop_ops: tuple[str, ...] = ()) -> set[str]:
-        """Names of all nodes fed (directly or not) by ``name``, itself included; only nodes in ``within`` when
-        given, and not walking past nodes whose op is in ``stop_ops`` (they are included)."""
-        seen: set[str] = set()
-        queue = deque([name])
-        while queue:
-            cur = queue.popleft()
-            if cur in seen:
-                continue
-            seen.add(cur)
-            if self.nodes[cur].op in stop_ops:
-                continue
-            queue.extend(c.name for c in self.consumers.get(cur, []) if within is None or c.name in within)
-        return seen
-
-    def const_value(self, ref: str) -> np.ndarray | None:
-        node = self.producer(ref)
-        if node is None or node.op != "Const":
-            return None
-        return import_tf().make_ndarray(node.attr["value"].tensor)
-
-
-@dataclass(frozen=True)
-class CropPattern:
-    """Where a frozen graph keeps its crop, found by :func:`analyse`."""
-
-    crop: tuple[int, int]
-    input_tensor: str
-    padded_image: str  # float padded image (pixel values 0..255, pad 127.5): feed scaled crops here
-    padded_rank: int
-    logits: str  # feature-resolution logits: input of the final resize that feeds ArgMax
-    logits_size: tuple[int, int]
-    logits_stride: tuple[int, int]  # (crop - 1) // stride + 1 == logits size, per side
-    upsampled_logits: str
-    argmax: str
-    num_classes: int
-    pad_height_const: str
-    pad_width_const: str
-    shape_const: str | None  # the [1, h, w, 3] (or [h, w]) Const sizing the final resize; None if dynamic
-    avg_pools: tuple[str, ...]  # global image pooling (kernel = the feature map at the crop)
-    resizes: tuple[str, ...]
-    atrous: tuple[tuple[str, str], ...]  # (SpaceToBatchND, BatchToSpaceND) node names
-    # Image pooling over a fixed window (image_pooling_crop_size), resized back to the feature size.
-    image_pools: tuple[str, ...] = ()
-    # The encoder's output stride (the seed's "Eval OS"): the coarsest feature map on the way from the image
-    # to the logits, outside image pooling and atrous space-to-batch. With a decoder the logits stride is finer.
-    encoder_stride: int = 0
-    spatial: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def decoder_stride(self) -> int | None:
-        """The decoder's output stride (the logits' stride when finer than the encoder's), else None."""
-        stride = max(self.logits_stride)
-        return stride if stride < self.encoder_stride else None
-
-    def logits_size_at(self, crop: tuple[int, int], scale: float = 1.0) -> tuple[int, int]:
-        """Feature-resolution logits size of ``crop`` scaled by ``scale`` (the reference's scale_dimension)."""
-        return (int((crop[0] - 1) * scale / self.logits_stride[0] + 1),
-                int((crop[1] - 1) * scale / self.logits_stride[1] + 1))
-
-    def describe(self) -> str:
-        return (f"crop {self.crop[0]}x{self.crop[1]}, output stride {self.encoder_stride}, logits "
-                f"{self.logits_size[0]}x{self.logits_size[1]} (stride {self.logits_stride[0]}), {len(self.avg_pools)} image-pooling AvgPool, "
-                f"{len(self.resizes)} static resizes, {len(self.atrous)} atrous convs")
-
-
-def _refuse(what: str) -> ModelError:
-    return ModelError(f"cannot re-target this graph: {what}; it does not have the DeepLab export_model.py "
-                      "pattern, so only its own crop can be used (single scale, images up to that crop)")
-
-
-def _stride_for(full: int, size: int) -> int | None:
-    """k with (full - 1) // k + 1 == size (powers of two first: DeepLab strides)."""
-    if size == full:
-        return 1
-    for k in (2, 4, 8, 16, 32, 64):
-        if (full - 1) // k + 1 == size:
-            return k
-    for k in range(3, max(4, full)):
-        if (full - 1) // k + 1 == size:
-            return k
-    return None
+from zoo_cli.graph.crop_pattern import CropPattern, analyse, not_retargetable
+from zoo_cli.graph.geometry import required_paddings, stride_between
+from zoo_cli.graph.graphdef import (
+    GraphIndex,
+    copy_graph_def,
+    data_inputs,
+    node_of,
+    set_const,
+    spatial_size,
+    static_shapes,
+    tensor_name,
+)
+from zoo_cli.graph.tf_import import import_tf
 
 
 def _map_size(old_crop: int, old: int, new_crop: int) -> int:
     if old == 1:
         return 1
-    k = _stride_for(old_crop, old)
+    k = stride_between(old_crop, old)
     if k is None:
-        raise _refuse(f"a crop-dependent size {old} is not the {old_crop} crop at any output stride")
+        raise not_retargetable(f"a crop-dependent size {old} is not the {old_crop} crop at any output stride")
     return (new_crop - 1) // k + 1
-
-
-def _shape_only(graph_def: Any) -> Any:
-    """Copy of ``graph_def`` with weight Consts swapped for same-shape Placeholders (fast shape import)."""
-    tf = import_tf()
-    out = tf.compat.v1.GraphDef()
-    out.versions.CopyFrom(graph_def.versions)
-    for n in graph_def.node:
-        m = out.node.add()
-        if _is_weight(n):
-            m.name, m.op = n.name, "Placeholder"
-            m.attr["dtype"].CopyFrom(n.attr["dtype"])
-            m.attr["shape"].shape.CopyFrom(n.attr["value"].tensor.tensor_shape)
-        else:
-            m.CopyFrom(n)
-            for key in ("_class", "_output_shapes"):
-                if key in m.attr:
-                    del m.attr[key]
-    return out
-
-
-def _is_weight(node: Any) -> bool:
-    if node.op != "Const":
-        return False
-    tf = import_tf()
-    if node.attr["dtype"].type not in (tf.float32.as_datatype_enum, tf.float16.as_datatype_enum,
-                                       tf.float64.as_datatype_enum, tf.bfloat16.as_datatype_enum):
-        return False
-    dims = [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
-    return int(np.prod(dims)) >= WEIGHT_MIN_ELEMENTS if dims else False
-
-
-def _static_shapes(graph_def: Any, feed: str, feed_shape: list[int], names: Iterable[str]) -> dict[str, list | None]:
-    """Static shapes of tensors ``names`` when ``feed`` has the static shape ``feed_shape``."""
-    tf = import_tf()
-    g = tf.Graph()
-    with g.as_default():
-        ph = tf.compat.v1.placeholder(tf.float32, feed_shape, name="zoo_retarget_feed")
-        try:
-            tf.compat.v1.import_graph_def(_shape_only(graph_def), name="g", input_map={feed: ph})
-        except (ValueError, tf.errors.OpError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"the re-targeted graph is inconsistent at {feed_shape[-3]}x{feed_shape[-2]}: "
-                             f"{first}") from None
-        out = {}
-        for name in names:
-            t = g.get_tensor_by_name(f"g/{_tensor(name)}")
-            out[name] = t.shape.as_list() if t.shape.rank is not None else None
-    return out
-
-
-def _hw(shape: list | None, rank4: bool = True) -> tuple[int, int] | None:
-    if not shape or len(shape) < 3:
-        return None
-    h, w = (shape[1], shape[2]) if len(shape) == 4 else (shape[0], shape[1])
-    return (int(h), int(w)) if h is not None and w is not None else None
-
-
-def _run_subgraph(graph_def: Any, fetch: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    tf = import_tf()
-    sub = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [_node_of(fetch)])
-    g = tf.Graph()
-    with g.as_default():
-        tf.compat.v1.import_graph_def(_strip_colocation(sub), name="")
-    with new_session(graph=g) as s:
-        return np.asarray(s.run(_tensor(fetch), feeds))
-
-
-def _strip_colocation(graph_def: Any) -> Any:
-    for n in graph_def.node:
-        for key in ("_class", "_output_shapes"):
-            if key in n.attr:
-                del n.attr[key]
-    return graph_def
-
-
-def _copy(graph_def: Any) -> Any:
-    out = import_tf().compat.v1.GraphDef()
-    out.CopyFrom(graph_def)
-    return out
-
-
-def _set_const(graph_def: Any, name: str, value: np.ndarray) -> None:
-    tf = import_tf()
-    for n in graph_def.node:
-        if n.name == name:
-            dtype = tf.dtypes.as_dtype(n.attr["dtype"].type)
-            n.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.asarray(value, dtype.as_numpy_dtype)))
-            return
-    raise KeyError(name)
-
-
-# ------------------------------------------------------------------------------------------- analyse
-
-
-def analyse(graph_def: Any) -> CropPattern:
-    """Find where ``graph_def`` keeps its crop; a graph without the DeepLab pattern is a ModelError."""
-    tf = import_tf()
-    g = _Graph(graph_def)
-    placeholders = [n for n in graph_def.node if n.op in PLACEHOLDER_OPS]
-    inp = g.nodes.get(INPUT_NAME) or (placeholders[0] if len(placeholders) == 1 else None)
-    if inp is None or inp.op not in PLACEHOLDER_OPS:
-        raise _refuse(f"no input placeholder '{INPUT_NAME}'")
-    pred = g.nodes.get(OUTPUT_NAME)
-    if pred is None:
-        raise _refuse(f"no output '{OUTPUT_NAME}'")
-
-    # The ArgMax behind the prediction, and the resize feeding it.
-    argmax = None
-    queue, seen = deque([pred.name]), set()
-    while queue and len(seen) < 64:
-        node = g.nodes[queue.popleft()]
-        seen.add(node.name)
-        if node.op == "ArgMax":
-            argmax = node
-            break
-        queue.extend(_node_of(r) for r in _data_inputs(node) if _node_of(r) not in seen)
-    if argmax is None:
-        raise _refuse(f"no ArgMax behind {OUTPUT_NAME}")
-    final = g.producer(argmax.input[0])
-    while final is not None and final.op == "Identity":
-        final = g.producer(final.input[0])
-    if final is None or final.op not in RESIZE_OPS:
-        raise _refuse("the ArgMax is not fed by a resize of the logits")
-    logits = _tensor(final.input[0])
-    size_ref = final.input[1]
-    size_ancestors = g.ancestors([size_ref])
-    dynamic_size = any(g.nodes[a].op in PLACEHOLDER_OPS for a in size_ancestors)
-
-    # Pad of the input image and the scalar Consts that set its target.
-    downstream = g.descendants(inp.name)
-    logits_anc = g.ancestors([logits])
-    pads = [n for n in graph_def.node if n.op in PAD_OPS and n.name in downstream and n.name in logits_anc]
-    if not pads:
-        raise _refuse("no Pad of the input image (pad to the crop)")
-    pad = min(pads, key=lambda n: len(g.ancestors([n.input[0]])))
-    pad_anc = g.ancestors([pad.input[1]])
-    int_types = (tf.int32.as_datatype_enum, tf.int64.as_datatype_enum)
-    candidates = [g.nodes[a] for a in pad_anc if g.nodes[a].op == "Const"
-                  and g.nodes[a].attr["dtype"].type in int_types
-                  and not g.nodes[a].attr["value"].tensor.tensor_shape.dim]
-    candidates = [c for c in candidates if int(g.const_value(c.name)) > 1]
-    pad_h, pad_w, _ = _classify_pad_consts(graph_def, g, inp, pad, candidates)
-    crop = (int(g.const_value(pad_h)), int(g.const_value(pad_w)))
-
-    # The float padded image (pixel values 0..255, padding 127.5): the feed point for scaled crops. The
-    # exports wire it in several ways (tf.pad of x - mean on a 3-D image via ExpandDims -> Pad -> Squeeze ->
-    # AddV2(mean) -> ExpandDims, or padding of a 4-D image, or Pad with the mean as constant value), so the
-    # tensor is picked by its value, never by its shape in the wiring: the chain after the Pad is run on a
-    # probe image and the last tensor holding exactly the padded image (before any normalisation) is taken.
-    padded, rank = _padded_image_tensor(graph_def, g, inp, pad, crop)
-    feed = g.producer(padded)
-
-    # Static shapes of everything at the graph's own crop (feeding the padded image with a static shape).
-    region = logits_anc & g.descendants(feed.name)
-    avg = [g.nodes[n] for n in region if g.nodes[n].op in ("AvgPool",)]
-    resizes = [g.nodes[n] for n in region if g.nodes[n].op in RESIZE_OPS and n != final.name]
-    s2b = [g.nodes[n] for n in region if g.nodes[n].op == "SpaceToBatchND"]
-    names = {logits, _tensor(final.name)}
-    names.update(_tensor(n.input[0]) for n in avg + resizes + s2b)
-    names.update(_tensor(n.name) for n in resizes)
-    concat_inputs = {}
-    for r in resizes:
-        for c in g.consumers.get(r.name, []):
-            if c.op in ("ConcatV2", "Concat"):
-                sibs = [_tensor(x) for x in _data_inputs(c) if _node_of(x) != r.name
-                        and g.producer(x) is not None and g.producer(x).op != "Const"]
-                concat_inputs[r.name] = sibs
-                names.update(sibs)
-    main_path = _encoder_path(g, feed.name, logits_anc, s2b)
-    names.update(_tensor(n) for n in main_path)
-    feed_shape = [1, crop[0], crop[1], 3] if rank == 4 else [crop[0], crop[1], 3]
-    shapes = _static_shapes(graph_def, padded, feed_shape, names)
-    spatial = {k: _hw(v) for k, v in shapes.items() if _hw(v) is not None}
-    encoder_stride = _coarsest_stride(crop, [shapes[_tensor(n)] for n in main_path])
-
-    logit_shape = shapes.get(logits)
-    if not logit_shape or _hw(logit_shape) is None or logit_shape[-1] is None:
-        raise _refuse("the logits have no static shape at the graph's own crop")
-    logits_size = _hw(logit_shape)
-    strides = (_stride_for(crop[0], logits_size[0]), _stride_for(crop[1], logits_size[1]))
-    if None in strides:
-        raise _refuse(f"logits of {logits_size} are not the crop {crop} at an output stride")
-
-    global_pools = []
-    image_pools = []
-    for n in avg:
-        ksize = list(n.attr["ksize"].list.i)
-        if n.attr["data_format"].s not in (b"", b"NHWC"):
-            raise _refuse(f"AvgPool {n.name} is not NHWC")
-        src = spatial.get(_tensor(n.input[0]))
-        if src == (ksize[1], ksize[2]):
-            global_pools.append(n.name)
-        elif src is not None and min(ksize[1], ksize[2]) > 1 and any(
-                spatial.get(_tensor(r.name)) == src and n.name in g.ancestors([r.name]) for r in resizes):
-            # Image pooling over a window set by image_pooling_crop_size (MobileNet-v3): pooled, then resized
-            # back to the feature size. Its window follows the scale in multi-scale runs, not the crop.
-            image_pools.append(n.name)
-
-    shape_const = None
-    if not dynamic_size:
-        consts = [g.nodes[a] for a in size_ancestors if g.nodes[a].op == "Const"
-                  and g.nodes[a].attr["dtype"].type in int_types]
-        for c in consts:
-            v = g.const_value(c.name).reshape(-1).tolist()
-            if (len(v) == 4 and (v[1], v[2]) == crop) or (len(v) == 3 and (v[0], v[1]) == crop) or \
-                    (len(v) == 2 and tuple(v) == crop):
-                shape_const = c.name
-        if shape_const is None:
-            raise _refuse(f"the final logits resize is sized by no Const holding the crop {crop}")
-
-    atrous = []
-    for n in s2b:
-        b2s = _matching_batch_to_space(g, n)
-        if b2s is None:
-            raise _refuse(f"SpaceToBatchND {n.name} has no matching BatchToSpaceND")
-        for ref in (n.input[1], n.input[2], b2s.input[1], b2s.input[2]):
-            if g.const_value(ref) is None:
-                raise _refuse(f"atrous conv {n.name} has non-constant block shape / paddings / crops")
-        atrous.append((n.name, b2s.name))
-
-    for r in resizes:
-        if g.const_value(r.input[1]) is None:
-            raise _refuse(f"resize {r.name} has a computed size")
-
-    spatial = dict(spatial)
-    for name, sibs in concat_inputs.items():
-        spatial[f"siblings:{name}"] = next((spatial[s] for s in sibs if s in spatial), None)
-    if encoder_stride is None or encoder_stride < max(strides):
-        encoder_stride = max(strides)
-    return CropPattern(
-        crop=crop, input_tensor=_tensor(inp.name), padded_image=padded, padded_rank=rank, logits=logits,
-        logits_size=logits_size, logits_stride=(int(strides[0]), int(strides[1])),
-        upsampled_logits=_tensor(final.name), argmax=argmax.name, num_classes=int(logit_shape[-1]),
-        pad_height_const=pad_h, pad_width_const=pad_w, shape_const=shape_const,
-        avg_pools=tuple(sorted(global_pools)), image_pools=tuple(sorted(image_pools)), resizes=tuple(sorted(r.name for r in resizes)),
-        atrous=tuple(sorted(atrous)), encoder_stride=int(encoder_stride), spatial=spatial,
-    )
-
-
-@dataclass(frozen=True)
-class DynamicPattern:
-    """A graph with no baked crop: it runs an image at its own size (no Pad to a constant crop)."""
-
-    input_tensor: str
-    float_input: str  # the image cast to float (pixel values): scaled float images are fed here
-    float_rank: int
-    logits: str  # the class scores the ArgMax reads, before any resize to the input's size
-    num_classes: int
-    crop: None = None
-
-
-def analyse_dynamic(graph_def: Any) -> DynamicPattern:
-    """The feed and logits of a graph that has no crop pattern but runs any image size as it is; a graph that
-    has neither is a ModelError."""
-    tf = import_tf()
-    g = _Graph(graph_def)
-    placeholders = [n for n in graph_def.node if n.op in PLACEHOLDER_OPS]
-    inp = g.nodes.get(INPUT_NAME) or (placeholders[0] if len(placeholders) == 1 else None)
-    pred = g.nodes.get(OUTPUT_NAME)
-    if inp is None or inp.op not in PLACEHOLDER_OPS or pred is None:
-        raise _refuse(f"no input placeholder '{INPUT_NAME}' or output '{OUTPUT_NAME}'")
-    argmax = next((g.nodes[n] for n in sorted(g.ancestors([pred.name])) if g.nodes[n].op == "ArgMax"), None)
-    if argmax is None:
-        raise _refuse(f"no ArgMax behind {OUTPUT_NAME}")
-    logits_node = g.producer(argmax.input[0])
-    while logits_node is not None and logits_node.op == "Identity":
-        logits_node = g.producer(logits_node.input[0])
-    if logits_node is not None and logits_node.op in RESIZE_OPS:
-        logits_node = g.producer(logits_node.input[0])
-    logits = _tensor(logits_node.name)
-    # The float image: the first float tensor on the input's single-consumer chain, checked by value.
-    cur, found = inp, None
-    dtype = tf.dtypes.as_dtype(inp.attr["dtype"].type).as_numpy_dtype
-    probe = (np.random.RandomState(1).rand(1, 5, 7, 3) * 255).astype(dtype)
-    for _ in range(4):
-        cons = [c for c in g.consumers.get(cur.name, []) if c.op in ("Cast", "Squeeze", "ExpandDims", "Identity",
-                                                                      "Reshape")]
-        if len(cons) != 1:
-            break
-        cur = cons[0]
-        if cur.op == "Cast":
-            value = _run_subgraph(graph_def, _tensor(cur.name), {_tensor(inp.name): probe})
-            image = value[0] if value.ndim == 4 else value
-            if value.dtype.kind == "f" and image.shape == probe.shape[1:] and np.array_equal(image, probe[0]):
-                found = (_tensor(cur.name), value.ndim)
-            break
-    if found is None:
-        raise _refuse("no Pad of the input image (pad to the crop), and no float cast of the input to feed")
-    try:
-        value = _run_subgraph(graph_def, logits, {_tensor(inp.name): probe})
-    except Exception as exc:  # noqa: BLE001
-        raise _refuse(f"the logits cannot be computed on a small image ({type(exc).__name__})") from None
-    if value.ndim != 4:
-        raise _refuse("the ArgMax does not read 4-D class scores")
-    if value.shape[1] > probe.shape[1] or value.shape[2] > probe.shape[2]:
-        raise _refuse("the graph pads its input to a crop, but the crop pattern was not found")
-    return DynamicPattern(input_tensor=_tensor(inp.name), float_input=found[0], float_rank=found[1],
-                          logits=logits, num_classes=int(value.shape[-1]))
-
-
-def _matching_batch_to_space(g: _Graph, s2b: Any) -> Any:
-    cur = s2b
-    for _ in range(4):
-        cons = g.consumers.get(cur.name, [])
-        if len(cons) != 1:
-            return None
-        cur = cons[0]
-        if cur.op == "BatchToSpaceND":
-            return cur
-    return None
-
-
-# Ops that end the encoder's main path: image pooling (global or strided) and squeeze-and-excitation pool
-# the feature map; what they feed is reached again through the main path where it matters.
-_POOL_OPS = ("AvgPool", "MaxPool", "Mean", "Max")
-
-
-def _encoder_path(g: _Graph, start: str, logits_anc: set[str], s2b: list[Any]) -> list[str]:
-    """Nodes from the padded image to the logits that carry the feature map at its own resolution: not
-    behind a pooling op, not between a SpaceToBatchND and its BatchToSpaceND (which fold space into batch)."""
-    inside: set[str] = set()
-    for node in s2b:
-        b2s = _matching_batch_to_space(g, node)
-        if b2s is not None:
-            inside |= (g.descendants(node.name) & g.ancestors([b2s.name])) - {b2s.name}
-    seen = g.descendants(start, within=logits_anc, stop_ops=_POOL_OPS)
-    return sorted(n for n in seen - inside if g.nodes[n].op not in _POOL_OPS + ("Const",) and n in logits_anc)
-
-
-def _coarsest_stride(crop: tuple[int, int], shapes: Iterable[list | None]) -> int | None:
-    """The largest output stride among 4-D feature maps of ``crop`` (None when none has a static size)."""
-    best = None
-    for shape in shapes:
-        if not shape or len(shape) != 4 or shape[1] is None or shape[2] is None or shape[1] < 2:
-            continue
-        k = _stride_for(crop[0], int(shape[1])), _stride_for(crop[1], int(shape[2]))
-        if None in k or k[0] != k[1]:
-            continue
-        best = k[0] if best is None else max(best, k[0])
-    return best
-
-
-# Ops that may stand between the Pad of the input and the padded image the network reads (shape changes
-# and the add-back of the mean).
-_PAD_CHAIN_OPS = ("Squeeze", "ExpandDims", "Reshape", "Identity", "Add", "AddV2", "Sub", "Cast")
-
-
-def _padded_image_tensor(graph_def: Any, g: _Graph, inp: Any, pad: Any, crop: tuple[int, int]) -> tuple[str, int]:
-    """The tensor downstream of ``pad`` that holds the padded image in pixel units, and its rank.
-
-    A probe image smaller than the crop is run through the preprocessing; a candidate must equal the image
-    in its top-left corner and the mean pixel elsewhere. Graphs whose chain matches nowhere are refused:
-    feeding the wrong tensor (e.g. ``x - 127.5``) would silently shift every pixel of every scaled run.
-    """
-    chain = [pad]
-    cur = pad
-    for _ in range(8):
-        cons = g.consumers.get(cur.name, [])
-        data_cons = [c for c in cons if any(_node_of(r) == cur.name for r in _data_inputs(c))]
-        if len(data_cons) != 1 or data_cons[0].op not in _PAD_CHAIN_OPS:
-            break
-        nxt = data_cons[0]
-        others = [r for r in _data_inputs(nxt) if _node_of(r) != cur.name]
-        if any(g.nodes[a].op in PLACEHOLDER_OPS for a in g.ancestors(others)):
-            break
-        chain.append(nxt)
-        cur = nxt
-    tf = import_tf()
-    dtype = tf.dtypes.as_dtype(inp.attr["dtype"].type).as_numpy_dtype
-    h, w = max(1, min(5, crop[0] - 1)), max(1, min(7, crop[1] - 1))
-    probe = (np.random.RandomState(0).rand(1, h, w, 3) * 255).astype(dtype)
-    want = np.full((crop[0], crop[1], 3), MEAN_PIXEL, np.float64)
-    want[:h, :w] = probe[0]
-    feeds = {_tensor(inp.name): probe}
-    found: tuple[str, int] | None = None
-    for node in chain:
-        ref = _tensor(node.name)
-        try:
-            value = _run_subgraph(graph_def, ref, feeds)
-        except Exception:  # noqa: BLE001 - a chain member that cannot run alone is simply not the feed point
-            continue
-        if value.dtype.kind != "f" or value.ndim not in (3, 4):
-            continue
-        image = value[0] if value.ndim == 4 and value.shape[0] == 1 else value
-        if image.shape == want.shape and np.allclose(image, want, atol=1e-3):
-            found = (ref, value.ndim)
-    if found is None:
-        raise _refuse("no tensor after the input's Pad holds the padded image (pixel values, mean-pixel padding)")
-    return found
-
-
-def _classify_pad_consts(graph_def: Any, g: _Graph, inp: Any, pad: Any, candidates: list) -> tuple[str, str, int]:
-    """Which scalar Const sets the pad target height and which the width (probing the padding subgraph),
-    and the rank of the padded image."""
-    if not candidates:
-        raise _refuse("no scalar Const sets the pad target (the crop)")
-    tf = import_tf()
-    dtype = tf.dtypes.as_dtype(inp.attr["dtype"].type).as_numpy_dtype
-    image = np.zeros((1, 1, 2, 3), dtype)  # 1x2 so height and width paddings differ
-    feeds = {_tensor(inp.name): image}
-    try:
-        base = _run_subgraph(graph_def, pad.input[1], feeds)
-    except Exception as exc:  # any failure here means the pattern is not what we expect
-        raise _refuse(f"the pad target cannot be evaluated ({type(exc).__name__})") from None
-    if base.ndim != 2 or base.shape[1] != 2 or base.shape[0] not in (3, 4):
-        raise _refuse("the input padding is not a [3|4, 2] paddings tensor")
-    row_h = base.shape[0] - 3
-    height = width = None
-    for c in candidates:
-        probe = _copy(graph_def)
-        _set_const(probe, c.name, g.const_value(c.name) + 1000)
-        diff = _run_subgraph(probe, pad.input[1], feeds) - base
-        if diff[row_h, 1] == 1000 and not diff[row_h + 1].any():
-            height = c.name if height is None else _ambiguous(height, c.name)
-        elif diff[row_h + 1, 1] == 1000 and not diff[row_h].any():
-            width = c.name if width is None else _ambiguous(width, c.name)
-    if height is None or width is None:
-        raise _refuse("no scalar Consts set the pad target height and width")
-    return height, width, int(base.shape[0])
-
-
-def _ambiguous(a: str, b: str) -> str:
-    raise _refuse(f"two Consts ({a}, {b}) both set one side of the pad target")
-
-
-# ------------------------------------------------------------------------------------------ retarget
-
-
-def required_paddings(size: int, base: tuple[int, int], block: int) -> tuple[list[int], list[int]]:
-    """SpaceToBatchND paddings and BatchToSpaceND crops for one spatial dim (as tf.nn.atrous_conv2d)."""
-    full = size + base[0] + base[1]
-    extra = (-full) % block
-    return [base[0], base[1] + extra], [0, extra]
 
 
 def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern | None = None,
@@ -616,7 +48,6 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
     atrous convs use paddings/crops computed for the new feature sizes; TensorFlow's static shape inference
     checks it. ``_output_shapes`` attributes (stale after the rewrite) are dropped.
     """
-    tf = import_tf()
     if isinstance(crop, (int, np.integer)):
         crop = (int(crop), int(crop))
     crop = (int(crop[0]), int(crop[1]))
@@ -625,18 +56,18 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
     min_side = max(pattern.logits_stride) + 1
     if min(crop) < min_side:
         raise ModelError(f"crop {crop[0]}x{crop[1]} is too small for this graph (at least {min_side} per side)")
-    g = _Graph(graph_def)
-    out = _copy(graph_def)
+    g = GraphIndex(graph_def)
+    out = copy_graph_def(graph_def)
     nodes = {n.name: n for n in out.node}
 
     def new_size(ref_hw: tuple[int, int]) -> tuple[int, int]:
         return (_map_size(old[0], ref_hw[0], crop[0]), _map_size(old[1], ref_hw[1], crop[1]))
 
-    _set_const(out, pattern.pad_height_const, crop[0])
-    _set_const(out, pattern.pad_width_const, crop[1])
+    set_const(out, pattern.pad_height_const, crop[0])
+    set_const(out, pattern.pad_width_const, crop[1])
     if scale != 1.0:
         for name in pattern.image_pools:
-            _scale_pool_window(nodes[name], pattern, g, scale)
+            _scale_pool_window(nodes[name], pattern, scale)
     if pattern.shape_const is not None:
         v = g.const_value(pattern.shape_const).reshape(-1).copy()
         if len(v) == 4:
@@ -645,16 +76,16 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
             v[0], v[1] = crop
         else:
             v[:] = crop
-        _set_const(out, pattern.shape_const, v.reshape(g.const_value(pattern.shape_const).shape))
+        set_const(out, pattern.shape_const, v.reshape(g.const_value(pattern.shape_const).shape))
 
     # First guess of every crop-dependent size from the stride it has at the old crop.
     targets: dict[str, tuple[int, int]] = {}
     for name in pattern.avg_pools:
-        targets[name] = new_size(pattern.spatial[_tensor(g.nodes[name].input[0])])
+        targets[name] = new_size(pattern.spatial[tensor_name(g.nodes[name].input[0])])
     for name in pattern.resizes:
         targets[name] = new_size(tuple(int(x) for x in g.const_value(g.nodes[name].input[1])))
     for s2b_name, _ in pattern.atrous:
-        targets[s2b_name] = new_size(pattern.spatial[_tensor(g.nodes[s2b_name].input[0])])
+        targets[s2b_name] = new_size(pattern.spatial[tensor_name(g.nodes[s2b_name].input[0])])
 
     for _round in range(4):
         _apply(out, nodes, g, pattern, targets)
@@ -669,27 +100,26 @@ def retarget(graph_def: Any, crop: tuple[int, int] | int, pattern: CropPattern |
     for n in out.node:
         if "_output_shapes" in n.attr:
             del n.attr["_output_shapes"]
-    del tf
     return out
 
 
-def _scale_pool_window(node: Any, pattern: CropPattern, g: _Graph, scale: float) -> None:
+def _scale_pool_window(node: Any, pattern: CropPattern, scale: float) -> None:
     """The window of a fixed-window image pooling at ``scale``: the reference pools
     ``scale_dimension(scale_dimension(image_pooling_crop_size, scale), 1 / OS)``; the crop size is
     ``(k - 1) * OS + 1`` for the window ``k`` at stride ``OS`` (the zoo's 769 -> 25 at OS 32)."""
-    src = pattern.spatial[_tensor(node.input[0])]
+    src = pattern.spatial[tensor_name(node.input[0])]
     ksize = list(node.attr["ksize"].list.i)
     new = []
     for i, (full, size) in enumerate(zip(pattern.crop, src)):
-        stride = _stride_for(full, size)
+        stride = stride_between(full, size)
         if stride is None:
-            raise _refuse(f"the image pooling {node.name} reads a feature map of no output stride")
+            raise not_retargetable(f"the image pooling {node.name} reads a feature map of no output stride")
         pool_crop = (ksize[1 + i] - 1) * stride + 1
         new.append(int((int((pool_crop - 1) * scale + 1) - 1) / stride + 1))
     node.attr["ksize"].list.i[:] = [1, new[0], new[1], 1]
 
 
-def _apply(out: Any, nodes: dict, g: _Graph, pattern: CropPattern, targets: dict) -> None:
+def _apply(out: Any, nodes: dict, g: GraphIndex, pattern: CropPattern, targets: dict) -> None:
     for name in pattern.avg_pools:
         node = nodes[name]
         h, w = targets[name]
@@ -706,7 +136,7 @@ def _apply(out: Any, nodes: dict, g: _Graph, pattern: CropPattern, targets: dict
         pads = g.const_value(s2b.input[2])
         crops = g.const_value(b2s.input[2])
         if np.any(crops[:, 0] != 0):
-            raise _refuse(f"atrous conv {s2b_name} crops at the start")
+            raise not_retargetable(f"atrous conv {s2b_name} crops at the start")
         new_p, new_c = [], []
         for i, size in enumerate(targets[s2b_name]):
             base = (int(pads[i, 0]), int(pads[i, 1] - crops[i, 1]))
@@ -717,15 +147,15 @@ def _apply(out: Any, nodes: dict, g: _Graph, pattern: CropPattern, targets: dict
         _set_input_const(out, nodes, g, b2s_name, 2, np.array(new_c, crops.dtype))
 
 
-def _set_input_const(out: Any, nodes: dict, g: _Graph, consumer: str, index: int, value: np.ndarray) -> None:
+def _set_input_const(out: Any, nodes: dict, g: GraphIndex, consumer: str, index: int, value: np.ndarray) -> None:
     """Give input ``index`` of ``consumer`` the Const ``value``: in place when only it reads the Const,
     else through a fresh Const (so another reader keeps the old value)."""
     tf = import_tf()
     node = nodes[consumer]
-    src = _node_of(node.input[index])
+    src = node_of(node.input[index])
     readers = {c.name for c in g.consumers.get(src, [])}
     if readers == {consumer} or src.endswith("/zoo_retarget"):
-        _set_const(out, src, value)
+        set_const(out, src, value)
         return
     fresh = f"{consumer}/input{index}/zoo_retarget"
     if fresh not in nodes:
@@ -733,48 +163,48 @@ def _set_input_const(out: Any, nodes: dict, g: _Graph, consumer: str, index: int
         c.name, c.op = fresh, "Const"
         c.attr["dtype"].type = tf.dtypes.as_dtype(value.dtype).as_datatype_enum
         nodes[fresh] = c
-    _set_const(out, fresh, value)
+    set_const(out, fresh, value)
     node.input[index] = fresh
 
 
-def _verify(out: Any, pattern: CropPattern, crop: tuple[int, int], g: _Graph) -> dict[str, tuple[int, int]]:
+def _verify(out: Any, pattern: CropPattern, crop: tuple[int, int], g: GraphIndex) -> dict[str, tuple[int, int]]:
     """The sizes each crop-dependent node needs, from TF's shape inference of the rewritten graph."""
     names = set()
     for name in pattern.avg_pools:
-        names.add(_tensor(g.nodes[name].input[0]))
+        names.add(tensor_name(g.nodes[name].input[0]))
     for s2b_name, _ in pattern.atrous:
-        names.add(_tensor(g.nodes[s2b_name].input[0]))
+        names.add(tensor_name(g.nodes[s2b_name].input[0]))
     sib = {}
     for name in pattern.resizes:
-        names.add(_tensor(g.nodes[name].input[0]))
+        names.add(tensor_name(g.nodes[name].input[0]))
         for c in g.consumers.get(name, []):
             if c.op in ("ConcatV2", "Concat"):
-                others = [_tensor(x) for x in _data_inputs(c) if _node_of(x) != name
+                others = [tensor_name(x) for x in data_inputs(c) if node_of(x) != name
                           and g.producer(x) is not None and g.producer(x).op != "Const"]
                 sib[name] = others
                 names.update(others)
     names.add(pattern.logits)
     feed_shape = [1, crop[0], crop[1], 3] if pattern.padded_rank == 4 else [crop[0], crop[1], 3]
-    shapes = _static_shapes(out, pattern.padded_image, feed_shape, names)
+    shapes = static_shapes(out, pattern.padded_image, feed_shape, names)
     need: dict[str, tuple[int, int]] = {}
     for name in pattern.avg_pools:
-        hw = _hw(shapes[_tensor(g.nodes[name].input[0])])
+        hw = spatial_size(shapes[tensor_name(g.nodes[name].input[0])])
         if hw is None:
             raise ModelError(f"re-targeting to {crop[0]}x{crop[1]}: the input of {name} has no static size")
         need[name] = hw
     for s2b_name, _ in pattern.atrous:
-        hw = _hw(shapes[_tensor(g.nodes[s2b_name].input[0])])
+        hw = spatial_size(shapes[tensor_name(g.nodes[s2b_name].input[0])])
         if hw is None:
             raise ModelError(f"re-targeting to {crop[0]}x{crop[1]}: the input of {s2b_name} has no static size")
         need[s2b_name] = hw
     for name in pattern.resizes:
         old_size = tuple(int(x) for x in g.const_value(g.nodes[name].input[1]))
-        ref = next((_hw(shapes[s]) for s in sib.get(name, []) if _hw(shapes[s]) is not None), None)
-        if ref is None and old_size == pattern.spatial.get(_tensor(g.nodes[name].input[0])):
-            ref = _hw(shapes[_tensor(g.nodes[name].input[0])])  # a no-op resize stays a no-op
+        ref = next((spatial_size(shapes[s]) for s in sib.get(name, []) if spatial_size(shapes[s]) is not None), None)
+        if ref is None and old_size == pattern.spatial.get(tensor_name(g.nodes[name].input[0])):
+            ref = spatial_size(shapes[tensor_name(g.nodes[name].input[0])])  # a no-op resize stays a no-op
         if ref is not None:
             need[name] = ref
-    if _hw(shapes[pattern.logits]) is None:
+    if spatial_size(shapes[pattern.logits]) is None:
         raise ModelError(f"re-targeting to {crop[0]}x{crop[1]}: the logits have no static size")
     return need
 
