@@ -42,14 +42,14 @@ def test_time_runs_warms_up_then_times():
 
 
 def test_parse_scales_and_size():
-    from zoo_cli.evaluation import multiscale
+    from zoo_cli.evaluation import settings
 
     assert bench.parse_scales("[0.5:0.25:1.75]") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     assert bench.parse_scales("1.25, 0.75,1") == (0.75, 1.0, 1.25)
     # The same parser as zoo eval's: every form it accepts, bench accepts (sorted for matching the rows).
     for text in ("0.5,0.75", "[0.5:0.25:1.75]", "0.5:0.25:1.75", "[1.0]"):
         try:
-            expected = multiscale.parse_scales(text)
+            expected = settings.parse_scales(text)
         except bench.UsageError:
             with pytest.raises(bench.UsageError):
                 bench.parse_scales(text)

@@ -18,8 +18,7 @@ from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fi
 from zoo_cli import limits
 from zoo_cli.cli.app import cli
 from zoo_cli.errors import UsageError
-from zoo_cli.evaluation.evaluate import check_split
-from zoo_cli.evaluation.multiscale import MAX_SCALES, parse_crop, parse_scales
+from zoo_cli.evaluation.settings import MAX_SCALES, check_split, parse_crop, parse_scales
 
 
 @pytest.mark.parametrize("text,why", [

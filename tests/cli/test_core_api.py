@@ -24,6 +24,7 @@ from zoo_cli.cli.app import cli
 from zoo_cli.errors import CacheError, DownloadError, UnknownCheckpointError, UsageError
 from zoo_cli.evaluation import evaluate
 from zoo_cli.evaluation.palettes import get_palette
+from zoo_cli.evaluation.settings import default_results_dir
 from zoo_cli.hub import install as fetch
 from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import load_registry
@@ -97,7 +98,7 @@ def test_evaluate_checkpoint_options_shard_text_no_save_and_bare_graph(tiny, tmp
     assert result.summary.miou == pytest.approx(naive_metrics(pairs, 21, 255)[0] * 100, abs=1e-3)
     assert result.checkpoint is None and result.extra["reported"] == []
     assert result.confusion_path is None and not (zoo_home / "results").exists()
-    assert evaluate.default_results_dir(zoo_home / "results", None, graph, "voc", "val", (1, 2)) == \
+    assert default_results_dir(zoo_home / "results", None, graph, "voc", "val", (1, 2)) == \
         zoo_home / "results" / tmp_path.name / "voc-val" / "single-scale-shard1of2"
 
 

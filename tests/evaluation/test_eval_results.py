@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from tests.support.datasets import make_voc
 from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
 from zoo_cli.cli.app import cli
-from zoo_cli.evaluation.evaluate import default_results_dir, setting_slug
+from zoo_cli.evaluation.settings import default_results_dir, setting_slug
 
 
 @pytest.fixture

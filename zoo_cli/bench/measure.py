@@ -178,16 +178,16 @@ def bench_settings(ckpt: Checkpoint | None, scales: Sequence[float] | None = Non
 
 
 def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
-    """``--scales`` exactly as ``zoo eval`` reads it (:func:`zoo_cli.evaluation.multiscale.parse_scales`: validated, sorted,
+    """``--scales`` exactly as ``zoo eval`` reads it (:func:`zoo_cli.evaluation.settings.parse_scales`: validated, sorted,
     repeats refused), so it matches the registry rows' scales."""
-    from zoo_cli.evaluation.multiscale import parse_scales as parse  # the one parser eval and bench share
+    from zoo_cli.evaluation.settings import parse_scales as parse  # the one parser eval and bench share
 
     return parse(text)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """``--input-size``: ``"513x513"`` / ``"513,513"`` / ``"513"`` -> (H, W), the parser of ``zoo eval --crop``."""
-    from zoo_cli.evaluation.multiscale import parse_crop
+    from zoo_cli.evaluation.settings import parse_crop
 
     return parse_crop(text, "--input-size")
 

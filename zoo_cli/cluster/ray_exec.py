@@ -435,6 +435,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     from zoo_cli import __version__
     from zoo_cli.evaluation import evaluate
     from zoo_cli.evaluation.metrics import ConfusionMatrix, merge_matrices
+    from zoo_cli.evaluation.settings import default_results_dir
 
     log = log or (lambda _msg: None)
     cache = evaluate._env_cache(cache)
@@ -494,7 +495,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
 
             slug = evaluate.run_setting(ckpt, info, settings, first["facts"])
             if out_dir is None:
-                out_dir = evaluate.default_results_dir(cache.results_dir, ckpt, graph_path, ds.kind, ds.split,
+                out_dir = default_results_dir(cache.results_dir, ckpt, graph_path, ds.kind, ds.split,
                                                        None, setting=slug)
             out_dir = Path(out_dir)
             identity = {"checkpoint": ckpt.name if ckpt is not None else None, "graph_sha256": source.graph_sha256,

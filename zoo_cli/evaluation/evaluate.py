@@ -30,7 +30,7 @@ from zoo_cli.errors import DatasetError, ModelError, UsageError, special_file_ki
 from zoo_cli.evaluation.datasets import Dataset, Sample, load_image
 from zoo_cli.evaluation.metrics import ConfusionMatrix, LabelRangeError, MetricSummary, merge_matrices
 from zoo_cli.evaluation.palettes import GENERIC, Palette, generic_palette
-from zoo_cli.registry.scales import setting_slug as scales_slug
+from zoo_cli.evaluation.settings import check_run_options, default_results_dir, parse_shard, setting_slug
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -437,19 +437,6 @@ class EvalResult:
         }
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` → (K, N) with 0 <= K < N; None stays None."""
-    if text is None:
-        return None
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard '{text}' is not K/N (e.g. 0/4 = every 4th image from the first)") from None
-    if n < 1 or not 0 <= k < n:
-        raise UsageError(f"--shard {text}: K must be in 0..N-1 and N at least 1")
-    return k, n
-
-
 def select(samples: Sequence[Sample], *, limit: int | None = None,
            shard: tuple[int, int] | None = None) -> list[Sample]:
     """The samples an evaluation covers: the first ``limit`` of the split, then every N-th from K."""
@@ -678,67 +665,6 @@ def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path |
     return Path(graph_path)
 
 
-def setting_slug(scales: Sequence[float], flip: bool, crop: Sequence[int] | None = None,
-                 reference_crop: Sequence[int] | None = None, output_stride: int | None = None,
-                 graph_output_stride: int | None = None) -> str:
-    """A directory name for an eval setting: ``single-scale``, ``scales-0.75-1-1.25-flip``, ``scales-1-flip``;
-    ``-crop1000x1000`` is added when ``crop`` is not ``reference_crop`` (the registry's eval crop, else the
-    graph's), so runs at different settings never overwrite each other's results."""
-    slug = scales_slug(tuple(float(s) for s in scales) or (1.0,), flip)
-    if crop is not None and (reference_crop is None or tuple(crop) != tuple(reference_crop)):
-        slug += f"-crop{crop[0]}x{crop[1]}"
-    if output_stride and graph_output_stride and output_stride != graph_output_stride:
-        slug += f"-os{output_stride}"  # a rewritten graph (zoo_cli.graph.output_stride)
-    return slug
-
-
-def default_results_dir(results_root: Path | str, ckpt: Any | None, graph_path: Path | str, dataset: str,
-                        split: str, shard: tuple[int, int] | None = None, setting: str = "single-scale") -> Path:
-    """Where a dataset evaluation is saved when no directory is given:
-    ``<results_root>/<checkpoint or graph's folder>/<dataset>-<split>/<setting>[-shardKofN]``
-    (``setting`` from :func:`setting_slug`)."""
-    graph_path = Path(graph_path)
-    label = ckpt.name if ckpt else graph_path.parent.name or graph_path.stem
-    suffix = f"-shard{shard[0]}of{shard[1]}" if shard else ""
-    return Path(results_root) / label / f"{dataset}-{split}" / f"{setting}{suffix}"
-
-
-def check_run_options(ckpt: Any | None, scales: str | Sequence[float] | None, crop: str | Sequence[int] | None,
-                      flip: bool | None = None, *, threads: int = 0, inter_threads: int = 0, jobs: int | None = None,
-                      split: str | None = None) -> tuple[tuple[float, ...] | None, tuple[int, int] | None]:
-    """Validate the run options before anything loads; returns the parsed (scales, crop).
-
-    Scales and crop go through the parsers ``zoo bench`` shares (:mod:`zoo_cli.evaluation.multiscale`), thread and job
-    counts through :func:`zoo_cli.limits.check_count`, the split name through :func:`check_split`; a crop
-    whose probability maps alone (the checkpoint's classes) cannot fit in memory is refused here, the full
-    estimate follows once the graph is loaded (:func:`check_graph_memory`). Raises UsageError."""
-    from zoo_cli.evaluation.multiscale import parse_crop, parse_scales
-    from zoo_cli.limits import check_count, check_crop_memory
-
-    check_count(threads, "--threads")
-    check_count(inter_threads, "--inter-threads")
-    if jobs is not None:
-        check_count(jobs, "--jobs", minimum=1)
-    if split is not None:
-        check_split(split)
-    scales_t, crop_t = parse_scales(scales), parse_crop(crop)
-    if crop_t is not None:
-        classes = int(getattr(ckpt, "num_classes", None) or 1)
-        check_crop_memory(crop_t, per_pixel=classes, num_classes=classes, scales=scales_t or (1.0,),
-                          flip=bool(flip))
-    return scales_t, crop_t
-
-
-def check_split(split: str) -> str:
-    """UsageError unless ``split`` is a plain name: it becomes a folder of the results directory, so path
-    separators, '..' or a leading '.' would let results land outside it."""
-    if not split or split != split.strip() or "/" in split or "\\" in split or split.startswith(".") \
-            or "\0" in split:
-        raise UsageError(f"--split {split!r} is not a split name (val, train, test, ...); it may not contain path "
-                         "separators or start with '.'")
-    return split
-
-
 def check_graph_memory(model: Any, settings: Any) -> None:
     """UsageError when the eval crop's tensors (estimated from the loaded graph's largest float tensor per
     pixel, its classes, the scales and flip) cannot fit in the memory available; before any re-targeting."""
@@ -756,7 +682,7 @@ def check_graph_memory(model: Any, settings: Any) -> None:
 def _settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[float] | None,
                             flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
                             as_exported: bool, output_stride: int | None = None) -> tuple[Any, Predictor]:
-    from zoo_cli.evaluation.multiscale import choose_settings, parse_crop, parse_scales
+    from zoo_cli.evaluation.settings import choose_settings, parse_crop, parse_scales
     from zoo_cli.graph.output_stride import OsRewrites
 
     info = model.info

@@ -167,10 +167,11 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
     if images and (use_ray or workers or ray_address or resume):
         raise UsageError("--ray, --workers, --ray-address and --resume apply to --data-dir evaluations only")
     from zoo_cli.evaluation import evaluate  # light; TensorFlow is imported when the model loads
+    from zoo_cli.evaluation.settings import check_run_options, parse_shard
 
-    shard_kn = evaluate.parse_shard(shard)
+    shard_kn = parse_shard(shard)
     # every number and name first: a typo is reported before the registry or anything else is read
-    evaluate.check_run_options(None, scales_text, crop_text, flip, threads=threads, inter_threads=inter_threads,
+    check_run_options(None, scales_text, crop_text, flip, threads=threads, inter_threads=inter_threads,
                                jobs=jobs, split=None if images else split)
     ckpt = app.registry.get(name) if name else None
     if progress is None and as_json:
