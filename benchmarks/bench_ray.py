@@ -72,7 +72,7 @@ def cluster_startup() -> dict[str, float]:
 
 
 def run_single(graph: Path, root: Path, out: Path):
-    from zoo_cli.evaluation.evaluate import evaluate_checkpoint
+    from zoo_cli.evaluation.dataset_job import evaluate_checkpoint
 
     start = time.perf_counter()
     result = evaluate_checkpoint(None, root, graph_path=graph, dataset="voc", out_dir=out, progress=False)

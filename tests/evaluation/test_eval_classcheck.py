@@ -25,7 +25,7 @@ def zoo(zoo_home, tmp_path, monkeypatch, four_class_graph):
     def no_predictor(*args, **kwargs):
         raise AssertionError("a predictor (re-targeted graph) was built before the class count was checked")
 
-    monkeypatch.setattr("zoo_cli.evaluation.evaluate.make_predictor", no_predictor)
+    monkeypatch.setattr("zoo_cli.evaluation.predictors.make_predictor", no_predictor)
     return lambda *args: CliRunner().invoke(cli, ["eval", *map(str, args)])
 
 

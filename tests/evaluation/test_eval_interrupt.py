@@ -12,7 +12,8 @@ from PIL import Image
 from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fixtures)
 from zoo_cli.atomic import atomic_paths
 from zoo_cli.cli.app import cli
-from zoo_cli.evaluation import evaluate
+from zoo_cli.evaluation import predictors
+from zoo_cli.evaluation.image_job import PredictionInterrupted, evaluate_images
 from zoo_cli.evaluation.palettes import get_palette
 
 
@@ -45,8 +46,8 @@ class _StopAt:
 
 def test_interrupt_between_images_lists_the_written_pairs(tmp_path):
     folder, out = _images(tmp_path / "in"), tmp_path / "out"
-    with pytest.raises(evaluate.PredictionInterrupted) as info:
-        evaluate.evaluate_images([folder], _StopAt(3), get_palette("voc"), out, progress=False)
+    with pytest.raises(PredictionInterrupted) as info:
+        evaluate_images([folder], _StopAt(3), get_palette("voc"), out, progress=False)
     assert [r.image.name for r in info.value.written] == ["im0.png", "im1.png"] and info.value.total == 4
     names, hidden = _pairs(out)
     assert names == ["im0.png", "im0_overlay.png", "im1.png", "im1_overlay.png"] and not hidden
@@ -81,7 +82,7 @@ def test_interrupt_inside_a_pair_leaves_neither_half(tmp_path, monkeypatch, fail
 
 def test_cli_interrupt_lists_written_images_and_exits_130(tiny_voc, tmp_path, monkeypatch):
     folder, out = _images(tmp_path / "in"), tmp_path / "out"
-    real = evaluate.make_predictor
+    real = predictors.make_predictor
 
     def stopping(model, **options):
         inner, count = real(model, **options), []
@@ -93,7 +94,7 @@ def test_cli_interrupt_lists_written_images_and_exits_130(tiny_voc, tmp_path, mo
             return inner(image)
         return predict
 
-    monkeypatch.setattr(evaluate, "make_predictor", stopping)
+    monkeypatch.setattr(predictors, "make_predictor", stopping)
     result = CliRunner().invoke(cli, ["eval", "tiny_voc", "--images", str(folder), "--out", str(out)])
     assert result.exit_code == 130, result.output
     assert "im0.png → im0.png, im0_overlay.png" in result.stdout and "im1" not in result.stdout

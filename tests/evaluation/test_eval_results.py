@@ -74,7 +74,7 @@ def test_reported_row_is_marked_only_when_the_crop_matches_too(zoo, tmp_path):
 def test_reported_rows_unit():
     from types import SimpleNamespace
 
-    from zoo_cli.evaluation.evaluate import reported_rows
+    from zoo_cli.evaluation.results import reported_rows
     from zoo_cli.registry.catalog import EvalRow
 
     rows = [EvalRow(output_stride=16, scales=(1.0,), flip=False, madds_billion=None, runtime_s=None,

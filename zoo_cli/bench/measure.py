@@ -516,9 +516,9 @@ def open_bench_datasets(data_dir: Path | str, ckpt: Checkpoint | None,
 
     Done before a graph is loaded, so a wrong ``--data-dir`` fails in a second, as ``zoo eval``'s does.
     """
-    from zoo_cli.evaluation import evaluate
+    from zoo_cli.evaluation.datasets import open_eval_dataset
 
-    return {split: evaluate.open_eval_dataset(data_dir, ckpt, split=split)
+    return {split: open_eval_dataset(data_dir, ckpt, split=split)
             for split in dict.fromkeys(_split(s) for s in settings)}
 
 
@@ -545,25 +545,28 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
               progress: bool | None, notes: list[str],
               datasets: dict[str, Any] | None = None) -> tuple[float | None, float | None, dict[str, Any] | None]:
     """mIOU / pixel accuracy of the setting on ``data_dir`` via the eval engine; (None, None, why) if impossible."""
-    from zoo_cli.evaluation import evaluate
+    from zoo_cli.evaluation.classes import scored_classes, scored_ignore_label
+    from zoo_cli.evaluation.dataset_job import evaluate_dataset
+    from zoo_cli.evaluation.datasets import open_eval_dataset
+    from zoo_cli.evaluation.predictors import make_predictor
 
     split = _split(setting)
     dataset = (datasets or {}).get(split)
     if dataset is None:
-        dataset = evaluate.open_eval_dataset(data_dir, ckpt, split=split, graph_crop=model.crop_size)
+        dataset = open_eval_dataset(data_dir, ckpt, split=split, graph_crop=model.crop_size)
     elif dataset.kind == "ade20k" and dataset.long_side is None and model.crop_size:
         dataset.long_side = max(model.crop_size)  # opened before the graph was loaded: its crop is known now
-    num_classes = evaluate.scored_classes(dataset, ckpt, model.num_classes)
+    num_classes = scored_classes(dataset, ckpt, model.num_classes)
     try:
         # The registry's eval crop, as 'zoo eval --data-dir' uses, so both commands measure the same mIOU.
-        predictor = evaluate.make_predictor(model, scales=setting.scales, flip=setting.flip,
+        predictor = make_predictor(model, scales=setting.scales, flip=setting.flip,
                                             crop=ckpt.eval_crop if ckpt is not None else None)
     except UsageError as exc:
         notes.append(f"mIOU not measured for {setting.describe()}: {exc}")
         return None, None, {"skipped": str(exc)}
-    matrix, count, seconds = evaluate.evaluate_dataset(dataset, predictor, limit=limit, progress=progress,
+    matrix, count, seconds = evaluate_dataset(dataset, predictor, limit=limit, progress=progress,
                                                        num_classes=num_classes,
-                                                       ignore_label=evaluate.scored_ignore_label(dataset, ckpt))
+                                                       ignore_label=scored_ignore_label(dataset, ckpt))
     summary = matrix.summary()
     return summary.miou, summary.pixel_accuracy, {"dataset": dataset.kind, "split": split, "images": count,
                                                   "split_images": len(dataset.samples), "limit": limit,

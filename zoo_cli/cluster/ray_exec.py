@@ -2,8 +2,8 @@
 
 Ray is the engine (scheduling, actor restarts, the object store); this module only says what runs where:
 
-* **eval**: the split is cut with the ``--shard K/N`` selection (:func:`zoo_cli.evaluation.evaluate.select`). One actor
-  per worker loads and re-targets the graph once (:func:`zoo_cli.evaluation.evaluate.load_eval_runner`, as the
+* **eval**: the split is cut with the ``--shard K/N`` selection (:func:`zoo_cli.evaluation.dataset_job.select`). One actor
+  per worker loads and re-targets the graph once (:func:`zoo_cli.evaluation.dataset_job.load_eval_runner`, as the
   single-process run does) and scores whole shards; a shard's confusion matrix comes back only when the shard
   is complete, so a worker that dies mid-shard (Ray restarts it and re-runs the shard) never counts an image
   twice. Each finished shard is saved under ``<results>/ray-shards/`` as it arrives (``--resume`` skips
@@ -283,7 +283,7 @@ class EvalWorker:
         if self.runner is None:
             import ray
 
-            from zoo_cli.evaluation import evaluate
+            from zoo_cli.evaluation.dataset_job import load_eval_runner
 
             self.dataset = dataset
             _driver_threads_env(self.options["omp_num_threads"])
@@ -291,7 +291,7 @@ class EvalWorker:
             path, cleanup = node_graph(source, get_object=ray.get)
             o = self.options
             try:
-                self.runner = evaluate.load_eval_runner(path, self.ckpt, dataset, threads=o["threads"],
+                self.runner = load_eval_runner(path, self.ckpt, dataset, threads=o["threads"],
                                                         inter_threads=o["inter_threads"], scales=o["scales"],
                                                         flip=o["flip"], crop=o["crop"], row=o["row"],
                                                         output_stride=o["output_stride"])
@@ -304,21 +304,21 @@ class EvalWorker:
     def ready(self, source: GraphSource, dataset: Any) -> dict[str, Any]:
         """Load now; what the driver needs to name and describe the result."""
         from zoo_cli import __version__
-        from zoo_cli.evaluation import evaluate
+        from zoo_cli.evaluation.results import predictor_facts
 
         runner = self._ensure(source, dataset)
         return {"host": self.host, "version": __version__, "info": runner.model.info, "settings": runner.settings,
                 "num_classes": runner.num_classes, "ignore_label": runner.ignore_label,
-                "facts": evaluate.predictor_facts(runner.predictor),
+                "facts": predictor_facts(runner.predictor),
                 "long_side": self.dataset.long_side}
 
     def run_shard(self, k: int, n: int, source: GraphSource, dataset: Any, counter: Any) -> dict[str, Any]:
         """Score shard K/N; the matrix is returned only when every image of it is in."""
-        from zoo_cli.evaluation import evaluate
+        from zoo_cli.evaluation.dataset_job import evaluate_dataset, select
 
         runner = self._ensure(source, dataset)
         o = self.options
-        samples = evaluate.select(self.dataset.samples, limit=o["limit"], shard=(k, n))
+        samples = select(self.dataset.samples, limit=o["limit"], shard=(k, n))
         _check_visible([p for s in samples for p in (s.image_path, s.label_path)], self.dataset.root, self.host)
         counter.start.remote(k)
         predictor = runner.predictor
@@ -330,7 +330,7 @@ class EvalWorker:
             if self.die_once and done == 1:
                 _die_once(self.die_once)  # mid-shard: one image in, the matrix not yet returned
 
-        matrix, count, seconds = evaluate.evaluate_dataset(
+        matrix, count, seconds = evaluate_dataset(
             self.dataset, predictor, limit=o["limit"], shard=(k, n), jobs=o["jobs"], progress=False,
             on_image=on_image, num_classes=runner.num_classes, ignore_label=runner.ignore_label)
         return {"shard": k, "matrix": matrix.matrix, "images": count, "seconds": seconds, "host": self.host,
@@ -374,7 +374,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _finished_shards(folder: Path, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Shards of ``plan`` already saved in ``folder`` (matrix and metrics.json of this plan): K -> metrics."""
-    from zoo_cli.evaluation.evaluate import CONFUSION_FILE, METRICS_FILE
+    from zoo_cli.evaluation.results import CONFUSION_FILE, METRICS_FILE
 
     done = {}
     n = plan["shards"]
@@ -422,7 +422,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                             resume: bool = False, mirror: str | None = None, offline: bool = False,
                             shards: int | None = None, die_once: str | None = None,
                             log: Log | None = None) -> Any:
-    """``zoo eval NAME --data-dir DIR --ray``: :func:`zoo_cli.evaluation.evaluate.evaluate_checkpoint` on a Ray cluster.
+    """``zoo eval NAME --data-dir DIR --ray``: :func:`zoo_cli.evaluation.dataset_job.evaluate_checkpoint` on a Ray cluster.
 
     Same options and the same result (matrix, ``metrics.json``, results folder), plus: ``workers`` actors
     (default: one per CPU, :func:`plan_workers`) at ``address`` (default ``RAY_ADDRESS``, else a local
@@ -433,18 +433,21 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     from tqdm import tqdm
 
     from zoo_cli import __version__
-    from zoo_cli.evaluation import evaluate
+    from zoo_cli.evaluation.dataset_job import no_images_message, select
+    from zoo_cli.evaluation.datasets import open_eval_dataset
     from zoo_cli.evaluation.metrics import ConfusionMatrix, merge_matrices
-    from zoo_cli.evaluation.settings import default_results_dir
+    from zoo_cli.evaluation.predictors import LARGE_CROP_PIXELS, _env_cache, plan_parallelism, resolve_graph
+    from zoo_cli.evaluation.results import CONFUSION_FILE, build_eval_result, run_setting, save_result
+    from zoo_cli.evaluation.settings import default_results_dir, progress_disable
 
     log = log or (lambda _msg: None)
-    cache = evaluate._env_cache(cache)
+    cache = _env_cache(cache)
     user_graph = graph_path
-    graph_path = evaluate.resolve_graph(ckpt, cache, graph_path)
-    ds = evaluate.open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
-    selected = evaluate.select(ds.samples, limit=limit)
+    graph_path = resolve_graph(ckpt, cache, graph_path)
+    ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
+    selected = select(ds.samples, limit=limit)
     if not selected:
-        raise DatasetError(evaluate.no_images_message(ds, limit, None))
+        raise DatasetError(no_images_message(ds, limit, None))
     if shards is not None and shards < 1:
         raise UsageError("shards must be at least 1")
     started = time.perf_counter()
@@ -452,11 +455,11 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
         connected = time.perf_counter() - started
         nodes = node_cpus(ray)
         eval_crop = ckpt.eval_crop if ckpt is not None else None
-        large = eval_crop is not None and eval_crop[0] * eval_crop[1] > evaluate.LARGE_CROP_PIXELS
+        large = eval_crop is not None and eval_crop[0] * eval_crop[1] > LARGE_CROP_PIXELS
         n_workers, per = plan_workers([c for _, _, c in nodes], workers, threads, len(selected), large)
         # --threads is the worker's CPU share here; its images at once split it (never TensorFlow's default of
         # all the node's cores, which several workers on one node would oversubscribe).
-        run_jobs, tf_threads = evaluate.plan_parallelism(jobs, 0, eval_crop, cpus=per)
+        run_jobs, tf_threads = plan_parallelism(jobs, 0, eval_crop, cpus=per)
         tf_threads = tf_threads or per
         options = dict(threads=tf_threads, inter_threads=inter_threads or per, scales=scales, flip=flip,
                        crop=crop, row=row, output_stride=output_stride, limit=limit, jobs=run_jobs,
@@ -488,12 +491,12 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
 
             def result_of(matrix: Any, count: int, seconds: float, shard: tuple[int, int] | None,
                           fitted: int, enlarged: int) -> Any:
-                return evaluate.build_eval_result(matrix, count, seconds, dataset=ds, ckpt=ckpt,
+                return build_eval_result(matrix, count, seconds, dataset=ds, ckpt=ckpt,
                                                   graph_path=graph_path, shard=shard, num_classes=num_classes,
                                                   info=info, settings=settings, facts=facts(fitted, enlarged),
                                                   ignore_label=ignore_label)
 
-            slug = evaluate.run_setting(ckpt, info, settings, first["facts"])
+            slug = run_setting(ckpt, info, settings, first["facts"])
             if out_dir is None:
                 out_dir = default_results_dir(cache.results_dir, ckpt, graph_path, ds.kind, ds.split,
                                                        None, setting=slug)
@@ -509,7 +512,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             parts: dict[int, tuple[Any, int, int, int]] = {}  # K -> (matrix, images, fitted, enlarged)
             cpu_seconds = 0.0  # the workers' CPU time on this invocation's shards (all their threads)
             for k, meta in done.items():
-                matrix = ConfusionMatrix.load(folder / f"shard-{k}of{n}" / evaluate.CONFUSION_FILE,
+                matrix = ConfusionMatrix.load(folder / f"shard-{k}of{n}" / CONFUSION_FILE,
                                           meta.get("ignore_label"))
                 parts[k] = (matrix, int(meta.get("num_images", 0)), int(meta.get("shrunk_to_fit", 0)),
                             int((meta.get("multiscale") or {}).get("enlarged_images", 0)))
@@ -518,7 +521,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             for extra in actors[len(actors_used):]:
                 ray.kill(extra, no_restart=True)  # more workers than shards left: free their CPUs
             resumed = sum(p[1] for p in parts.values())
-            bar = tqdm(total=len(selected), initial=resumed, unit="img", disable=evaluate._disable(progress),
+            bar = tqdm(total=len(selected), initial=resumed, unit="img", disable=progress_disable(progress),
                        desc=f"eval {ds.kind} (ray x{len(actors_used)})", dynamic_ncols=True)
             eval_start = time.perf_counter()
             inflight: dict[Any, tuple[Any, int]] = {}
@@ -542,7 +545,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                                          out["enlarged"])
                         part.extra["ray_run"] = plan
                         part.extra["ray_node"] = out["host"]
-                        evaluate.save_result(part, matrix, folder / f"shard-{k}of{n}")
+                        save_result(part, matrix, folder / f"shard-{k}of{n}")
                         parts[k] = (matrix, out["images"], out["fitted"], out["enlarged"])
                         cpu_seconds += out["cpu_seconds"]
                         submit(actor)
@@ -562,7 +565,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             total = merge_matrices([p[0] for p in ordered])  # what 'zoo eval merge' sums
             count = sum(p[1] for p in ordered)
             if count == 0:
-                raise DatasetError(evaluate.no_images_message(ds, limit, None))
+                raise DatasetError(no_images_message(ds, limit, None))
             result = result_of(total, count, seconds, None, sum(p[2] for p in ordered), sum(p[3] for p in ordered))
         finally:
             for actor in actors:  # on success, an error or Ctrl-C: no remote work outlives the command
@@ -572,7 +575,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                            "jobs": run_jobs, "shards": n, "resumed_shards": len(done), "resumed_images": resumed,
                            "nodes": sorted({i["host"] for i in infos}), "connect_seconds": round(connected, 3),
                            "ready_seconds": round(loaded, 3), "worker_cpu_seconds": round(cpu_seconds, 3)}
-    evaluate.save_result(result, total, out_dir)
+    save_result(result, total, out_dir)
     shutil.rmtree(folder, ignore_errors=True)  # the final result is in; the shards were only for --resume
     return result
 

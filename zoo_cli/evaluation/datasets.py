@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -279,3 +279,20 @@ def _open_ade20k(root: Path, split: str, long_side: int | None) -> Dataset:
     if not samples:
         raise DatasetError(f"{image_dir} holds no .jpg images")
     return Dataset("ade20k", base, split, samples, long_side=long_side)
+
+def open_eval_dataset(data_dir: Path | str, ckpt: Any | None = None, *, kind: str | None = None,
+                      split: str = "val", graph_crop: tuple[int, int] | None = None) -> Dataset:
+    """The ``split`` of ``data_dir`` prepared the way the reference evaluates ``ckpt``.
+
+    The layout is ``kind``, else the checkpoint's dataset, else detected. ADE20K images are resized so their
+    longer side is the model's input size (registry ``input_size``, else ``eval_crop``, else ``graph_crop``).
+    Opening lists and checks every file, so a bad ``--data-dir`` fails before a model is loaded.
+    """
+    if kind is None and ckpt is not None and ckpt.dataset != "imagenet":
+        kind = ckpt.dataset
+    dataset = open_dataset(data_dir, kind, split)
+    if dataset.kind == "ade20k":
+        size = (ckpt.input_size or ckpt.eval_crop) if ckpt is not None else None
+        size = size or graph_crop
+        dataset.long_side = max(size) if size else None
+    return dataset

@@ -275,3 +275,7 @@ def default_results_dir(results_root: Path | str, ckpt: Any | None, graph_path: 
     return Path(results_root) / label / f"{dataset}-{split}" / f"{setting}{suffix}"
 
 
+def progress_disable(progress: bool | None) -> bool | None:
+    """tqdm's ``disable`` for a ``progress`` option: None lets tqdm decide (shown on a terminal, hidden when
+    stderr is redirected)."""
+    return None if progress is None else not progress

@@ -166,7 +166,8 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         raise UsageError("--shard and --limit apply to --data-dir evaluations only")
     if images and (use_ray or workers or ray_address or resume):
         raise UsageError("--ray, --workers, --ray-address and --resume apply to --data-dir evaluations only")
-    from zoo_cli.evaluation import evaluate  # light; TensorFlow is imported when the model loads
+    # light: TensorFlow is imported when the model loads
+    from zoo_cli.evaluation import dataset_job, image_job
     from zoo_cli.evaluation.settings import check_run_options, parse_shard
 
     shard_kn = parse_shard(shard)
@@ -181,8 +182,8 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
                   progress=progress, output_stride=int(output_stride) if output_stride else None)
     if images:
         try:
-            predictions = evaluate.predict_checkpoint_images(ckpt, images, out_dir, alpha=alpha, **common)
-        except evaluate.PredictionInterrupted as stop:
+            predictions = image_job.predict_checkpoint_images(ckpt, images, out_dir, alpha=alpha, **common)
+        except image_job.PredictionInterrupted as stop:
             _report_interrupted(stop, as_json)
             click.get_current_context().exit(130)
         if as_json:
@@ -197,7 +198,7 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         result = _run_on_ray(app, ckpt, data_dir, use_ray, shard, workers, ray_address, resume, as_json,
                              split=split, limit=limit, out_dir=out_dir, jobs=jobs, **common)
     else:
-        result = evaluate.evaluate_checkpoint(ckpt, data_dir, split=split, limit=limit, shard=shard_kn,
+        result = dataset_job.evaluate_checkpoint(ckpt, data_dir, split=split, limit=limit, shard=shard_kn,
                                               out_dir=out_dir, jobs=jobs, **common)
     if as_json:
         emit_json(result.to_json())
@@ -359,7 +360,7 @@ def merge(files: tuple[Path, ...], out_dir: Path | None, as_json: bool) -> None:
 
     The result equals an unsharded run over the same images.
     """
-    from zoo_cli.evaluation.evaluate import merge_results, save_result
+    from zoo_cli.evaluation.results import merge_results, save_result
 
     result, matrix, warnings = merge_results(files)
     if out_dir is not None:

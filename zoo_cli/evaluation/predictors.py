@@ -1,0 +1,147 @@
+"""Predictors: what turns one image into labels, and how a run gets the graph, the predictor and its threads.
+
+:class:`SingleScale` runs the graph as exported; :func:`make_predictor` picks it or the multi-scale / flip /
+eval-crop :class:`zoo_cli.evaluation.multiscale.MultiScalePredictor`. :func:`settings_and_predictor` chooses a
+run's :class:`zoo_cli.evaluation.settings.EvalSettings` on a loaded graph (rewriting its output stride when the
+settings ask) and builds the predictor; :func:`resolve_graph` is the graph file a run loads and
+:func:`plan_parallelism` how many images run at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from zoo_cli.errors import UsageError, special_file_kind
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+class SingleScale:
+    """The graph as exported: one scale, no flip; counts images shrunk to fit the crop."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip = False
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.fitted = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        prediction = self.model.predict_full(image)
+        if prediction.fitted:
+            with self._lock:
+                self.fitted += 1
+        return prediction.labels
+
+
+LARGE_CROP_PIXELS = 600_000  # above ~513x1025: one image at a time (Cityscapes 1025x2049 graphs need GBs each)
+
+
+def plan_parallelism(jobs: int | None, threads: int, crop: tuple[int, int] | None,
+                     cpus: int | None = None) -> tuple[int, int]:
+    """(jobs, intra-op threads) for a dataset run; ``jobs=None`` means choose automatically.
+
+    Measured on a 2-CPU machine (docs/eval.md): TensorFlow's intra-op parallelism barely speeds up one
+    DeepLab image, while two images at once with one thread each nearly double throughput. So by default two
+    images run at once, each session thread pool getting its share of the CPUs, unless the crop is large
+    (memory) or there is a single CPU. ``threads`` > 0 is always respected.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    if jobs is None:
+        large = crop is not None and crop[0] * crop[1] > LARGE_CROP_PIXELS
+        jobs = 1 if cpus < 2 or large else 2
+    jobs = max(1, int(jobs))
+    if threads <= 0 and jobs > 1:
+        threads = max(1, cpus // jobs)
+    return jobs, threads
+
+
+def make_predictor(model: Any, **options: Any) -> Predictor:
+    """The predictor for the evaluation options: ``scales``, ``flip``, ``crop`` (eval crop, H x W).
+
+    The graph as exported (:class:`SingleScale`) when that is what is asked (one scale 1.0, no flip, the
+    graph's own crop); otherwise :class:`zoo_cli.evaluation.multiscale.MultiScalePredictor`, which re-targets the graph
+    to every scaled crop (also at scale 1 when the eval crop is not the graph's) and averages probabilities.
+    """
+    scales = tuple(options.get("scales") or (1.0,))
+    flip = bool(options.get("flip"))
+    crop = tuple(options["crop"]) if options.get("crop") else None
+    # A graph without a baked crop runs any image as it is: an eval crop changes nothing at one scale.
+    if scales == (1.0,) and not flip and (crop is None or model.crop_size is None
+                                          or crop == tuple(model.crop_size)):
+        return SingleScale(model)
+    from zoo_cli.evaluation.multiscale import MultiScalePredictor
+
+    return MultiScalePredictor(model, scales=scales, flip=flip, crop=crop, strict=bool(options.get("strict")))
+
+
+def _env_cache(cache: Any | None) -> Any:
+    """``cache``, else the cache ZOO_HOME names (what ``zoo`` itself would use)."""
+    if cache is not None:
+        return cache
+    from zoo_cli.config import Settings
+    from zoo_cli.hub.cache import Cache
+
+    return Cache(Settings.from_env().home)
+
+
+def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path | str | None = None) -> Path:
+    """The frozen graph to run: ``graph_path`` when given (it must exist), else ``ckpt``'s installed one.
+
+    ``cache`` defaults to the one ZOO_HOME names. UsageError when neither is given or the file is missing;
+    CacheError (with the fixing command) when ``ckpt`` is not installed.
+    """
+    if graph_path is None:
+        if ckpt is None:
+            raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
+        return _env_cache(cache).frozen_graph_path(ckpt)
+    if special_file_kind(graph_path):
+        raise UsageError(f"--graph {graph_path} is {special_file_kind(graph_path)}, not a regular file; pass a "
+                         "frozen_inference_graph.pb")
+    if not Path(graph_path).is_file():
+        raise UsageError(f"--graph {graph_path} does not exist")
+    return Path(graph_path)
+
+
+def check_graph_memory(model: Any, settings: Any) -> None:
+    """UsageError when the eval crop's tensors (estimated from the loaded graph's largest float tensor per
+    pixel, its classes, the scales and flip) cannot fit in the memory available; before any re-targeting."""
+    from zoo_cli.limits import check_crop_memory, floats_per_pixel
+
+    crop = tuple(settings.crop) if settings.crop else None
+    if crop is None:
+        return
+    classes = int(model.num_classes or 1)
+    per_pixel = floats_per_pixel(model.graph, model.crop_size) or float(classes)
+    check_crop_memory(crop, per_pixel=per_pixel, num_classes=classes, scales=settings.scales,
+                      flip=settings.flip)
+
+
+def settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[float] | None,
+                            flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
+                            as_exported: bool, output_stride: int | None = None) -> tuple[Any, Predictor]:
+    from zoo_cli.evaluation.settings import choose_settings, parse_crop, parse_scales
+    from zoo_cli.graph.output_stride import OsRewrites
+
+    info = model.info
+    graph_os = info.encoder_output_stride or info.output_stride
+    rewrites = OsRewrites(model, graph_os)
+    rows = tuple(getattr(ckpt, "evals", ()) or ())
+    runnable = rewrites.runnable([r.output_stride for r in rows]) if rows and not as_exported and row is None \
+        and output_stride is None else None
+    settings = choose_settings(ckpt, graph_output_stride=graph_os, graph_crop=model.crop_size,
+                               scales=parse_scales(scales), flip=flip, crop=parse_crop(crop), row=row,
+                               as_exported=as_exported, output_stride=output_stride, runnable_os=runnable)
+    check_graph_memory(model, settings)
+    if settings.output_stride and graph_os and settings.output_stride != graph_os:
+        return settings, rewrites.predictor(settings)  # refuses in one line when the OS cannot be mapped
+    predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
+    return settings, predictor
+
+
