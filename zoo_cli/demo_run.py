@@ -243,7 +243,7 @@ def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Pa
 
 def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult, progress: bool | None,
               threads: int, say: Callable[[str], None]) -> None:
-    from zoo_cli.evaluation.classes import scored_classes
+    from zoo_cli.evaluation.classes import check_graph_classes
     from zoo_cli.evaluation.dataset_job import evaluate_dataset
     from zoo_cli.evaluation.datasets import open_eval_dataset
     from zoo_cli.evaluation.image_job import evaluate_images
@@ -255,7 +255,7 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
     graph_path = cache.frozen_graph_path(ckpt)
     predictors: dict[tuple[tuple[float, ...], bool], Any] = {}
     with FrozenGraphModel(graph_path, intra_op_threads=threads) as model:
-        num_classes = scored_classes(dataset, ckpt, model.num_classes)
+        num_classes = check_graph_classes(dataset.kind, ckpt, model.num_classes)
         for row in ckpt.evals:
             if (row.scales, row.flip) not in predictors:
                 predictors[(row.scales, row.flip)] = predictor_for(model, row.scales, row.flip)

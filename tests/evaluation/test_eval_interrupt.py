@@ -34,8 +34,16 @@ def _pairs(out):
 class _StopAt:
     """A predictor that raises KeyboardInterrupt (as Ctrl-C does) when asked for image number ``at``."""
 
+    scales, flip, fitted, enlarged, output_stride_rewrite = (1.0,), False, 0, 0, None
+
     def __init__(self, at):
         self.at, self.calls = at, 0
+
+    def describe(self):
+        return None
+
+    def close(self):
+        pass
 
     def __call__(self, image):
         self.calls += 1
@@ -84,15 +92,23 @@ def test_cli_interrupt_lists_written_images_and_exits_130(tiny_voc, tmp_path, mo
     folder, out = _images(tmp_path / "in"), tmp_path / "out"
     real = predictors.make_predictor
 
-    def stopping(model, **options):
-        inner, count = real(model, **options), []
+    class StopSecond:
+        """The real predictor, but Ctrl-C on the second image."""
 
-        def predict(image):
-            count.append(1)
-            if len(count) == 2:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name):  # scales, flip, the counters, describe, close: the real predictor's
+            return getattr(self.inner, name)
+
+        def __call__(self, image):
+            self.calls += 1
+            if self.calls == 2:
                 raise KeyboardInterrupt
-            return inner(image)
-        return predict
+            return self.inner(image)
+
+    def stopping(model, **options):
+        return StopSecond(real(model, **options))
 
     monkeypatch.setattr(predictors, "make_predictor", stopping)
     result = CliRunner().invoke(cli, ["eval", "tiny_voc", "--images", str(folder), "--out", str(out)])

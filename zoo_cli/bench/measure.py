@@ -545,7 +545,7 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
               progress: bool | None, notes: list[str],
               datasets: dict[str, Any] | None = None) -> tuple[float | None, float | None, dict[str, Any] | None]:
     """mIOU / pixel accuracy of the setting on ``data_dir`` via the eval engine; (None, None, why) if impossible."""
-    from zoo_cli.evaluation.classes import scored_classes, scored_ignore_label
+    from zoo_cli.evaluation.classes import check_graph_classes, scored_ignore_label
     from zoo_cli.evaluation.dataset_job import evaluate_dataset
     from zoo_cli.evaluation.datasets import open_eval_dataset
     from zoo_cli.evaluation.predictors import make_predictor
@@ -556,7 +556,7 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
         dataset = open_eval_dataset(data_dir, ckpt, split=split, graph_crop=model.crop_size)
     elif dataset.kind == "ade20k" and dataset.long_side is None and model.crop_size:
         dataset.long_side = max(model.crop_size)  # opened before the graph was loaded: its crop is known now
-    num_classes = scored_classes(dataset, ckpt, model.num_classes)
+    num_classes = check_graph_classes(dataset.kind, ckpt, model.num_classes)
     try:
         # The registry's eval crop, as 'zoo eval --data-dir' uses, so both commands measure the same mIOU.
         predictor = make_predictor(model, scales=setting.scales, flip=setting.flip,

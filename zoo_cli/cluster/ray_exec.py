@@ -322,7 +322,7 @@ class EvalWorker:
         _check_visible([p for s in samples for p in (s.image_path, s.label_path)], self.dataset.root, self.host)
         counter.start.remote(k)
         predictor = runner.predictor
-        before = getattr(predictor, "fitted", 0), getattr(predictor, "enlarged", 0)
+        before = predictor.fitted, predictor.enlarged
         cpu = time.process_time()
 
         def on_image(done: int, _matrix: Any) -> None:
@@ -335,8 +335,8 @@ class EvalWorker:
             on_image=on_image, num_classes=runner.num_classes, ignore_label=runner.ignore_label)
         return {"shard": k, "matrix": matrix.matrix, "images": count, "seconds": seconds, "host": self.host,
                 "cpu_seconds": time.process_time() - cpu,
-                "fitted": getattr(predictor, "fitted", 0) - before[0],
-                "enlarged": getattr(predictor, "enlarged", 0) - before[1]}
+                "fitted": predictor.fitted - before[0],
+                "enlarged": predictor.enlarged - before[1]}
 
 
 def _unwrap(ray: Any, exc: BaseException, what: str) -> BaseException:

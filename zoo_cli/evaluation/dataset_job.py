@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from zoo_cli.errors import DatasetError, ModelError, UsageError
-from zoo_cli.evaluation.classes import scored_classes, scored_ignore_label
+from zoo_cli.evaluation.classes import check_graph_classes, scored_ignore_label
 from zoo_cli.evaluation.datasets import Dataset, Sample, open_eval_dataset
 from zoo_cli.evaluation.metrics import ConfusionMatrix, LabelRangeError
 from zoo_cli.evaluation.predictors import Predictor, _env_cache, plan_parallelism, resolve_graph, settings_and_predictor
@@ -139,8 +139,7 @@ class EvalRunner:
 
     def close(self) -> None:
         """Release the predictor's and the model's sessions."""
-        if hasattr(self.predictor, "close"):
-            self.predictor.close()
+        self.predictor.close()
         self.model.close()
 
 
@@ -158,7 +157,7 @@ def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset,
     model = FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads)
     try:
         # Before the predictor: a multi-scale one re-targets the graph, which a wrong graph should not reach.
-        num_classes = scored_classes(dataset, ckpt, model.num_classes)
+        num_classes = check_graph_classes(dataset.kind, ckpt, model.num_classes)
         settings, predictor = settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False,
                                                       output_stride=output_stride)
     except BaseException:

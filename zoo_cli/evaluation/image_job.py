@@ -200,10 +200,9 @@ def evaluate_images(paths: Sequence[Path | str], predictor: Predictor, palette: 
                 failures.append(ImageFailure(path, str(image)))
                 bar.update(1)
                 continue
-            before = getattr(predictor, "fitted", 0), getattr(predictor, "enlarged", 0)
+            before = predictor.fitted, predictor.enlarged
             labels = np.asarray(predictor(image))
-            fitted = getattr(predictor, "fitted", 0) != before[0]
-            enlarged = getattr(predictor, "enlarged", 0) != before[1]
+            fitted, enlarged = predictor.fitted != before[0], predictor.enlarged != before[1]
             labels_png, overlay_png = write_prediction(image, labels, palette, out_dir, stem, alpha)
             ids, counts = np.unique(labels, return_counts=True)
             order = np.argsort(-counts)

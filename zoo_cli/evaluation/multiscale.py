@@ -111,7 +111,8 @@ class MultiScalePredictor:
     ``scales=(1.0,)`` and no flip the re-targeted graph's own ``SemanticPredictions`` is returned (the
     exported computation at the eval crop). ``window`` is how many of the network runs TensorFlow may have in
     flight at once inside the one ``Session.run`` of an image (more overlaps idle cores, each costs one
-    network's activations and one probability map of memory). Safe to call from several threads.
+    network's activations and one probability map of memory). Safe to call from several threads; a
+    :class:`zoo_cli.evaluation.predictors.Predictor`.
     """
 
     def __init__(self, source: Any, *, scales: Iterable[float] = (1.0,), flip: bool = False,
@@ -126,6 +127,7 @@ class MultiScalePredictor:
         self.window = max(1, int(window))
         self.fitted = 0  # images shrunk to fit: never (the crop is re-targeted instead)
         self.enlarged = 0  # images larger than the eval crop (run at a crop grown to cover them)
+        self.output_stride_rewrite: dict[str, Any] | None = None  # set by zoo_cli.graph.output_stride.OsRewrites
         self._owns_session = False
         if hasattr(source, "graph") and hasattr(source, "session"):
             self.graph, self.session = source.graph, source.session
@@ -457,6 +459,7 @@ class MultiScalePredictor:
         }
 
     def close(self) -> None:
+        """Close the session it opened for a GraphDef or a path (a loaded model's session stays open)."""
         if self._owns_session and self.session is not None:
             self.session.close()
             self.session = None

@@ -12,13 +12,39 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
 from zoo_cli.errors import UsageError, special_file_kind
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+if TYPE_CHECKING:
+    from zoo_cli.graph.model import FrozenGraphModel
+
+
+class Predictor(Protocol):
+    """What turns one image into labels, and what it reports into a result.
+
+    ``predictor(image)``: uint8 HxWx3 in, integer HxW class ids at the image's size out; safe to call from
+    several threads at once (a dataset run predicts ``jobs`` images concurrently). :class:`SingleScale` and
+    :class:`zoo_cli.evaluation.multiscale.MultiScalePredictor` implement it.
+    """
+
+    scales: tuple[float, ...]  # the scales whose probabilities are averaged ((1.0,): the graph as exported)
+    flip: bool  # whether the left-right flipped image is averaged too
+    fitted: int  # images so far that were shrunk to fit the graph's crop (and their labels scaled back)
+    enlarged: int  # images so far that were larger than the eval crop and ran at a crop grown to cover them
+    output_stride_rewrite: dict[str, Any] | None  # how the graph was rewritten to another output stride, if so
+
+    def __call__(self, image: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any] | None:
+        """What it runs, for a result's ``multiscale`` entry; None for the graph as exported."""
+        ...
+
+    def close(self) -> None:
+        """Release the sessions it owns (never the model it was given)."""
+        ...
 
 
 class SingleScale:
@@ -26,8 +52,10 @@ class SingleScale:
 
     scales: tuple[float, ...] = (1.0,)
     flip = False
+    enlarged = 0  # the graph's own crop is never grown: a larger image is shrunk to fit (``fitted``)
+    output_stride_rewrite = None
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: FrozenGraphModel) -> None:
         self.model = model
         self.fitted = 0
         self._lock = threading.Lock()
@@ -38,6 +66,13 @@ class SingleScale:
             with self._lock:
                 self.fitted += 1
         return prediction.labels
+
+    def describe(self) -> None:
+        """Nothing beyond ``scales`` / ``flip`` / ``fitted``: the graph runs as exported."""
+        return None
+
+    def close(self) -> None:
+        """Nothing to release: the model's session belongs to whoever loaded the model."""
 
 
 LARGE_CROP_PIXELS = 600_000  # above ~513x1025: one image at a time (Cityscapes 1025x2049 graphs need GBs each)
@@ -62,23 +97,24 @@ def plan_parallelism(jobs: int | None, threads: int, crop: tuple[int, int] | Non
     return jobs, threads
 
 
-def make_predictor(model: Any, **options: Any) -> Predictor:
-    """The predictor for the evaluation options: ``scales``, ``flip``, ``crop`` (eval crop, H x W).
+def make_predictor(model: FrozenGraphModel, *, scales: Sequence[float] | None = None, flip: bool = False,
+                   crop: Sequence[int] | None = None, strict: bool = False) -> Predictor:
+    """The predictor for ``scales``, ``flip`` and ``crop`` (the eval crop, H x W; None: the graph's own).
 
     The graph as exported (:class:`SingleScale`) when that is what is asked (one scale 1.0, no flip, the
     graph's own crop); otherwise :class:`zoo_cli.evaluation.multiscale.MultiScalePredictor`, which re-targets the graph
     to every scaled crop (also at scale 1 when the eval crop is not the graph's) and averages probabilities.
     """
-    scales = tuple(options.get("scales") or (1.0,))
-    flip = bool(options.get("flip"))
-    crop = tuple(options["crop"]) if options.get("crop") else None
+    scales = tuple(scales or (1.0,))
+    flip = bool(flip)
+    crop = tuple(crop) if crop else None
     # A graph without a baked crop runs any image as it is: an eval crop changes nothing at one scale.
     if scales == (1.0,) and not flip and (crop is None or model.crop_size is None
                                           or crop == tuple(model.crop_size)):
         return SingleScale(model)
     from zoo_cli.evaluation.multiscale import MultiScalePredictor
 
-    return MultiScalePredictor(model, scales=scales, flip=flip, crop=crop, strict=bool(options.get("strict")))
+    return MultiScalePredictor(model, scales=scales, flip=flip, crop=crop, strict=bool(strict))
 
 
 def _env_cache(cache: Any | None) -> Any:
@@ -132,7 +168,7 @@ def settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[
     info = model.info
     graph_os = info.encoder_output_stride or info.output_stride
     rewrites = OsRewrites(model, graph_os)
-    rows = tuple(getattr(ckpt, "evals", ()) or ())
+    rows = ckpt.evals if ckpt is not None else ()
     runnable = rewrites.runnable([r.output_stride for r in rows]) if rows and not as_exported and row is None \
         and output_stride is None else None
     settings = choose_settings(ckpt, graph_output_stride=graph_os, graph_crop=model.crop_size,

@@ -165,9 +165,9 @@ def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool, crop: Sequence
     equal the run's) and ``crop_differs`` (scales/flip match but the run's ``crop`` is not the rows'
     ``reference_crop``: the registry's eval crop, else the graph's). ``crop=None`` compares scales/flip only."""
     rows = []
-    reported_on = getattr(ckpt, "reported_on", None)  # None: the seed's numbers
+    reported_on = ckpt.reported_on  # None: the seed's numbers
     crop_differs = crop is not None and reference_crop is not None and tuple(crop) != tuple(reference_crop)
-    for row in getattr(ckpt, "evals", ()):
+    for row in ckpt.evals:
         # Order does not matter: the scales' probabilities are averaged.
         same = sorted(row.scales) == sorted(float(s) for s in scales) and row.flip == flip
         rows.append({**row.to_json(), "conditions": row.describe() + f", {row.split}",
@@ -178,10 +178,8 @@ def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool, crop: Sequence
 
 def predictor_facts(predictor: Predictor) -> dict[str, Any]:
     """What a predictor reports into a result: scales/flip run, images shrunk to fit, its ``describe()``."""
-    return {"scales": tuple(getattr(predictor, "scales", (1.0,))), "flip": bool(getattr(predictor, "flip", False)),
-            "fitted": int(getattr(predictor, "fitted", 0)),
-            "multiscale": predictor.describe() if hasattr(predictor, "describe") else None,
-            "output_stride_rewrite": getattr(predictor, "output_stride_rewrite", None)}
+    return {"scales": tuple(predictor.scales), "flip": bool(predictor.flip), "fitted": int(predictor.fitted),
+            "multiscale": predictor.describe(), "output_stride_rewrite": predictor.output_stride_rewrite}
 
 
 def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, *, dataset: Dataset,

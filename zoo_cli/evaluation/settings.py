@@ -146,7 +146,7 @@ def check_run_options(ckpt: Any | None, scales: str | Sequence[float] | None, cr
         check_split(split)
     scales_t, crop_t = parse_scales(scales), parse_crop(crop)
     if crop_t is not None:
-        classes = int(getattr(ckpt, "num_classes", None) or 1)
+        classes = int((ckpt.num_classes if ckpt is not None else None) or 1)
         check_crop_memory(crop_t, per_pixel=classes, num_classes=classes, scales=scales_t or (1.0,),
                           flip=bool(flip))
     return scales_t, crop_t
@@ -203,7 +203,7 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
     is then the first row at any of them, and the run's ``output_stride`` is the row's. ``output_stride``
     (``--output-stride``) overrides it, and the default row is then the first row at that OS. Without it only rows at the graph's own OS are default candidates.
     """
-    rows = tuple(getattr(ckpt, "evals", ()) or ())
+    rows = ckpt.evals if ckpt is not None else ()
     notes: list[str] = []
     chosen = None
     index = None
@@ -234,7 +234,7 @@ def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_
                      f"{run_os}: the measured and reported numbers are not comparable")
     use_scales = tuple(scales) if scales else (tuple(chosen.scales) if chosen is not None else (1.0,))
     use_flip = bool(flip) if flip is not None else (bool(chosen.flip) if chosen is not None else False)
-    registry_crop = getattr(ckpt, "eval_crop", None) if (chosen is not None or not as_exported) else None
+    registry_crop = ckpt.eval_crop if ckpt is not None and (chosen is not None or not as_exported) else None
     use_crop = tuple(crop) if crop else (tuple(registry_crop) if registry_crop else graph_crop)
     if chosen is not None:
         source = f"eval row {index}"
