@@ -25,7 +25,7 @@ from zoo_cli.errors import CacheError, DownloadError, UnknownCheckpointError, Us
 from zoo_cli.evaluation import dataset_job, image_job
 from zoo_cli.evaluation.palettes import get_palette
 from zoo_cli.evaluation.predictors import resolve_graph
-from zoo_cli.evaluation.settings import default_results_dir
+from zoo_cli.evaluation.settings import EvalOptions, default_results_dir
 from zoo_cli.hub import install as fetch
 from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import load_registry
@@ -67,7 +67,7 @@ def test_evaluate_checkpoint_matches_independent_metrics_and_the_cli(tiny, tmp_p
     registry, cache = tiny
     samples = make_voc(tmp_path / "VOC2012", n=5)
     ckpt = registry.get("tiny_voc")
-    result = dataset_job.evaluate_checkpoint(ckpt, tmp_path / "VOC2012", cache=cache, progress=False)
+    result = dataset_job.evaluate_checkpoint(ckpt, tmp_path / "VOC2012", cache, EvalOptions(progress=False))
     pairs = [(gt, quantize_red(decoded(path), 21)) for path, gt in samples.values()]
     miou, iou, acc = naive_metrics(pairs, 21, 255)
     assert result.summary.miou == pytest.approx(miou * 100, abs=1e-3)
@@ -91,8 +91,8 @@ def test_evaluate_checkpoint_options_shard_text_no_save_and_bare_graph(tiny, tmp
     samples = make_voc(tmp_path / "voc", n=4)
     graph = tmp_path / "g.pb"
     graph.write_bytes(voc_graph)
-    result = dataset_job.evaluate_checkpoint(None, tmp_path / "voc", graph_path=graph, shard="1/2", save=False,
-                                          progress=False)
+    result = dataset_job.evaluate_checkpoint(None, tmp_path / "voc", Cache(zoo_home),
+                                             EvalOptions(shard="1/2", progress=False), graph_path=graph, save=False)
     chosen = list(samples.values())[1::2]
     pairs = [(gt, quantize_red(decoded(path), 21)) for path, gt in chosen]
     assert result.num_images == 2 and result.shard == (1, 2)
@@ -109,7 +109,7 @@ def test_predict_checkpoint_images_writes_the_labels_the_cli_writes(tiny, tmp_pa
     img = rng.integers(0, 256, size=(30, 20, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
     run = image_job.predict_checkpoint_images(registry.get("tiny_voc"), [tmp_path / "a.png"], tmp_path / "out",
-                                             cache=cache, progress=False)
+                                              cache, EvalOptions(progress=False))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), quantize_red(img, 21))
     assert run.settings.source == "the graph as exported" and run.graph_crop == (40, 40)
     assert run.palette.dataset == "voc" and [r.image for r in run.images] == [tmp_path / "a.png"]

@@ -560,13 +560,13 @@ def _evaluate(model: Any, setting: BenchSetting, data_dir: Path, ckpt: Checkpoin
     try:
         # The registry's eval crop, as 'zoo eval --data-dir' uses, so both commands measure the same mIOU.
         predictor = make_predictor(model, scales=setting.scales, flip=setting.flip,
-                                            crop=ckpt.eval_crop if ckpt is not None else None)
+                                   crop=ckpt.eval_crop if ckpt is not None else None)
     except UsageError as exc:
         notes.append(f"mIOU not measured for {setting.describe()}: {exc}")
         return None, None, {"skipped": str(exc)}
     matrix, count, seconds = evaluate_dataset(dataset, predictor, limit=limit, progress=progress,
-                                                       num_classes=num_classes,
-                                                       ignore_label=scored_ignore_label(dataset, ckpt))
+                                              num_classes=num_classes,
+                                              ignore_label=scored_ignore_label(dataset, ckpt))
     summary = matrix.summary()
     return summary.miou, summary.pixel_accuracy, {"dataset": dataset.kind, "split": split, "images": count,
                                                   "split_images": len(dataset.samples), "limit": limit,

@@ -284,6 +284,7 @@ class EvalWorker:
             import ray
 
             from zoo_cli.evaluation.dataset_job import load_eval_runner
+            from zoo_cli.evaluation.settings import EvalOptions
 
             self.dataset = dataset
             _driver_threads_env(self.options["omp_num_threads"])
@@ -291,10 +292,9 @@ class EvalWorker:
             path, cleanup = node_graph(source, get_object=ray.get)
             o = self.options
             try:
-                self.runner = load_eval_runner(path, self.ckpt, dataset, threads=o["threads"],
-                                                        inter_threads=o["inter_threads"], scales=o["scales"],
-                                                        flip=o["flip"], crop=o["crop"], row=o["row"],
-                                                        output_stride=o["output_stride"])
+                self.runner = load_eval_runner(path, self.ckpt, dataset, EvalOptions(
+                    threads=o["threads"], inter_threads=o["inter_threads"], scales=o["scales"], flip=o["flip"],
+                    crop=o["crop"], row=o["row"], output_stride=o["output_stride"]))
             except ZooError as exc:
                 raise _renamed(exc, path, source.path) from None
             finally:
@@ -436,12 +436,11 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     from zoo_cli.evaluation.dataset_job import no_images_message, select
     from zoo_cli.evaluation.datasets import open_eval_dataset
     from zoo_cli.evaluation.metrics import ConfusionMatrix, merge_matrices
-    from zoo_cli.evaluation.predictors import LARGE_CROP_PIXELS, _env_cache, plan_parallelism, resolve_graph
+    from zoo_cli.evaluation.predictors import LARGE_CROP_PIXELS, plan_parallelism, resolve_graph
     from zoo_cli.evaluation.results import CONFUSION_FILE, build_eval_result, run_setting, save_result
     from zoo_cli.evaluation.settings import default_results_dir, progress_disable
 
     log = log or (lambda _msg: None)
-    cache = _env_cache(cache)
     user_graph = graph_path
     graph_path = resolve_graph(ckpt, cache, graph_path)
     ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
@@ -492,14 +491,14 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             def result_of(matrix: Any, count: int, seconds: float, shard: tuple[int, int] | None,
                           fitted: int, enlarged: int) -> Any:
                 return build_eval_result(matrix, count, seconds, dataset=ds, ckpt=ckpt,
-                                                  graph_path=graph_path, shard=shard, num_classes=num_classes,
-                                                  info=info, settings=settings, facts=facts(fitted, enlarged),
-                                                  ignore_label=ignore_label)
+                                         graph_path=graph_path, shard=shard, num_classes=num_classes,
+                                         info=info, settings=settings, facts=facts(fitted, enlarged),
+                                         ignore_label=ignore_label)
 
             slug = run_setting(ckpt, info, settings, first["facts"])
             if out_dir is None:
                 out_dir = default_results_dir(cache.results_dir, ckpt, graph_path, ds.kind, ds.split,
-                                                       None, setting=slug)
+                                              None, setting=slug)
             out_dir = Path(out_dir)
             identity = {"checkpoint": ckpt.name if ckpt is not None else None, "graph_sha256": source.graph_sha256,
                         "dataset": ds.kind, "split": ds.split, "data_dir": str(Path(data_dir).resolve()),

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -23,9 +23,20 @@ from zoo_cli.errors import DatasetError, ModelError, UsageError
 from zoo_cli.evaluation.classes import check_graph_classes, scored_ignore_label
 from zoo_cli.evaluation.datasets import Dataset, Sample, open_eval_dataset
 from zoo_cli.evaluation.metrics import ConfusionMatrix, LabelRangeError
-from zoo_cli.evaluation.predictors import Predictor, _env_cache, plan_parallelism, resolve_graph, settings_and_predictor
+from zoo_cli.evaluation.predictors import Predictor, plan_parallelism, resolve_graph, settings_and_predictor
 from zoo_cli.evaluation.results import EvalResult, build_eval_result, predictor_facts, save_result
-from zoo_cli.evaluation.settings import check_run_options, default_results_dir, parse_shard, progress_disable
+from zoo_cli.evaluation.settings import (
+    EvalOptions,
+    EvalSettings,
+    check_run_options,
+    default_results_dir,
+    progress_disable,
+)
+
+if TYPE_CHECKING:
+    from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.hub.cache import Cache
+    from zoo_cli.registry.catalog import Checkpoint
 
 
 def select(samples: Sequence[Sample], *, limit: int | None = None,
@@ -131,8 +142,8 @@ class EvalRunner:
     What :func:`load_eval_runner` builds; the single-process run and every Ray worker build it the same way.
     """
 
-    model: Any  # zoo_cli.graph.model.FrozenGraphModel
-    settings: Any  # zoo_cli.evaluation.multiscale.EvalSettings
+    model: FrozenGraphModel
+    settings: EvalSettings
     predictor: Predictor
     num_classes: int
     ignore_label: int  # the label id left out of the scores (scored_ignore_label)
@@ -143,23 +154,21 @@ class EvalRunner:
         self.model.close()
 
 
-def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset, *, threads: int = 0,
-                     inter_threads: int = 0, scales: str | Sequence[float] | None = None,
-                     flip: bool | None = None, crop: str | Sequence[int] | None = None,
-                     row: int | None = None, output_stride: int | None = None) -> EvalRunner:
+def load_eval_runner(graph_path: Path | str, ckpt: Checkpoint | None, dataset: Dataset,
+                     options: EvalOptions = EvalOptions()) -> EvalRunner:
     """Load ``graph_path`` and build the predictor ``zoo eval --data-dir`` runs on ``dataset`` (imports TensorFlow).
 
     The graph's class count is checked before any re-targeting; an ADE20K dataset opened without a long side
-    takes the graph's crop. Options as :func:`evaluate_checkpoint`'s.
+    takes the graph's crop. Of the ``options``, the threads and the settings (scales, flip, crop, row, output
+    stride) apply here.
     """
     from zoo_cli.graph.model import FrozenGraphModel  # imports TensorFlow
 
-    model = FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads)
+    model = FrozenGraphModel(graph_path, intra_op_threads=options.threads, inter_op_threads=options.inter_threads)
     try:
         # Before the predictor: a multi-scale one re-targets the graph, which a wrong graph should not reach.
         num_classes = check_graph_classes(dataset.kind, ckpt, model.num_classes)
-        settings, predictor = settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=False,
-                                                      output_stride=output_stride)
+        settings, predictor = settings_and_predictor(model, ckpt, options, as_exported=False)
     except BaseException:
         model.close()
         raise
@@ -168,40 +177,31 @@ def load_eval_runner(graph_path: Path | str, ckpt: Any | None, dataset: Dataset,
     return EvalRunner(model, settings, predictor, num_classes, scored_ignore_label(dataset, ckpt))
 
 
-def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,
-                        cache: Any | None = None, dataset: str | None = None, split: str = "val",
-                        limit: int | None = None, shard: tuple[int, int] | str | None = None,
-                        out_dir: Path | str | None = None, save: bool = True, threads: int = 0,
-                        inter_threads: int = 0, jobs: int | None = None,
-                        scales: str | Sequence[float] | None = None, flip: bool | None = None,
-                        crop: str | Sequence[int] | None = None, row: int | None = None,
-                        progress: bool | None = None, output_stride: int | None = None) -> EvalResult:
+def evaluate_checkpoint(ckpt: Checkpoint | None, data_dir: Path | str, cache: Cache,
+                        options: EvalOptions = EvalOptions(), *, graph_path: Path | str | None = None,
+                        out_dir: Path | str | None = None, save: bool = True) -> EvalResult:
     """``zoo eval NAME --data-dir DIR``: mIOU / pixel accuracy of a checkpoint on a dataset split.
 
-    Runs ``graph_path`` if given, else ``ckpt``'s installed graph (``cache`` defaults to ZOO_HOME's). The
-    dataset is opened (and checked) before the model loads. Scales/flip/crop default to the checkpoint's
-    first eval row at the graph's output stride (``row``, 1-based, picks another; ``scales`` / ``flip`` /
-    ``crop`` override, as text or numbers); ``jobs=None`` / ``threads=0`` are chosen by
-    :func:`plan_parallelism`. ``shard`` is (K, N) or ``"K/N"``. The result carries the registry's reported
-    rows (``extra["reported"]``, with ``matches_run`` and ``os_differs_from_graph``) and the settings used;
-    with ``save`` it is written to ``out_dir`` (default :func:`default_results_dir` under the cache's
-    ``results/``). Imports TensorFlow.
+    Runs ``graph_path`` if given, else ``ckpt``'s graph installed in ``cache``. The dataset is opened (and
+    checked) before the model loads. Scales/flip/crop default to the checkpoint's first eval row at the
+    graph's output stride (the options' ``row``, 1-based, picks another; their ``scales`` / ``flip`` /
+    ``crop`` override); ``jobs=None`` / ``threads=0`` are chosen by :func:`plan_parallelism`. The result
+    carries the registry's reported rows (``extra["reported"]``, with ``matches_run`` and
+    ``os_differs_from_graph``) and the settings used; with ``save`` it is written to ``out_dir`` (default
+    :func:`default_results_dir` under the cache's ``results/``). Imports TensorFlow.
     """
-    if isinstance(shard, str):
-        shard = parse_shard(shard)
-    scales, crop = check_run_options(ckpt, scales, crop, flip, threads=threads, inter_threads=inter_threads,
-                                     jobs=jobs, split=split)
+    options = check_run_options(ckpt, options)
+    limit, shard = options.limit, options.shard
     graph_path = resolve_graph(ckpt, cache, graph_path)
     # Before the model: a wrong data_dir fails at once, not after TensorFlow has loaded.
-    ds = open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
+    ds = open_eval_dataset(data_dir, ckpt, kind=options.dataset, split=options.split)
     if not select(ds.samples, limit=limit, shard=shard):
         raise DatasetError(no_images_message(ds, limit, shard))
-    jobs, threads = plan_parallelism(jobs, threads, ckpt.eval_crop if ckpt is not None else None)
-    runner = load_eval_runner(graph_path, ckpt, ds, threads=threads, inter_threads=inter_threads, scales=scales,
-                              flip=flip, crop=crop, row=row, output_stride=output_stride)
+    jobs, threads = plan_parallelism(options.jobs, options.threads, ckpt.eval_crop if ckpt is not None else None)
+    runner = load_eval_runner(graph_path, ckpt, ds, replace(options, jobs=jobs, threads=threads))
     try:
         matrix, n, seconds = evaluate_dataset(ds, runner.predictor, limit=limit, shard=shard, jobs=jobs,
-                                              progress=progress, num_classes=runner.num_classes,
+                                              progress=options.progress, num_classes=runner.num_classes,
                                               ignore_label=runner.ignore_label)
         if n == 0:
             raise DatasetError(no_images_message(ds, limit, shard))
@@ -213,9 +213,7 @@ def evaluate_checkpoint(ckpt: Any | None, data_dir: Path | str, *, graph_path: P
         runner.close()
     if save:
         if out_dir is None:
-            out_dir = default_results_dir(_env_cache(cache).results_dir, ckpt, graph_path, ds.kind, ds.split, shard,
+            out_dir = default_results_dir(cache.results_dir, ckpt, graph_path, ds.kind, ds.split, shard,
                                           setting=result.extra["setting"])
         save_result(result, matrix, out_dir)
     return result
-
-

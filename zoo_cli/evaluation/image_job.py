@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -23,7 +23,11 @@ from zoo_cli.evaluation.classes import check_graph_classes, class_palette
 from zoo_cli.evaluation.datasets import load_image
 from zoo_cli.evaluation.palettes import GENERIC, Palette, generic_palette
 from zoo_cli.evaluation.predictors import Predictor, resolve_graph, settings_and_predictor
-from zoo_cli.evaluation.settings import check_run_options, progress_disable
+from zoo_cli.evaluation.settings import EvalOptions, EvalSettings, check_run_options, progress_disable
+
+if TYPE_CHECKING:
+    from zoo_cli.hub.cache import Cache
+    from zoo_cli.registry.catalog import Checkpoint
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -239,7 +243,7 @@ class ImagePredictions:
 
     out_dir: Path
     palette: Palette
-    settings: Any  # zoo_cli.evaluation.multiscale.EvalSettings
+    settings: EvalSettings
     graph_crop: tuple[int, int] | None  # the crop of the graph as exported (images above it are shrunk)
     images: list[ImageResult] = field(default_factory=list)
     failed: list[ImageFailure] = field(default_factory=list)  # inputs that could not be decoded (skipped)
@@ -253,7 +257,7 @@ class ImagePredictions:
     def to_json(self) -> dict[str, Any]:
         return {"out": str(self.out_dir), "palette": self.palette.dataset,
                 "class_names": list(self.palette.class_names),
-                "eval_settings": self.settings.to_json() if self.settings is not None else None,
+                "eval_settings": self.settings.to_json(),
                 "enlarged_images": self.enlarged,
                 "images": [r.to_json() for r in self.images],
                 "failed": [f.to_json() for f in self.failed], "notes": list(self.notes)}
@@ -267,34 +271,31 @@ class ImagePredictions:
                             f"the other {len(self.images)} were written to {self.out_dir}")
 
 
-def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], out_dir: Path | str, *,
-                              graph_path: Path | str | None = None, cache: Any | None = None,
-                              dataset: str | None = None, threads: int = 0, inter_threads: int = 0,
-                              scales: str | Sequence[float] | None = None, flip: bool | None = None,
-                              crop: str | Sequence[int] | None = None, row: int | None = None,
-                              alpha: float = 0.5, progress: bool | None = None,
-                              output_stride: int | None = None) -> ImagePredictions:
+def predict_checkpoint_images(ckpt: Checkpoint | None, images: Sequence[Path | str], out_dir: Path | str,
+                              cache: Cache, options: EvalOptions = EvalOptions(), *,
+                              graph_path: Path | str | None = None, alpha: float = 0.5) -> ImagePredictions:
     """``zoo eval NAME --images ...``: label PNGs and overlays of ``images`` (files or directories) in ``out_dir``.
 
-    Runs ``graph_path`` if given, else ``ckpt``'s installed graph (``cache`` defaults to ZOO_HOME's). The
-    defaults are the graph as exported (scale 1, no flip, its own crop); ``row`` (1-based) takes scales/flip
-    from the checkpoint's eval row, and ``scales`` / ``flip`` / ``crop`` override (text as on the command line
-    or numbers). ``dataset`` picks the palette (default: the checkpoint's). An image that cannot be decoded
-    is skipped and listed in ``.failed`` (the others still run; ``.failure_error()`` is what the CLI reports
-    with exit 7); an output never replaces an input (:func:`output_stems`). Imports TensorFlow.
+    Runs ``graph_path`` if given, else ``ckpt``'s graph installed in ``cache``. The defaults are the graph as
+    exported (scale 1, no flip, its own crop); the options' ``row`` (1-based) takes scales/flip from the
+    checkpoint's eval row, and their ``scales`` / ``flip`` / ``crop`` override; their ``dataset`` picks the
+    palette (default: the checkpoint's); split, limit and shard do not apply. ``alpha`` is the weight of the
+    class colours in the overlays. An image that cannot be decoded is skipped and listed in ``.failed`` (the
+    others still run; ``.failure_error()`` is what the CLI reports with exit 7); an output never replaces an
+    input (:func:`output_stems`). Imports TensorFlow.
     """
-    scales, crop = check_run_options(ckpt, scales, crop, flip, threads=threads, inter_threads=inter_threads)
+    options = check_run_options(ckpt, options)
     graph_path = resolve_graph(ckpt, cache, graph_path)
     check_out_dir(images, out_dir)  # before TensorFlow starts
     collect_images(images)  # a missing path or an empty directory fails here too
     from zoo_cli.graph.model import FrozenGraphModel  # imports TensorFlow
 
-    with FrozenGraphModel(graph_path, intra_op_threads=threads, inter_op_threads=inter_threads) as model:
-        kind = dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
+    with FrozenGraphModel(graph_path, intra_op_threads=options.threads,
+                          inter_op_threads=options.inter_threads) as model:
+        kind = options.dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
         if kind is not None:  # before the predictor: a multi-scale one re-targets the graph first
             check_graph_classes(kind, ckpt, model.num_classes)
-        settings, predictor = settings_and_predictor(model, ckpt, scales, flip, crop, row, as_exported=True,
-                                                      output_stride=output_stride)
+        settings, predictor = settings_and_predictor(model, ckpt, options, as_exported=True)
         palette = class_palette(kind, ckpt, model.num_classes)
         notes = []
         if palette.dataset == GENERIC and palette.class_names == generic_palette(palette.num_classes).class_names:
@@ -304,7 +305,7 @@ def predict_checkpoint_images(ckpt: Any | None, images: Sequence[Path | str], ou
                          "entry that lists class_names")
         failed: list[ImageFailure] = []
         try:
-            results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=progress,
+            results = evaluate_images(images, predictor, palette, out_dir, alpha=alpha, progress=options.progress,
                                       failures=failed)
         except PredictionInterrupted as stop:
             stop.predictions = ImagePredictions(Path(out_dir), palette, settings, model.crop_size, stop.written,

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import numpy as np
 
 from zoo_cli.errors import UsageError, special_file_kind
+from zoo_cli.evaluation.settings import EvalOptions, EvalSettings, choose_settings
 
 if TYPE_CHECKING:
     from zoo_cli.graph.model import FrozenGraphModel
+    from zoo_cli.hub.cache import Cache
+    from zoo_cli.registry.catalog import Checkpoint
 
 
 class Predictor(Protocol):
@@ -117,26 +120,15 @@ def make_predictor(model: FrozenGraphModel, *, scales: Sequence[float] | None = 
     return MultiScalePredictor(model, scales=scales, flip=flip, crop=crop, strict=bool(strict))
 
 
-def _env_cache(cache: Any | None) -> Any:
-    """``cache``, else the cache ZOO_HOME names (what ``zoo`` itself would use)."""
-    if cache is not None:
-        return cache
-    from zoo_cli.config import Settings
-    from zoo_cli.hub.cache import Cache
-
-    return Cache(Settings.from_env().home)
-
-
-def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path | str | None = None) -> Path:
-    """The frozen graph to run: ``graph_path`` when given (it must exist), else ``ckpt``'s installed one.
-
-    ``cache`` defaults to the one ZOO_HOME names. UsageError when neither is given or the file is missing;
-    CacheError (with the fixing command) when ``ckpt`` is not installed.
+def resolve_graph(ckpt: Checkpoint | None, cache: Cache, graph_path: Path | str | None = None) -> Path:
+    """The frozen graph to run: ``graph_path`` when given (it must exist), else ``ckpt``'s installed one in
+    ``cache``. UsageError when neither is given or the file is missing; CacheError (with the fixing command)
+    when ``ckpt`` is not installed.
     """
     if graph_path is None:
         if ckpt is None:
             raise UsageError("name a checkpoint (see 'zoo list') or pass --graph PATH")
-        return _env_cache(cache).frozen_graph_path(ckpt)
+        return cache.frozen_graph_path(ckpt)
     if special_file_kind(graph_path):
         raise UsageError(f"--graph {graph_path} is {special_file_kind(graph_path)}, not a regular file; pass a "
                          "frozen_inference_graph.pb")
@@ -145,7 +137,7 @@ def resolve_graph(ckpt: Any | None, cache: Any | None = None, graph_path: Path |
     return Path(graph_path)
 
 
-def check_graph_memory(model: Any, settings: Any) -> None:
+def check_graph_memory(model: FrozenGraphModel, settings: EvalSettings) -> None:
     """UsageError when the eval crop's tensors (estimated from the loaded graph's largest float tensor per
     pixel, its classes, the scales and flip) cannot fit in the memory available; before any re-targeting."""
     from zoo_cli.limits import check_crop_memory, floats_per_pixel
@@ -159,25 +151,24 @@ def check_graph_memory(model: Any, settings: Any) -> None:
                       flip=settings.flip)
 
 
-def settings_and_predictor(model: Any, ckpt: Any | None, scales: str | Sequence[float] | None,
-                            flip: bool | None, crop: str | Sequence[int] | None, row: int | None,
-                            as_exported: bool, output_stride: int | None = None) -> tuple[Any, Predictor]:
-    from zoo_cli.evaluation.settings import choose_settings, parse_crop, parse_scales
+def settings_and_predictor(model: FrozenGraphModel, ckpt: Checkpoint | None, options: EvalOptions, *,
+                           as_exported: bool) -> tuple[EvalSettings, Predictor]:
+    """The settings ``options`` ask of the loaded ``model`` (:func:`zoo_cli.evaluation.settings.choose_settings`;
+    ``as_exported``: ``--images``' defaults) and the predictor that runs them: over the graph rewritten to the
+    settings' output stride when it is not the graph's own (zoo_cli.graph.output_stride), else
+    :func:`make_predictor`'s. UsageError when the eval crop cannot fit in memory."""
     from zoo_cli.graph.output_stride import OsRewrites
 
     info = model.info
     graph_os = info.encoder_output_stride or info.output_stride
     rewrites = OsRewrites(model, graph_os)
     rows = ckpt.evals if ckpt is not None else ()
-    runnable = rewrites.runnable([r.output_stride for r in rows]) if rows and not as_exported and row is None \
-        and output_stride is None else None
-    settings = choose_settings(ckpt, graph_output_stride=graph_os, graph_crop=model.crop_size,
-                               scales=parse_scales(scales), flip=flip, crop=parse_crop(crop), row=row,
-                               as_exported=as_exported, output_stride=output_stride, runnable_os=runnable)
+    runnable = rewrites.runnable([r.output_stride for r in rows]) if rows and not as_exported \
+        and options.row is None and options.output_stride is None else None
+    settings = choose_settings(ckpt, options, graph_output_stride=graph_os, graph_crop=model.crop_size,
+                               as_exported=as_exported, runnable_os=runnable)
     check_graph_memory(model, settings)
     if settings.output_stride and graph_os and settings.output_stride != graph_os:
         return settings, rewrites.predictor(settings)  # refuses in one line when the OS cannot be mapped
     predictor = make_predictor(model, scales=settings.scales, flip=settings.flip, crop=settings.crop)
     return settings, predictor
-
-

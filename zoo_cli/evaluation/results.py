@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from zoo_cli.atomic import write_json_atomic
+from zoo_cli.constants import DATASETS
 from zoo_cli.errors import UsageError
 from zoo_cli.evaluation.classes import class_palette
 from zoo_cli.evaluation.datasets import Dataset
 from zoo_cli.evaluation.metrics import ConfusionMatrix, MetricSummary, merge_matrices
 from zoo_cli.evaluation.predictors import Predictor
-from zoo_cli.evaluation.settings import setting_slug
+from zoo_cli.evaluation.settings import EvalSettings, setting_slug
+
+if TYPE_CHECKING:
+    from zoo_cli.graph.model import GraphInfo
+    from zoo_cli.registry.catalog import Checkpoint
 
 CONFUSION_FILE = "confusion.npy"
-
-
 METRICS_FILE = "metrics.json"
 
 
@@ -88,8 +91,7 @@ def save_result(result: EvalResult, matrix: ConfusionMatrix, out_dir: Path | str
     return result
 
 
-def merge_results(paths: Sequence[Path | str], class_names: Sequence[str] | None = None
-                  ) -> tuple[EvalResult, ConfusionMatrix, list[str]]:
+def merge_results(paths: Sequence[Path | str]) -> tuple[EvalResult, ConfusionMatrix, list[str]]:
     """Sum shard confusion matrices into one result; returns it, the summed matrix and warnings.
 
     ``paths`` are ``confusion.npy`` files or the directories holding them; the ``metrics.json`` beside each
@@ -136,10 +138,10 @@ def merge_results(paths: Sequence[Path | str], class_names: Sequence[str] | None
             warnings.append(f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing; the result covers part of the split")
     first = next((m for m in metas if m), {})
     dataset = first.get("dataset") or "unknown"
-    names = class_names
-    if names is None and isinstance(first.get("per_class_iou"), dict) and len(first["per_class_iou"]) == total.num_classes:
+    names = None
+    if isinstance(first.get("per_class_iou"), dict) and len(first["per_class_iou"]) == total.num_classes:
         names = list(first["per_class_iou"])
-    if names is None and dataset in ("voc", "cityscapes", "ade20k"):
+    if names is None and dataset in DATASETS:
         names = get_palette(dataset).class_names
     result = EvalResult(
         summary=total.summary(names),
@@ -159,7 +161,7 @@ def merge_results(paths: Sequence[Path | str], class_names: Sequence[str] | None
     return result, total, warnings
 
 
-def reported_rows(ckpt: Any, scales: Sequence[float], flip: bool, crop: Sequence[int] | None = None,
+def reported_rows(ckpt: Checkpoint, scales: Sequence[float], flip: bool, crop: Sequence[int] | None = None,
                   reference_crop: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """The registry's reported results for a checkpoint, each with ``matches_run`` (scales, flip AND eval crop
     equal the run's) and ``crop_differs`` (scales/flip match but the run's ``crop`` is not the rows'
@@ -183,8 +185,9 @@ def predictor_facts(predictor: Predictor) -> dict[str, Any]:
 
 
 def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, *, dataset: Dataset,
-                      ckpt: Any | None, graph_path: Path | str, shard: tuple[int, int] | None, num_classes: int,
-                      info: Any, settings: Any, facts: dict[str, Any], ignore_label: int | None = None) -> EvalResult:
+                      ckpt: Checkpoint | None, graph_path: Path | str, shard: tuple[int, int] | None,
+                      num_classes: int, info: GraphInfo, settings: EvalSettings, facts: dict[str, Any],
+                      ignore_label: int | None = None) -> EvalResult:
     """The :class:`EvalResult` of a scored split: metrics, the run's settings, the registry's reported rows.
 
     ``info`` is the graph's GraphInfo, ``facts`` :func:`predictor_facts` (summed over workers by a
@@ -200,8 +203,7 @@ def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, 
         seconds=seconds, fitted=int(facts["fitted"]), graph_info=info.to_json())
     result.extra["graph_output_stride"] = info.encoder_output_stride or info.output_stride
     result.extra["long_side"] = dataset.long_side
-    reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or info.crop_size
-    result.extra["reported"] = (reported_rows(ckpt, scales_run, flip_run, settings.crop, reference_crop)
+    result.extra["reported"] = (reported_rows(ckpt, scales_run, flip_run, settings.crop, _reference_crop(ckpt, info))
                                 if ckpt else [])
     result.extra["eval_settings"] = settings.to_json()
     run_os = settings.output_stride or settings.graph_output_stride
@@ -216,10 +218,14 @@ def build_eval_result(matrix: ConfusionMatrix, num_images: int, seconds: float, 
     return result
 
 
-def run_setting(ckpt: Any | None, info: Any, settings: Any, facts: dict[str, Any]) -> str:
+def run_setting(ckpt: Checkpoint | None, info: GraphInfo, settings: EvalSettings, facts: dict[str, Any]) -> str:
     """The :func:`setting_slug` naming a run's results folder (as :func:`build_eval_result` records it)."""
-    reference_crop = (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or info.crop_size
-    return setting_slug(tuple(facts["scales"]), bool(facts["flip"]), settings.crop, reference_crop,
+    return setting_slug(tuple(facts["scales"]), bool(facts["flip"]), settings.crop, _reference_crop(ckpt, info),
                         settings.output_stride, settings.graph_output_stride)
+
+
+def _reference_crop(ckpt: Checkpoint | None, info: GraphInfo) -> tuple[int, int] | None:
+    """The crop the registry's rows were measured at: the registry's eval crop, else the graph's."""
+    return (ckpt.eval_crop if ckpt is not None and ckpt.eval_crop else None) or info.crop_size
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from zoo_cli.errors import UsageError
+from zoo_cli.registry.scales import scales_label
 from zoo_cli.registry.scales import setting_slug as scales_slug
+
+if TYPE_CHECKING:
+    from zoo_cli.registry.catalog import Checkpoint, EvalRow
 
 MAX_SCALES = 16  # the seed's longest list has 6; more only multiplies the run time
 MAX_SCALE = 4.0  # scale 4 of a 1025x2049 Cityscapes crop is already a 4097x8193 network input
@@ -127,29 +131,55 @@ def check_split(split: str) -> str:
     return split
 
 
-def check_run_options(ckpt: Any | None, scales: str | Sequence[float] | None, crop: str | Sequence[int] | None,
-                      flip: bool | None = None, *, threads: int = 0, inter_threads: int = 0, jobs: int | None = None,
-                      split: str | None = None) -> tuple[tuple[float, ...] | None, tuple[int, int] | None]:
-    """Validate the run options before anything loads; returns the parsed (scales, crop).
+@dataclass(frozen=True)
+class EvalOptions:
+    """The options of one ``zoo eval`` run, as the command line gives them (None / 0: the default).
 
-    Scales and crop go through the parsers ``zoo bench`` shares (above), thread and job
-    counts through :func:`zoo_cli.limits.check_count`, the split name through :func:`check_split`; a crop
-    whose probability maps alone (the checkpoint's classes) cannot fit in memory is refused here, the full
-    estimate follows once the graph is loaded (:func:`check_graph_memory`). Raises UsageError."""
+    What runs: ``scales`` / ``flip`` / ``crop`` / ``row`` / ``output_stride`` (default: the checkpoint's eval
+    row, see :func:`choose_settings`). On what: ``dataset`` (layout and palette; default the checkpoint's, else
+    detected), and for ``--data-dir`` runs ``split``, ``limit`` and ``shard``. How fast: ``threads`` (intra-op),
+    ``inter_threads``, ``jobs`` (images at once; :func:`zoo_cli.evaluation.predictors.plan_parallelism`) and
+    ``progress`` (None: a bar on a terminal). ``scales`` / ``crop`` / ``shard`` may be the option text
+    (``"0.5,1"``, ``"513x513"``, ``"1/4"``) or numbers; :func:`check_run_options` returns them parsed.
+    """
+
+    scales: str | Sequence[float] | None = None
+    flip: bool | None = None
+    crop: str | Sequence[int] | None = None
+    row: int | None = None  # 1-based index into the checkpoint's eval rows
+    output_stride: int | None = None
+    dataset: str | None = None
+    split: str = "val"
+    limit: int | None = None
+    shard: str | tuple[int, int] | None = None
+    threads: int = 0
+    inter_threads: int = 0
+    jobs: int | None = None
+    progress: bool | None = None
+
+
+def check_run_options(ckpt: Checkpoint | None, options: EvalOptions) -> EvalOptions:
+    """Validate ``options`` before anything loads; returns them with scales, crop and shard parsed.
+
+    The shard through :func:`parse_shard`, thread and job counts through :func:`zoo_cli.limits.check_count`,
+    the split name through :func:`check_split`, scales and crop through the parsers ``zoo bench`` shares
+    (above); a crop whose probability maps alone (the checkpoint's classes) cannot fit in memory is refused
+    here, the full estimate follows once the graph is loaded
+    (:func:`zoo_cli.evaluation.predictors.check_graph_memory`). Raises UsageError."""
     from zoo_cli.limits import check_count, check_crop_memory
 
-    check_count(threads, "--threads")
-    check_count(inter_threads, "--inter-threads")
-    if jobs is not None:
-        check_count(jobs, "--jobs", minimum=1)
-    if split is not None:
-        check_split(split)
-    scales_t, crop_t = parse_scales(scales), parse_crop(crop)
-    if crop_t is not None:
+    shard = parse_shard(options.shard) if isinstance(options.shard, str) else options.shard
+    check_count(options.threads, "--threads")
+    check_count(options.inter_threads, "--inter-threads")
+    if options.jobs is not None:
+        check_count(options.jobs, "--jobs", minimum=1)
+    check_split(options.split)
+    scales, crop = parse_scales(options.scales), parse_crop(options.crop)
+    if crop is not None:
         classes = int((ckpt.num_classes if ckpt is not None else None) or 1)
-        check_crop_memory(crop_t, per_pixel=classes, num_classes=classes, scales=scales_t or (1.0,),
-                          flip=bool(flip))
-    return scales_t, crop_t
+        check_crop_memory(crop, per_pixel=classes, num_classes=classes, scales=scales or (1.0,),
+                          flip=bool(options.flip))
+    return replace(options, scales=scales, crop=crop, shard=shard)
 
 
 @dataclass
@@ -160,7 +190,7 @@ class EvalSettings:
     flip: bool
     crop: tuple[int, int] | None
     row_index: int | None  # 1-based index into the checkpoint's eval rows
-    row: Any | None
+    row: EvalRow | None
     graph_output_stride: int | None
     notes: list[str]
     source: str = ""  # where the settings come from, e.g. "eval row 2" or "the graph as exported"
@@ -168,8 +198,7 @@ class EvalSettings:
 
     def describe(self) -> str:
         """One line, e.g. ``scale 1, no flip, crop 513x513 (the graph as exported)``."""
-        text = (f"{'scales' if len(self.scales) > 1 else 'scale'} {','.join(f'{s:g}' for s in self.scales)}, "
-                f"{'flip' if self.flip else 'no flip'}")
+        text = f"{scales_label(self.scales)}, {'flip' if self.flip else 'no flip'}"
         if self.crop:
             text += f", crop {self.crop[0]}x{self.crop[1]}"
         return f"{text} ({self.source})" if self.source else text
@@ -188,21 +217,22 @@ class EvalSettings:
         }
 
 
-def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_crop: tuple[int, int] | None,
-                    scales: Sequence[float] | None = None, flip: bool | None = None,
-                    crop: tuple[int, int] | None = None, row: int | None = None,
-                    as_exported: bool = False, output_stride: int | None = None,
+def choose_settings(ckpt: Checkpoint | None, options: EvalOptions, *, graph_output_stride: int | None,
+                    graph_crop: tuple[int, int] | None, as_exported: bool = False,
                     runnable_os: Sequence[int] | None = None) -> EvalSettings:
     """Defaults from the checkpoint's eval row the graph can reproduce (its output stride), overridden by
-    explicit ``scales`` / ``flip`` / ``crop``; ``row`` (1-based) picks another row.
+    the options' explicit ``scales`` / ``flip`` / ``crop``; their ``row`` (1-based) picks another row.
 
     ``as_exported`` (``zoo eval --images``): unless ``row`` is given, the defaults are the graph as exported
     (scale 1, no flip, the graph's own crop; what the reference vis.py runs), not an eval row's.
 
-    ``runnable_os``: the output strides the graph can be rewritten to (zoo_cli.graph.output_stride); the default row
-    is then the first row at any of them, and the run's ``output_stride`` is the row's. ``output_stride``
-    (``--output-stride``) overrides it, and the default row is then the first row at that OS. Without it only rows at the graph's own OS are default candidates.
+    ``runnable_os``: the output strides the graph can be rewritten to (zoo_cli.graph.output_stride); the default
+    row is then the first row at any of them, and the run's ``output_stride`` is the row's. The options'
+    ``output_stride`` (``--output-stride``) overrides it, and the default row is then the first row at that OS.
+    Without either, only rows at the graph's own OS are default candidates.
     """
+    scales, crop = parse_scales(options.scales), parse_crop(options.crop)
+    flip, row, output_stride = options.flip, options.row, options.output_stride
     rows = ckpt.evals if ckpt is not None else ()
     notes: list[str] = []
     chosen = None
@@ -264,7 +294,7 @@ def setting_slug(scales: Sequence[float], flip: bool, crop: Sequence[int] | None
     return slug
 
 
-def default_results_dir(results_root: Path | str, ckpt: Any | None, graph_path: Path | str, dataset: str,
+def default_results_dir(results_root: Path | str, ckpt: Checkpoint | None, graph_path: Path | str, dataset: str,
                         split: str, shard: tuple[int, int] | None = None, setting: str = "single-scale") -> Path:
     """Where a dataset evaluation is saved when no directory is given:
     ``<results_root>/<checkpoint or graph's folder>/<dataset>-<split>/<setting>[-shardKofN]``
