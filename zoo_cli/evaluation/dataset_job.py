@@ -87,7 +87,7 @@ def evaluate_dataset(dataset: Dataset, predictor: Predictor, *, limit: int | Non
     bar = tqdm(total=len(samples), unit="img", disable=progress_disable(progress), desc=f"eval {dataset.kind}",
                dynamic_ncols=True)
 
-    def work(sample: Sample, loaded: Future) -> tuple[np.ndarray, np.ndarray]:
+    def work(loaded: Future) -> tuple[np.ndarray, np.ndarray]:
         image, label = loaded.result()
         return label, np.asarray(predictor(image))
 
@@ -101,7 +101,7 @@ def evaluate_dataset(dataset: Dataset, predictor: Predictor, *, limit: int | Non
         sample = next(it, None)
         if sample is not None:
             loaded = loader.submit(dataset.load, sample)
-            pending.append((sample, runner.submit(work, sample, loaded)))
+            pending.append((sample, runner.submit(work, loaded)))
 
     try:
         for _ in range(jobs + 2):  # images decoded ahead while the model runs

@@ -8,18 +8,22 @@
 
 Images are decoded with Pillow into uint8 HxWx3 RGB whatever their mode (grayscale, palette, RGBA, CMYK,
 16-bit); a file that cannot be decoded (truncated, damaged) is a :class:`DatasetError` naming it.
+:func:`open_eval_dataset` opens a split the way the reference evaluates a given checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from zoo_cli.constants import DATASETS
 from zoo_cli.errors import DatasetError, UsageError
+
+if TYPE_CHECKING:
+    from zoo_cli.registry.catalog import Checkpoint
 
 _SPLIT_DIRS_ADE = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
 
@@ -280,7 +284,8 @@ def _open_ade20k(root: Path, split: str, long_side: int | None) -> Dataset:
         raise DatasetError(f"{image_dir} holds no .jpg images")
     return Dataset("ade20k", base, split, samples, long_side=long_side)
 
-def open_eval_dataset(data_dir: Path | str, ckpt: Any | None = None, *, kind: str | None = None,
+
+def open_eval_dataset(data_dir: Path | str, ckpt: Checkpoint | None = None, *, kind: str | None = None,
                       split: str = "val", graph_crop: tuple[int, int] | None = None) -> Dataset:
     """The ``split`` of ``data_dir`` prepared the way the reference evaluates ``ckpt``.
 
@@ -288,7 +293,7 @@ def open_eval_dataset(data_dir: Path | str, ckpt: Any | None = None, *, kind: st
     longer side is the model's input size (registry ``input_size``, else ``eval_crop``, else ``graph_crop``).
     Opening lists and checks every file, so a bad ``--data-dir`` fails before a model is loaded.
     """
-    if kind is None and ckpt is not None and ckpt.dataset != "imagenet":
+    if kind is None and ckpt is not None and ckpt.dataset in DATASETS:  # not an ImageNet backbone
         kind = ckpt.dataset
     dataset = open_dataset(data_dir, kind, split)
     if dataset.kind == "ade20k":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from zoo_cli.atomic import atomic_paths
+from zoo_cli.constants import DATASETS
 from zoo_cli.errors import DatasetError, ModelError, UsageError, special_file_kind
 from zoo_cli.evaluation.classes import check_graph_classes, class_palette
 from zoo_cli.evaluation.datasets import load_image
@@ -292,7 +293,7 @@ def predict_checkpoint_images(ckpt: Checkpoint | None, images: Sequence[Path | s
 
     with FrozenGraphModel(graph_path, intra_op_threads=options.threads,
                           inter_op_threads=options.inter_threads) as model:
-        kind = options.dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset != "imagenet" else None)
+        kind = options.dataset or (ckpt.dataset if ckpt is not None and ckpt.dataset in DATASETS else None)
         if kind is not None:  # before the predictor: a multi-scale one re-targets the graph first
             check_graph_classes(kind, ckpt, model.num_classes)
         settings, predictor = settings_and_predictor(model, ckpt, options, as_exported=True)

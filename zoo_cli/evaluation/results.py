@@ -133,9 +133,11 @@ def merge_results(paths: Sequence[Path | str]) -> tuple[EvalResult, ConfusionMat
         dupes = sorted({k for k in seen if seen.count(k) > 1})
         missing = sorted(set(range(n)) - set(seen))
         if dupes:
-            raise UsageError(f"shard(s) {', '.join(f'{k}/{n}' for k in dupes)} given twice; each pixel would count twice")
+            raise UsageError(f"shard(s) {', '.join(f'{k}/{n}' for k in dupes)} given twice; each pixel would "
+                             "count twice")
         if missing:
-            warnings.append(f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing; the result covers part of the split")
+            warnings.append(f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing; the result covers part "
+                            "of the split")
     first = next((m for m in metas if m), {})
     dataset = first.get("dataset") or "unknown"
     names = None

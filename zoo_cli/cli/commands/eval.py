@@ -150,17 +150,17 @@ def command() -> None:
                    "pixels); decoding always runs ahead.")
 @click.option("--scales", "scales_text",
               help="Eval scales: a list 0.5,0.75,1.0 or a range 0.5:0.25:1.75 (end inclusive; '[0.5:0.25:1.75]' "
-                   "quoted also works) (default: --data-dir the eval "
-                   "row's; --images 1).")
+                   "quoted also works) (default: --data-dir the eval row's; --images 1).")
 @click.option("--flip/--no-flip", default=None,
               help="Also run left-right flipped images (default: --data-dir the eval row's; --images no flip).")
-@click.option("--crop", "crop_text", metavar="H,W", help="Eval crop H,W (or HxW, as bench --input-size) the image is padded to (default: --data-dir the "
-              "registry's, e.g. 513,513 VOC/ADE20K, 1025,2049 Cityscapes; --images the graph's own); the graph is "
-              "re-targeted to it.")
-@click.option("--row", type=int, help="Take scales/flip/output stride from the checkpoint's N-th eval row (1-based, see "
-              "'zoo info NAME'); default: --data-dir the first row whose output stride the graph can be "
-              "rewritten to, --images none "
-              "(the graph as exported: scale 1, no flip).")
+@click.option("--crop", "crop_text", metavar="H,W",
+              help="Eval crop H,W (or HxW, as bench --input-size) the image is padded to (default: --data-dir the "
+                   "registry's, e.g. 513,513 VOC/ADE20K, 1025,2049 Cityscapes; --images the graph's own); the graph "
+                   "is re-targeted to it.")
+@click.option("--row", type=int,
+              help="Take scales/flip/output stride from the checkpoint's N-th eval row (1-based, see 'zoo info "
+                   "NAME'); default: --data-dir the first row whose output stride the graph can be rewritten to, "
+                   "--images none (the graph as exported: scale 1, no flip).")
 @click.option("--output-stride", "output_stride", type=click.Choice(["8", "16", "32"]),
               help="Run at this output stride: the graph is rewritten to it in memory (default: the row's).")
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
