@@ -23,6 +23,9 @@ running sum), which bounds the memory to that many networks' activations and pro
 Every run's network is imported into one ``tf.Graph`` and one reused ``Session``; the weights are imported
 once and shared by all of them. A scale whose crop cannot be built is reported in ``skipped``
 (or is an error with ``strict=True``); it is never dropped silently.
+
+Longer than ~450 lines because it is one class: the plan builder, the runtime guard and the per-image path
+share the predictor's graph, session, locks and caches of re-targeted graphs.
 """
 
 from __future__ import annotations
