@@ -7,7 +7,7 @@ exported zoo-style (pad to 513 with 127.5, static image pooling, ResizeBilinear,
 1. per-image overhead of ``FrozenGraphModel.predict`` vs a bare ``Session.run`` on the same graph, same
    thread settings and the same 375x500 uint8 image (goal: <= 3 %); A/B blocks are interleaved so drift
    of the machine hits both alike;
-2. dataset throughput of ``zoo_cli.evaluation.evaluate.evaluate_dataset`` vs a straightforward demo-notebook-style loop
+2. dataset throughput of ``zoo_cli.evaluation.dataset_job.evaluate_dataset`` vs a straightforward demo-notebook-style loop
    on a synthetic VOC-layout split (JPEG images 500x375 / 375x500, palette label PNGs): the loop opens the
    image with Pillow, resizes it so its longer side is 513 (LANCZOS, as the demo notebook does), runs
    ``sess.run(..., feed_dict={'ImageTensor:0': [np.asarray(image)]})``, resizes the label map back to the
@@ -203,8 +203,9 @@ def notebook_loop(graph: Path, root: Path) -> tuple[float, float, int]:
 
 def zoo_loop(graph: Path, root: Path, jobs: int | None) -> tuple[float, float, int]:
     """zoo eval's dataset loop (the same functions the CLI calls); ``jobs=None`` = the CLI's automatic plan."""
+    from zoo_cli.evaluation.dataset_job import evaluate_dataset
     from zoo_cli.evaluation.datasets import open_dataset
-    from zoo_cli.evaluation.evaluate import SingleScale, evaluate_dataset, plan_parallelism
+    from zoo_cli.evaluation.predictors import SingleScale, plan_parallelism
     from zoo_cli.graph.runner import FrozenGraphModel
 
     jobs, threads = plan_parallelism(jobs, 0, (513, 513))
@@ -242,7 +243,7 @@ def main() -> None:
               f"runner {h['runner']:.0f} us -> runner adds {diff:+.0f} us = "
               f"{100 * diff / 1000 / o['median_ms']['bare']:+.3f} % of the realistic graph's median time")
         print(f"\n2. dataset throughput, {args.images} VOC-layout images (500x375 JPEG), {args.rounds} rounds:")
-        from zoo_cli.evaluation.evaluate import plan_parallelism
+        from zoo_cli.evaluation.predictors import plan_parallelism
 
         auto = plan_parallelism(None, 0, (513, 513))
         auto_label = f"zoo auto (jobs={auto[0]}, threads={auto[1]})"

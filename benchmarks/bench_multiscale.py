@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from mobilenetv2_deeplab import build_mobilenetv2_deeplab
 
-    from zoo_cli.evaluation.multiscale import MultiScalePredictor, resize_bilinear
+    from zoo_cli.evaluation.multiscale import MultiScalePredictor
+    from zoo_cli.evaluation.resize import resize_bilinear
     from zoo_cli.graph.geometry import scaled_crop
 
     dm = 0.5 if args.small else 1.0

@@ -72,10 +72,15 @@ def cluster_startup() -> dict[str, float]:
 
 
 def run_single(graph: Path, root: Path, out: Path):
-    from zoo_cli.evaluation.evaluate import evaluate_checkpoint
+    from zoo_cli.config import Settings
+    from zoo_cli.evaluation.dataset_job import evaluate_checkpoint
+    from zoo_cli.evaluation.settings import EvalOptions
+    from zoo_cli.hub.cache import Cache
 
     start = time.perf_counter()
-    result = evaluate_checkpoint(None, root, graph_path=graph, dataset="voc", out_dir=out, progress=False)
+    cache = Cache(Settings.from_env().home)
+    result = evaluate_checkpoint(None, root, cache, EvalOptions(dataset="voc", progress=False), graph_path=graph,
+                                 out_dir=out)
     return result, time.perf_counter() - start
 
 

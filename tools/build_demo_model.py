@@ -433,11 +433,11 @@ def check_export(weights: dict[str, np.ndarray], graph_path: Path, val_dir: Path
 
 def measure(graph_path: Path, val_dir: Path) -> dict[str, dict]:
     """mIOU / pixel accuracy / MAdds of the exported graph on the val split, with the zoo's own functions:
-    ``evaluate.make_predictor`` + ``evaluate_dataset`` (single scale, then EVAL_SCALES + flip) and
+    ``predictors.make_predictor`` + ``evaluate_dataset`` (single scale, then EVAL_SCALES + flip) and
     ``flops.count_madds_multiscale`` over crop re-targeted graphs."""
     from zoo_cli.demo_run import predictor_for
+    from zoo_cli.evaluation.dataset_job import evaluate_dataset
     from zoo_cli.evaluation.datasets import open_dataset
-    from zoo_cli.evaluation.evaluate import evaluate_dataset
     from zoo_cli.graph.crop_pattern import analyse
     from zoo_cli.graph.flops import count_madds_multiscale
     from zoo_cli.graph.loading import load_graph_def

@@ -9,7 +9,7 @@
 2. downloads it with :func:`zoo_cli.hub.install.install_checkpoint` (progress bar, sha256 pin, safe untar, manifest
    into ``ZOO_HOME``);
 3. evaluates every registry eval row (single scale; the row's scales + flip) on the val set with
-   :mod:`zoo_cli.evaluation.evaluate` and writes label PNGs and colour overlays of the multi-scale predictions;
+   :mod:`zoo_cli.evaluation.dataset_job` and writes label PNGs and colour overlays of the multi-scale predictions;
 4. benches the graph with :func:`zoo_cli.bench.measure.bench_graph` (latency, MAdds, mIOU against the recorded rows);
 5. returns a :class:`DemoResult`; ``ok`` only when every measured mIOU matches the recorded one.
 
@@ -62,7 +62,7 @@ def demo_val_dir() -> Path:
 
 def demo_palette(ckpt: Checkpoint | None = None):
     """VOC colours with the demo's class names from its registry entry (background, circle, square, triangle)."""
-    from zoo_cli.evaluation.evaluate import class_palette
+    from zoo_cli.evaluation.classes import class_palette
 
     return class_palette("voc", ckpt or load_registry(demo_registry_path()).get(DEMO_NAME))
 
@@ -168,9 +168,9 @@ class DemoResult:
 
 
 def predictor_for(model: Any, scales: tuple[float, ...], flip: bool) -> Any:
-    """The predictor ``zoo eval`` uses for these scales/flip (``evaluate.make_predictor``); strict: a scale
+    """The predictor ``zoo eval`` uses for these scales/flip (``predictors.make_predictor``); strict: a scale
     whose crop cannot be built is an error, never silently dropped from the average."""
-    from zoo_cli.evaluation.evaluate import make_predictor
+    from zoo_cli.evaluation.predictors import make_predictor
 
     return make_predictor(model, scales=tuple(scales), flip=flip, strict=True)
 
@@ -244,14 +244,11 @@ def _download(ckpt: Checkpoint, cache: Cache, progress: bool | None) -> tuple[Pa
 
 def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult, progress: bool | None,
               threads: int, say: Callable[[str], None]) -> None:
-    from zoo_cli.evaluation.evaluate import (
-        EvalResult,
-        evaluate_dataset,
-        evaluate_images,
-        open_eval_dataset,
-        save_result,
-        scored_classes,
-    )
+    from zoo_cli.evaluation.classes import check_graph_classes
+    from zoo_cli.evaluation.dataset_job import evaluate_dataset
+    from zoo_cli.evaluation.datasets import open_eval_dataset
+    from zoo_cli.evaluation.image_job import evaluate_images
+    from zoo_cli.evaluation.results import EvalResult, save_result
     from zoo_cli.graph.runner import FrozenGraphModel
 
     palette = demo_palette(ckpt)
@@ -259,7 +256,7 @@ def _evaluate(ckpt: Checkpoint, cache: Cache, out_dir: Path, result: DemoResult,
     graph_path = cache.frozen_graph_path(ckpt)
     predictors: dict[tuple[tuple[float, ...], bool], Any] = {}
     with FrozenGraphModel(graph_path, intra_op_threads=threads) as model:
-        num_classes = scored_classes(dataset, ckpt, model.num_classes)
+        num_classes = check_graph_classes(dataset.kind, ckpt, model.num_classes)
         for row in ckpt.evals:
             if (row.scales, row.flip) not in predictors:
                 predictors[(row.scales, row.flip)] = predictor_for(model, row.scales, row.flip)

@@ -51,24 +51,24 @@ def test_time_runs_warms_up_then_times():
 
 
 def test_parse_scales_and_size():
-    from zoo_cli.evaluation import multiscale
+    from zoo_cli.evaluation.settings import parse_scales
 
-    assert multiscale.parse_scales("[0.5:0.25:1.75]") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    assert multiscale.parse_scales("1.25, 0.75,1") == (0.75, 1.0, 1.25)
+    assert parse_scales("[0.5:0.25:1.75]") == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    assert parse_scales("1.25, 0.75,1") == (0.75, 1.0, 1.25)
     # zoo bench reads --scales with this parser too: sorted and unique, for matching the registry rows.
     for text in ("0.5,0.75", "[0.5:0.25:1.75]", "0.5:0.25:1.75", "[1.0]"):
         try:
-            expected = multiscale.parse_scales(text)
+            expected = parse_scales(text)
         except UsageError:
             with pytest.raises(UsageError):
-                multiscale.parse_scales(text)
+                parse_scales(text)
             continue
-        assert multiscale.parse_scales(text) == tuple(sorted(set(expected)))
+        assert parse_scales(text) == tuple(sorted(set(expected)))
     assert parse_size("1025x2049") == (1025, 2049)
     assert parse_size("257") == (257, 257)
     for bad in ("0.5:0:1", "a,b", "-1"):
         with pytest.raises(UsageError):
-            multiscale.parse_scales(bad)
+            parse_scales(bad)
     with pytest.raises(UsageError):
         parse_size("513by513")
 

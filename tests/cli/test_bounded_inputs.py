@@ -18,8 +18,7 @@ from tests.support.eval_graphs import tiny_voc, tiny_voc_graph  # noqa: F401 (fi
 from zoo_cli.cli.app import cli
 from zoo_cli.config import check_count
 from zoo_cli.errors import UsageError
-from zoo_cli.evaluation.evaluate import check_split
-from zoo_cli.evaluation.multiscale import MAX_SCALES, parse_crop, parse_scales
+from zoo_cli.evaluation.settings import MAX_SCALES, check_split, parse_crop, parse_scales
 from zoo_cli.graph.memory import check_crop_memory, crop_memory
 from zoo_cli.graph.tf_errors import describe_tf_error
 
@@ -166,14 +165,14 @@ def test_an_unconverted_tensorflow_error_is_still_one_line(tiny_voc, tmp_path, m
     """Any TensorFlow runtime error that reaches the CLI (here an out-of-memory in a Session.run) is one line with
     what went wrong, exit 6 — not 'Graph execution error:' and not a traceback."""
     tf = pytest.importorskip("tensorflow")
-    from zoo_cli.evaluation import evaluate
+    from zoo_cli.evaluation import image_job
 
     def oom(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "Graph execution error:\n\nDetected at node 'r' defined at "
                                                "(most recent call last):\nNode: 'r'\nOOM when allocating tensor with "
                                                "shape[1,9000,9000,21] and type float on cpu\n\t [[{{node r}}]]")
 
-    monkeypatch.setattr(evaluate, "predict_checkpoint_images", oom)
+    monkeypatch.setattr(image_job, "predict_checkpoint_images", oom)
     (tmp_path / "in").mkdir()
     result = CliRunner().invoke(cli, ["eval", "tiny_voc", "--images", str(tmp_path / "in"), "--out",
                                       str(tmp_path / "o")])

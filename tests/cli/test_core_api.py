@@ -23,8 +23,10 @@ from zoo_cli.bench.settings import BenchOptions
 from zoo_cli.bench.sweep import bench_checkpoint
 from zoo_cli.cli.app import cli
 from zoo_cli.errors import CacheError, DownloadError, UnknownCheckpointError, UsageError
-from zoo_cli.evaluation import evaluate
+from zoo_cli.evaluation import dataset_job, image_job
 from zoo_cli.evaluation.palettes import get_palette
+from zoo_cli.evaluation.predictors import resolve_graph
+from zoo_cli.evaluation.settings import EvalOptions, default_results_dir
 from zoo_cli.hub import batch, removal, verify
 from zoo_cli.hub.cache import Cache
 from zoo_cli.registry.catalog import load_registry
@@ -66,7 +68,7 @@ def test_evaluate_checkpoint_matches_independent_metrics_and_the_cli(tiny, tmp_p
     registry, cache = tiny
     samples = make_voc(tmp_path / "VOC2012", n=5)
     ckpt = registry.get("tiny_voc")
-    result = evaluate.evaluate_checkpoint(ckpt, tmp_path / "VOC2012", cache=cache, progress=False)
+    result = dataset_job.evaluate_checkpoint(ckpt, tmp_path / "VOC2012", cache, EvalOptions(progress=False))
     pairs = [(gt, quantize_red(decoded(path), 21)) for path, gt in samples.values()]
     miou, iou, acc = naive_metrics(pairs, 21, 255)
     assert result.summary.miou == pytest.approx(miou * 100, abs=1e-3)
@@ -90,15 +92,15 @@ def test_evaluate_checkpoint_options_shard_text_no_save_and_bare_graph(tiny, tmp
     samples = make_voc(tmp_path / "voc", n=4)
     graph = tmp_path / "g.pb"
     graph.write_bytes(voc_graph)
-    result = evaluate.evaluate_checkpoint(None, tmp_path / "voc", graph_path=graph, shard="1/2", save=False,
-                                          progress=False)
+    result = dataset_job.evaluate_checkpoint(None, tmp_path / "voc", Cache(zoo_home),
+                                             EvalOptions(shard="1/2", progress=False), graph_path=graph, save=False)
     chosen = list(samples.values())[1::2]
     pairs = [(gt, quantize_red(decoded(path), 21)) for path, gt in chosen]
     assert result.num_images == 2 and result.shard == (1, 2)
     assert result.summary.miou == pytest.approx(naive_metrics(pairs, 21, 255)[0] * 100, abs=1e-3)
     assert result.checkpoint is None and result.extra["reported"] == []
     assert result.confusion_path is None and not (zoo_home / "results").exists()
-    assert evaluate.default_results_dir(zoo_home / "results", None, graph, "voc", "val", (1, 2)) == \
+    assert default_results_dir(zoo_home / "results", None, graph, "voc", "val", (1, 2)) == \
         zoo_home / "results" / tmp_path.name / "voc-val" / "single-scale-shard1of2"
 
 
@@ -107,8 +109,8 @@ def test_predict_checkpoint_images_writes_the_labels_the_cli_writes(tiny, tmp_pa
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, size=(30, 20, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
-    run = evaluate.predict_checkpoint_images(registry.get("tiny_voc"), [tmp_path / "a.png"], tmp_path / "out",
-                                             cache=cache, progress=False)
+    run = image_job.predict_checkpoint_images(registry.get("tiny_voc"), [tmp_path / "a.png"], tmp_path / "out",
+                                              cache, EvalOptions(progress=False))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), quantize_red(img, 21))
     assert run.settings.source == "the graph as exported" and run.graph_crop == (40, 40)
     assert run.palette.dataset == "voc" and [r.image for r in run.images] == [tmp_path / "a.png"]
@@ -118,14 +120,14 @@ def test_predict_checkpoint_images_writes_the_labels_the_cli_writes(tiny, tmp_pa
 
 def test_resolve_graph_names_the_fix(tiny, tmp_path):
     registry, cache = tiny
-    assert evaluate.resolve_graph(registry.get("tiny_voc"), cache) == cache.model_dir("tiny_voc") / \
+    assert resolve_graph(registry.get("tiny_voc"), cache) == cache.model_dir("tiny_voc") / \
         "frozen_inference_graph.pb"
     with pytest.raises(UsageError, match="name a checkpoint"):
-        evaluate.resolve_graph(None, cache)
+        resolve_graph(None, cache)
     with pytest.raises(UsageError, match="does not exist"):
-        evaluate.resolve_graph(None, cache, tmp_path / "missing.pb")
+        resolve_graph(None, cache, tmp_path / "missing.pb")
     with pytest.raises(CacheError, match="zoo download absent_voc"):
-        evaluate.resolve_graph(registry.get("absent_voc"), cache)
+        resolve_graph(registry.get("absent_voc"), cache)
 
 
 # ---------------------------------------------------------------- bench

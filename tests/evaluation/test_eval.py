@@ -212,7 +212,7 @@ def test_label_size_mismatch_names_the_file(zoo, tmp_path):
 
 
 def test_parallelism_plan():
-    from zoo_cli.evaluation.evaluate import plan_parallelism
+    from zoo_cli.evaluation.predictors import plan_parallelism
 
     assert plan_parallelism(None, 0, (513, 513), cpus=2) == (2, 1)
     assert plan_parallelism(None, 0, (513, 513), cpus=8) == (2, 4)

@@ -11,7 +11,9 @@ import pytest
 from tests.support import export
 from tests.support.tfgraph import GraphRunner, random_image, tf
 from zoo_cli.errors import ModelError, UsageError
-from zoo_cli.evaluation.multiscale import MultiScalePredictor, parse_crop, parse_scales, resize_bilinear
+from zoo_cli.evaluation.multiscale import MultiScalePredictor
+from zoo_cli.evaluation.resize import resize_bilinear
+from zoo_cli.evaluation.settings import parse_crop, parse_scales
 
 CLASSES = 5
 

@@ -29,7 +29,7 @@ def _softmax(x):
 def _independent(image, scales, flip, crop):
     """predict_labels_multi_scale in numpy for the red-channel classifier (logits (2cr - c^2)/256 per pixel)."""
     from tests.support.eval_graphs import centres
-    from zoo_cli.evaluation.multiscale import resize_bilinear
+    from zoo_cli.evaluation.resize import resize_bilinear
     from zoo_cli.graph.geometry import scale_dimension
 
     c = centres(21).astype(np.float32)

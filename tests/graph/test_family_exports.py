@@ -48,7 +48,7 @@ def scaled(crop, s):
 
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """Smooth colour fields plus noise (for logits comparisons)."""
-    from zoo_cli.evaluation.multiscale import resize_bilinear
+    from zoo_cli.evaluation.resize import resize_bilinear
 
     rng = np.random.RandomState(seed)
     image = resize_bilinear(rng.rand(5, 7, 3).astype(np.float32) * 255, (h, w)) + rng.randn(h, w, 3) * 10

@@ -96,7 +96,7 @@ def bench_settings(ckpt: Checkpoint | None, scales: Sequence[float] | None = Non
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """``--input-size``: ``"513x513"`` / ``"513,513"`` / ``"513"`` -> (H, W), the parser of ``zoo eval --crop``."""
-    from zoo_cli.evaluation.multiscale import parse_crop
+    from zoo_cli.evaluation.settings import parse_crop
 
     return parse_crop(text, "--input-size")
 

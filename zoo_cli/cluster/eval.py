@@ -1,8 +1,8 @@
 """``zoo eval --data-dir DIR --ray``: one evaluation spread over a Ray cluster's workers, with the single-process
 run's result.
 
-The split is cut with the ``--shard K/N`` selection (:func:`zoo_cli.evaluation.evaluate.select`). One actor per
-worker loads and re-targets the graph once (:func:`zoo_cli.evaluation.evaluate.load_eval_runner`, as the
+The split is cut with the ``--shard K/N`` selection (:func:`zoo_cli.evaluation.dataset_job.select`). One actor per
+worker loads and re-targets the graph once (:func:`zoo_cli.evaluation.dataset_job.load_eval_runner`, as the
 single-process run does) and scores whole shards; a shard's confusion matrix comes back only when the shard is
 complete, so a worker that dies mid-shard (Ray restarts it and re-runs the shard) never counts an image twice.
 Each finished shard is saved under ``<results>/ray-shards/`` as it arrives (``--resume`` skips those); the
@@ -19,7 +19,7 @@ import socket
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from zoo_cli.cluster.delivery import GraphSource, check_visible, graph_source, node_graph, renamed_error
 from zoo_cli.cluster.runtime import (
@@ -33,6 +33,9 @@ from zoo_cli.cluster.runtime import (
     ray_get,
 )
 from zoo_cli.errors import ClusterError, DatasetError, UsageError, ZooError
+from zoo_cli.evaluation.settings import EvalOptions
+from zoo_cli.hub.cache import Cache
+from zoo_cli.registry.types import Checkpoint
 
 SHARDS_DIR = "ray-shards"
 PLAN_FILE = "plan.json"
@@ -72,8 +75,9 @@ class EvalWorker:
     every call, not with the constructor: Ray re-runs a call after a restart with its arguments, and warns
     against restartable actors whose constructor arguments live in the object store."""
 
-    def __init__(self, ckpt: Any, options: dict[str, Any], die_once: str | None = None) -> None:
-        self.ckpt, self.options, self.die_once = ckpt, options, die_once
+    def __init__(self, ckpt: Any, options: EvalOptions, omp_num_threads: str | None,
+                 die_once: str | None = None) -> None:
+        self.ckpt, self.options, self.omp_num_threads, self.die_once = ckpt, options, omp_num_threads, die_once
         self.runner = self.dataset = None
         self.host = socket.gethostname()
 
@@ -81,18 +85,14 @@ class EvalWorker:
         if self.runner is None:
             import ray
 
-            from zoo_cli.evaluation import evaluate
+            from zoo_cli.evaluation.dataset_job import load_eval_runner
 
             self.dataset = dataset
-            driver_threads_env(self.options["omp_num_threads"])
+            driver_threads_env(self.omp_num_threads)
             check_visible([dataset.root], dataset.root, self.host)
             path, cleanup = node_graph(source, get_object=ray.get)
-            o = self.options
             try:
-                self.runner = evaluate.load_eval_runner(path, self.ckpt, dataset, threads=o["threads"],
-                                                        inter_threads=o["inter_threads"], scales=o["scales"],
-                                                        flip=o["flip"], crop=o["crop"], row=o["row"],
-                                                        output_stride=o["output_stride"])
+                self.runner = load_eval_runner(path, self.ckpt, dataset, self.options)
             except ZooError as exc:
                 raise renamed_error(exc, path, source.path) from None
             finally:
@@ -102,25 +102,25 @@ class EvalWorker:
     def ready(self, source: GraphSource, dataset: Any) -> dict[str, Any]:
         """Load now; what the driver needs to name and describe the result."""
         from zoo_cli import __version__
-        from zoo_cli.evaluation import evaluate
+        from zoo_cli.evaluation.results import predictor_facts
 
         runner = self._ensure(source, dataset)
         return {"host": self.host, "version": __version__, "info": runner.model.info, "settings": runner.settings,
                 "num_classes": runner.num_classes, "ignore_label": runner.ignore_label,
-                "facts": evaluate.predictor_facts(runner.predictor),
+                "facts": predictor_facts(runner.predictor),
                 "long_side": self.dataset.long_side}
 
     def run_shard(self, k: int, n: int, source: GraphSource, dataset: Any, counter: Any) -> dict[str, Any]:
         """Score shard K/N; the matrix is returned only when every image of it is in."""
-        from zoo_cli.evaluation import evaluate
+        from zoo_cli.evaluation.dataset_job import evaluate_dataset, select
 
         runner = self._ensure(source, dataset)
         o = self.options
-        samples = evaluate.select(self.dataset.samples, limit=o["limit"], shard=(k, n))
+        samples = select(self.dataset.samples, limit=o.limit, shard=(k, n))
         check_visible([p for s in samples for p in (s.image_path, s.label_path)], self.dataset.root, self.host)
         counter.start.remote(k)
         predictor = runner.predictor
-        before = getattr(predictor, "fitted", 0), getattr(predictor, "enlarged", 0)
+        before = predictor.fitted, predictor.enlarged
         cpu = time.process_time()
 
         def on_image(done: int, _matrix: Any) -> None:
@@ -128,13 +128,13 @@ class EvalWorker:
             if self.die_once and done == 1:
                 _die_once(self.die_once)  # mid-shard: one image in, the matrix not yet returned
 
-        matrix, count, seconds = evaluate.evaluate_dataset(
-            self.dataset, predictor, limit=o["limit"], shard=(k, n), jobs=o["jobs"], progress=False,
+        matrix, count, seconds = evaluate_dataset(
+            self.dataset, predictor, limit=o.limit, shard=(k, n), jobs=o.jobs, progress=False,
             on_image=on_image, num_classes=runner.num_classes, ignore_label=runner.ignore_label)
         return {"shard": k, "matrix": matrix.matrix, "images": count, "seconds": seconds, "host": self.host,
                 "cpu_seconds": time.process_time() - cpu,
-                "fitted": getattr(predictor, "fitted", 0) - before[0],
-                "enlarged": getattr(predictor, "enlarged", 0) - before[1]}
+                "fitted": predictor.fitted - before[0],
+                "enlarged": predictor.enlarged - before[1]}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -149,7 +149,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _finished_shards(folder: Path, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Shards of ``plan`` already saved in ``folder`` (matrix and metrics.json of this plan): K -> metrics."""
-    from zoo_cli.evaluation.evaluate import CONFUSION_FILE, METRICS_FILE
+    from zoo_cli.evaluation.results import CONFUSION_FILE, METRICS_FILE
 
     done = {}
     n = plan["shards"]
@@ -186,18 +186,13 @@ def _prepare_shards(out_dir: Path, identity: dict[str, Any], default_n: int, res
     return folder, plan, {}
 
 
-def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_path: Path | str | None = None,
-                            cache: Any | None = None, dataset: str | None = None, split: str = "val",
-                            limit: int | None = None, out_dir: Path | str | None = None, threads: int = 0,
-                            inter_threads: int = 0, jobs: int | None = None,
-                            scales: str | Sequence[float] | None = None, flip: bool | None = None,
-                            crop: str | Sequence[int] | None = None, row: int | None = None,
-                            output_stride: int | None = None,
-                            progress: bool | None = None, workers: int | None = None, address: str | None = None,
-                            resume: bool = False, mirror: str | None = None, offline: bool = False,
-                            shards: int | None = None, die_once: str | None = None,
+def evaluate_checkpoint_ray(ckpt: Checkpoint | None, data_dir: Path | str, cache: Cache,
+                            options: EvalOptions = EvalOptions(), *, graph_path: Path | str | None = None,
+                            out_dir: Path | str | None = None, workers: int | None = None,
+                            address: str | None = None, resume: bool = False, mirror: str | None = None,
+                            offline: bool = False, shards: int | None = None, die_once: str | None = None,
                             log: Log | None = None) -> Any:
-    """``zoo eval NAME --data-dir DIR --ray``: :func:`zoo_cli.evaluation.evaluate.evaluate_checkpoint` on a Ray cluster.
+    """``zoo eval NAME --data-dir DIR --ray``: :func:`zoo_cli.evaluation.dataset_job.evaluate_checkpoint` on a Ray cluster.
 
     Same options and the same result (matrix, ``metrics.json``, results folder), plus: ``workers`` actors
     (default: one per CPU, :func:`plan_workers`) at ``address`` (default ``RAY_ADDRESS``, else a local
@@ -208,17 +203,21 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
     from tqdm import tqdm
 
     from zoo_cli import __version__
-    from zoo_cli.evaluation import evaluate
+    from zoo_cli.evaluation.dataset_job import no_images_message, select
+    from zoo_cli.evaluation.datasets import open_eval_dataset
     from zoo_cli.evaluation.metrics import ConfusionMatrix, merge_matrices
+    from zoo_cli.evaluation.predictors import LARGE_CROP_PIXELS, plan_parallelism, resolve_graph
+    from zoo_cli.evaluation.results import CONFUSION_FILE, build_eval_result, run_setting, save_result
+    from zoo_cli.evaluation.settings import default_results_dir, progress_disable
 
     log = log or (lambda _msg: None)
-    cache = evaluate._env_cache(cache)
+    limit, progress = options.limit, options.progress
     user_graph = graph_path
-    graph_path = evaluate.resolve_graph(ckpt, cache, graph_path)
-    ds = evaluate.open_eval_dataset(data_dir, ckpt, kind=dataset, split=split)
-    selected = evaluate.select(ds.samples, limit=limit)
+    graph_path = resolve_graph(ckpt, cache, graph_path)
+    ds = open_eval_dataset(data_dir, ckpt, kind=options.dataset, split=options.split)
+    selected = select(ds.samples, limit=limit)
     if not selected:
-        raise DatasetError(evaluate.no_images_message(ds, limit, None))
+        raise DatasetError(no_images_message(ds, limit, None))
     if shards is not None and shards < 1:
         raise UsageError("shards must be at least 1")
     started = time.perf_counter()
@@ -226,22 +225,21 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
         connected = time.perf_counter() - started
         nodes = node_cpus(ray)
         eval_crop = ckpt.eval_crop if ckpt is not None else None
-        large = eval_crop is not None and eval_crop[0] * eval_crop[1] > evaluate.LARGE_CROP_PIXELS
-        n_workers, per = plan_workers([c for _, _, c in nodes], workers, threads, len(selected), large)
+        large = eval_crop is not None and eval_crop[0] * eval_crop[1] > LARGE_CROP_PIXELS
+        n_workers, per = plan_workers([c for _, _, c in nodes], workers, options.threads, len(selected), large)
         # --threads is the worker's CPU share here; its images at once split it (never TensorFlow's default of
         # all the node's cores, which several workers on one node would oversubscribe).
-        run_jobs, tf_threads = evaluate.plan_parallelism(jobs, 0, eval_crop, cpus=per)
+        run_jobs, tf_threads = plan_parallelism(options.jobs, 0, eval_crop, cpus=per)
         tf_threads = tf_threads or per
-        options = dict(threads=tf_threads, inter_threads=inter_threads or per, scales=scales, flip=flip,
-                       crop=crop, row=row, output_stride=output_stride, limit=limit, jobs=run_jobs,
-                       omp_num_threads=driver_omp_threads())
+        worker_options = dataclasses.replace(options, threads=tf_threads, inter_threads=options.inter_threads or per,
+                                             jobs=run_jobs, progress=False)
         log(f"Ray: {sum(c for _, _, c in nodes)} CPUs on {len(nodes)} node(s); {n_workers} worker(s) x {per} CPU(s), "
             f"{run_jobs} image(s) at once with {tf_threads} TensorFlow thread(s) each")
         source = graph_source(ray, ckpt, cache, user_graph, mirror=mirror, offline=offline)
         counter = ray.remote(num_cpus=0)(ProgressCounter).remote()
         worker_cls = ray.remote(num_cpus=per, max_restarts=RETRIES, max_task_retries=RETRIES)(EvalWorker)
         ds_ref = ray.put(ds)
-        actors = [worker_cls.remote(ckpt, options, die_once) for _ in range(n_workers)]
+        actors = [worker_cls.remote(ckpt, worker_options, driver_omp_threads(), die_once) for _ in range(n_workers)]
         try:
             infos = ray_get(ray, [a.ready.remote(source, ds_ref) for a in actors], "loading the graph")
             loaded = time.perf_counter() - started
@@ -262,14 +260,14 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
 
             def result_of(matrix: Any, count: int, seconds: float, shard: tuple[int, int] | None,
                           fitted: int, enlarged: int) -> Any:
-                return evaluate.build_eval_result(matrix, count, seconds, dataset=ds, ckpt=ckpt,
+                return build_eval_result(matrix, count, seconds, dataset=ds, ckpt=ckpt,
                                                   graph_path=graph_path, shard=shard, num_classes=num_classes,
                                                   info=info, settings=settings, facts=facts(fitted, enlarged),
                                                   ignore_label=ignore_label)
 
-            slug = evaluate.run_setting(ckpt, info, settings, first["facts"])
+            slug = run_setting(ckpt, info, settings, first["facts"])
             if out_dir is None:
-                out_dir = evaluate.default_results_dir(cache.results_dir, ckpt, graph_path, ds.kind, ds.split,
+                out_dir = default_results_dir(cache.results_dir, ckpt, graph_path, ds.kind, ds.split,
                                                        None, setting=slug)
             out_dir = Path(out_dir)
             identity = {"checkpoint": ckpt.name if ckpt is not None else None, "graph_sha256": source.graph_sha256,
@@ -283,7 +281,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             parts: dict[int, tuple[Any, int, int, int]] = {}  # K -> (matrix, images, fitted, enlarged)
             cpu_seconds = 0.0  # the workers' CPU time on this invocation's shards (all their threads)
             for k, meta in done.items():
-                matrix = ConfusionMatrix.load(folder / f"shard-{k}of{n}" / evaluate.CONFUSION_FILE,
+                matrix = ConfusionMatrix.load(folder / f"shard-{k}of{n}" / CONFUSION_FILE,
                                           meta.get("ignore_label"))
                 parts[k] = (matrix, int(meta.get("num_images", 0)), int(meta.get("shrunk_to_fit", 0)),
                             int((meta.get("multiscale") or {}).get("enlarged_images", 0)))
@@ -292,7 +290,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             for extra in actors[len(actors_used):]:
                 ray.kill(extra, no_restart=True)  # more workers than shards left: free their CPUs
             resumed = sum(p[1] for p in parts.values())
-            bar = tqdm(total=len(selected), initial=resumed, unit="img", disable=evaluate._disable(progress),
+            bar = tqdm(total=len(selected), initial=resumed, unit="img", disable=progress_disable(progress),
                        desc=f"eval {ds.kind} (ray x{len(actors_used)})", dynamic_ncols=True)
             eval_start = time.perf_counter()
             inflight: dict[Any, tuple[Any, int]] = {}
@@ -316,7 +314,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                                          out["enlarged"])
                         part.extra["ray_run"] = plan
                         part.extra["ray_node"] = out["host"]
-                        evaluate.save_result(part, matrix, folder / f"shard-{k}of{n}")
+                        save_result(part, matrix, folder / f"shard-{k}of{n}")
                         parts[k] = (matrix, out["images"], out["fitted"], out["enlarged"])
                         cpu_seconds += out["cpu_seconds"]
                         submit(actor)
@@ -336,7 +334,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
             total = merge_matrices([p[0] for p in ordered])  # what 'zoo eval merge' sums
             count = sum(p[1] for p in ordered)
             if count == 0:
-                raise DatasetError(evaluate.no_images_message(ds, limit, None))
+                raise DatasetError(no_images_message(ds, limit, None))
             result = result_of(total, count, seconds, None, sum(p[2] for p in ordered), sum(p[3] for p in ordered))
         finally:
             for actor in actors:  # on success, an error or Ctrl-C: no remote work outlives the command
@@ -346,7 +344,7 @@ def evaluate_checkpoint_ray(ckpt: Any | None, data_dir: Path | str, *, graph_pat
                            "jobs": run_jobs, "shards": n, "resumed_shards": len(done), "resumed_images": resumed,
                            "nodes": sorted({i["host"] for i in infos}), "connect_seconds": round(connected, 3),
                            "ready_seconds": round(loaded, 3), "worker_cpu_seconds": round(cpu_seconds, 3)}
-    evaluate.save_result(result, total, out_dir)
+    save_result(result, total, out_dir)
     shutil.rmtree(folder, ignore_errors=True)  # the final result is in; the shards were only for --resume
     return result
 

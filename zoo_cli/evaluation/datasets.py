@@ -8,18 +8,22 @@
 
 Images are decoded with Pillow into uint8 HxWx3 RGB whatever their mode (grayscale, palette, RGBA, CMYK,
 16-bit); a file that cannot be decoded (truncated, damaged) is a :class:`DatasetError` naming it.
+:func:`open_eval_dataset` opens a split the way the reference evaluates a given checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from zoo_cli.constants import DATASETS
 from zoo_cli.errors import DatasetError, UsageError
+
+if TYPE_CHECKING:
+    from zoo_cli.registry.types import Checkpoint
 
 _SPLIT_DIRS_ADE = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
 
@@ -279,3 +283,21 @@ def _open_ade20k(root: Path, split: str, long_side: int | None) -> Dataset:
     if not samples:
         raise DatasetError(f"{image_dir} holds no .jpg images")
     return Dataset("ade20k", base, split, samples, long_side=long_side)
+
+
+def open_eval_dataset(data_dir: Path | str, ckpt: Checkpoint | None = None, *, kind: str | None = None,
+                      split: str = "val", graph_crop: tuple[int, int] | None = None) -> Dataset:
+    """The ``split`` of ``data_dir`` prepared the way the reference evaluates ``ckpt``.
+
+    The layout is ``kind``, else the checkpoint's dataset, else detected. ADE20K images are resized so their
+    longer side is the model's input size (registry ``input_size``, else ``eval_crop``, else ``graph_crop``).
+    Opening lists and checks every file, so a bad ``--data-dir`` fails before a model is loaded.
+    """
+    if kind is None and ckpt is not None and ckpt.dataset in DATASETS:  # not an ImageNet backbone
+        kind = ckpt.dataset
+    dataset = open_dataset(data_dir, kind, split)
+    if dataset.kind == "ade20k":
+        size = (ckpt.input_size or ckpt.eval_crop) if ckpt is not None else None
+        size = size or graph_crop
+        dataset.long_side = max(size) if size else None
+    return dataset

@@ -23,157 +23,29 @@ running sum), which bounds the memory to that many networks' activations and pro
 Every run's network is imported into one ``tf.Graph`` and one reused ``Session``; the weights are imported
 once and shared by all of them. A scale whose crop cannot be built is reported in ``skipped``
 (or is an error with ``strict=True``); it is never dropped silently.
+
+Longer than ~450 lines because it is one class: the plan builder, the runtime guard and the per-image path
+share the predictor's graph, session, locks and caches of re-targeted graphs.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
 from zoo_cli.constants import MEAN_PIXEL, OUTPUT_NAME
 from zoo_cli.errors import ModelError, UsageError
+from zoo_cli.evaluation.resize import resize_bilinear
 from zoo_cli.graph.crop_pattern import analyse, analyse_dynamic
 from zoo_cli.graph.geometry import scaled_crop
 from zoo_cli.graph.graphdef import copy_graph_def, is_weight, node_of, strip_colocation
 from zoo_cli.graph.retarget import retarget_or_none
 from zoo_cli.graph.tf_import import import_tf, new_session
-
-MAX_SCALES = 16  # the seed's longest list has 6; more only multiplies the run time
-MAX_SCALE = 4.0  # scale 4 of a 1025x2049 Cityscapes crop is already a 4097x8193 network input
-MAX_SIDE = 1_000_000  # pixels a side of --crop / --input-size; the memory check refuses far smaller ones
-
-
-def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...] | None:
-    """``--scales`` text -> a sorted tuple of floats: a list ``"0.5,0.75,1"`` or a range ``"0.5:0.25:1.75"`` /
-    ``"[0.5:0.25:1.75]"`` (the seed's notation; start:step:end, end inclusive); brackets are optional for
-    both forms. The one parser and validator ``zoo eval`` and ``zoo bench`` share.
-
-    Each scale must be finite and in (0, 4], at most 16 of them, each given once (a repeat is refused rather
-    than silently merged: it is most likely a typo, and both commands then agree). Bad input is a
-    UsageError raised before anything is loaded; a range is counted before its values are built.
-    """
-    if text is None:
-        return None
-    shown = text if isinstance(text, str) else ",".join(str(v) for v in text)
-    if not isinstance(text, str):
-        try:
-            values = [float(v) for v in text]
-        except (TypeError, ValueError):
-            raise UsageError(f"--scales {shown!r}: scales must be numbers") from None
-    else:
-        s = text.strip()
-        if s.startswith("[") and s.endswith("]"):
-            s = s[1:-1].strip()
-        try:
-            if "[" in s or "]" in s:
-                raise ValueError
-            if ":" in s:
-                start, step, end = (float(p) for p in s.split(":"))
-                _check_finite(shown, (start, step, end))
-                if step <= 0 or end < start:
-                    raise ValueError
-                # floor with a tolerance: 0.5:0.25:1.75 includes 1.75 despite float rounding, never overshoots
-                count = int((end - start) / step + 1e-9) + 1
-                if count > MAX_SCALES:  # before building: 1:1e-9:2 would be a billion scales
-                    raise UsageError(f"--scales {text!r} gives {count:,} scales; at most {MAX_SCALES} are allowed "
-                                     "(the seed uses 0.5:0.25:1.75, six scales)")
-                values = [round(start + i * step, 6) for i in range(count)]
-            else:
-                values = [float(p) for p in s.split(",") if p.strip()]
-        except ValueError:
-            raise UsageError(f"--scales {text!r} is not a list like 0.5,0.75,1.0 or a range start:step:end like "
-                             "0.5:0.25:1.75") from None
-    if not values:
-        raise UsageError(f"--scales {shown!r}: give at least one scale, e.g. 1 or 0.5,0.75,1.0")
-    _check_finite(shown, values)
-    bad = [v for v in values if not 0 < v <= MAX_SCALE]
-    if bad:
-        raise UsageError(f"--scales {shown!r}: {bad[0]:g} is out of range; each scale must be above 0 and at most "
-                         f"{MAX_SCALE:g}")
-    if len(values) > MAX_SCALES:
-        raise UsageError(f"--scales {shown!r} lists {len(values)} scales; at most {MAX_SCALES} are allowed")
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise UsageError(f"--scales {shown!r} gives scale {repeated[0]:g} more than once; list each scale once"
-                         + (" (the range's step is too small to give distinct scales)" if ":" in shown else ""))
-    return tuple(sorted(values))
-
-
-def _check_finite(shown: str, values: Iterable[float]) -> None:
-    for v in values:
-        if not math.isfinite(v):
-            raise UsageError(f"--scales {shown!r}: {v} is not a finite number; use scales like 0.5,0.75,1.0")
-
-
-def parse_crop(text: str | Sequence[int] | None, option: str = "--crop") -> tuple[int, int] | None:
-    """``"513,513"`` / ``"513x513"`` / ``"513"`` -> (H, W): the one parser of ``zoo eval --crop`` and
-    ``zoo bench --input-size`` (both accept both spellings). Each side must be 1..MAX_SIDE; whether the
-    tensors of a crop fit in memory is :func:`zoo_cli.memory.check_crop_memory`'s question."""
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        h, w = (int(v) for v in text)
-        values = [h, w]
-    else:
-        m = re.fullmatch(r"\s*\[?\s*(\d+)\s*(?:[xX,*]\s*(\d+))?\s*\]?\s*", text)
-        values = [int(m.group(1)), int(m.group(2) or m.group(1))] if m else []
-    if len(values) != 2 or min(values) < 1:
-        raise UsageError(f"{option} {text!r} is not H,W or HxW with positive integers (e.g. 513,513 or 1025x2049)")
-    if max(values) > MAX_SIDE:
-        raise UsageError(f"{option} {text!r}: {max(values)} pixels is above the {MAX_SIDE} a side this tool "
-                         "accepts; use a smaller size")
-    return values[0], values[1]
-
-
-# ------------------------------------------------------------------------------------------- numpy
-
-
-def _axis_weights(n_in: int, n_out: int, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of the first ``keep`` of ``n_out`` align_corners=True samples."""
-    if n_out > 1:
-        # float32 like TensorFlow's ResizeBilinear (scale = (in - 1) / (out - 1), in = out * scale).
-        scale = np.float32(n_in - 1) / np.float32(n_out - 1)
-        pos = np.arange(keep, dtype=np.float32) * scale
-    else:
-        pos = np.zeros(keep, np.float32)
-    lo = np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    return lo, hi, (pos - lo).astype(np.float32)
-
-
-def resize_bilinear(x: np.ndarray, size: tuple[int, int], keep: tuple[int, int] | None = None,
-                    chunk: int = 128) -> np.ndarray:
-    """Bilinear resize with align_corners=True of an HxWxC float32 array to ``size`` = (H', W') (numpy, the
-    same values as TensorFlow's; the predictor resizes in-graph, the benchmark prepares its inputs with this);
-    with ``keep`` = (h, w) only the top-left h x w of the result is computed. Works in blocks of ``chunk``
-    output rows, so the only large allocation is the result (a 2049x4097x3 image is 100 MB)."""
-    x = np.asarray(x, np.float32)
-    kh, kw = keep or size
-    if x.shape[:2] == tuple(size):
-        return x[:kh, :kw]
-    y0, y1, wy = _axis_weights(x.shape[0], size[0], kh)
-    x0, x1, wx = _axis_weights(x.shape[1], size[1], kw)
-    wx = wx[None, :, None] if x.ndim == 3 else wx[None, :]
-    out = np.empty((kh, kw) + x.shape[2:], np.float32)
-    for start in range(0, kh, chunk):
-        stop = min(kh, start + chunk)
-        top, bottom = x[y0[start:stop]], x[y1[start:stop]]
-        top = top[:, x0] + (top[:, x1] - top[:, x0]) * wx  # along x first, as TensorFlow does
-        bottom = bottom[:, x0] + (bottom[:, x1] - bottom[:, x0]) * wx
-        w = wy[start:stop, None, None] if x.ndim == 3 else wy[start:stop, None]
-        out[start:stop] = top + (bottom - top) * w
-    return out
-
-
-# ------------------------------------------------------------------------------------------- runner
-
 
 # The share of pixels on which the guard's scale-1 run may differ from the graph's own prediction: float
 # rounding can flip near-ties between two classes, a misread graph differs on most pixels.
@@ -244,7 +116,8 @@ class MultiScalePredictor:
     ``scales=(1.0,)`` and no flip the re-targeted graph's own ``SemanticPredictions`` is returned (the
     exported computation at the eval crop). ``window`` is how many of the network runs TensorFlow may have in
     flight at once inside the one ``Session.run`` of an image (more overlaps idle cores, each costs one
-    network's activations and one probability map of memory). Safe to call from several threads.
+    network's activations and one probability map of memory). Safe to call from several threads; a
+    :class:`zoo_cli.evaluation.predictors.Predictor`.
     """
 
     def __init__(self, source: Any, *, scales: Iterable[float] = (1.0,), flip: bool = False,
@@ -259,6 +132,7 @@ class MultiScalePredictor:
         self.window = max(1, int(window))
         self.fitted = 0  # images shrunk to fit: never (the crop is re-targeted instead)
         self.enlarged = 0  # images larger than the eval crop (run at a crop grown to cover them)
+        self.output_stride_rewrite: dict[str, Any] | None = None  # set by zoo_cli.graph.output_stride.OsRewrites
         self._owns_session = False
         if hasattr(source, "graph") and hasattr(source, "session"):
             self.graph, self.session = source.graph, source.session
@@ -590,107 +464,7 @@ class MultiScalePredictor:
         }
 
     def close(self) -> None:
+        """Close the session it opened for a GraphDef or a path (a loaded model's session stays open)."""
         if self._owns_session and self.session is not None:
             self.session.close()
             self.session = None
-
-
-# ------------------------------------------------------------------------------------------- eval settings
-
-
-@dataclass
-class EvalSettings:
-    """What ``zoo eval`` runs: scales, flip and eval crop, and the registry row they come from."""
-
-    scales: tuple[float, ...]
-    flip: bool
-    crop: tuple[int, int] | None
-    row_index: int | None  # 1-based index into the checkpoint's eval rows
-    row: Any | None
-    graph_output_stride: int | None
-    notes: list[str]
-    source: str = ""  # where the settings come from, e.g. "eval row 2" or "the graph as exported"
-    output_stride: int | None = None  # the OS the run uses (the graph is rewritten when not its own)
-
-    def describe(self) -> str:
-        """One line, e.g. ``scale 1, no flip, crop 513x513 (the graph as exported)``."""
-        text = (f"{'scales' if len(self.scales) > 1 else 'scale'} {','.join(f'{s:g}' for s in self.scales)}, "
-                f"{'flip' if self.flip else 'no flip'}")
-        if self.crop:
-            text += f", crop {self.crop[0]}x{self.crop[1]}"
-        return f"{text} ({self.source})" if self.source else text
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scales": list(self.scales), "flip": self.flip, "eval_crop": list(self.crop) if self.crop else None,
-            "source": self.source,
-            "row": self.row_index, "row_conditions": self.row.describe() if self.row is not None else None,
-            "row_output_stride": self.row.output_stride if self.row is not None else None,
-            "graph_output_stride": self.graph_output_stride,
-            "output_stride": self.output_stride or self.graph_output_stride,
-            "os_differs": bool(self.row is not None and (self.output_stride or self.graph_output_stride) is not None
-                               and self.row.output_stride != (self.output_stride or self.graph_output_stride)),
-            "notes": list(self.notes),
-        }
-
-
-def choose_settings(ckpt: Any | None, *, graph_output_stride: int | None, graph_crop: tuple[int, int] | None,
-                    scales: Sequence[float] | None = None, flip: bool | None = None,
-                    crop: tuple[int, int] | None = None, row: int | None = None,
-                    as_exported: bool = False, output_stride: int | None = None,
-                    runnable_os: Sequence[int] | None = None) -> EvalSettings:
-    """Defaults from the checkpoint's eval row the graph can reproduce (its output stride), overridden by
-    explicit ``scales`` / ``flip`` / ``crop``; ``row`` (1-based) picks another row.
-
-    ``as_exported`` (``zoo eval --images``): unless ``row`` is given, the defaults are the graph as exported
-    (scale 1, no flip, the graph's own crop; what the reference vis.py runs), not an eval row's.
-
-    ``runnable_os``: the output strides the graph can be rewritten to (zoo_cli.graph.output_stride); the default row
-    is then the first row at any of them, and the run's ``output_stride`` is the row's. ``output_stride``
-    (``--output-stride``) overrides it, and the default row is then the first row at that OS. Without it only rows at the graph's own OS are default candidates.
-    """
-    rows = tuple(getattr(ckpt, "evals", ()) or ())
-    notes: list[str] = []
-    chosen = None
-    index = None
-    if row is not None:
-        if not rows:
-            raise UsageError("--row needs a registry checkpoint with reported eval rows (see 'zoo info NAME')")
-        if not 1 <= row <= len(rows):
-            listing = "; ".join(f"{i}: {r.describe()}" for i, r in enumerate(rows, 1))
-            raise UsageError(f"--row {row} does not exist; the checkpoint's rows are {listing}")
-        index, chosen = row, rows[row - 1]
-    elif rows and not as_exported:
-        can_run = {output_stride} if output_stride else (set(runnable_os) if runnable_os else {graph_output_stride})
-        for i, r in enumerate(rows, 1):
-            if graph_output_stride is not None and r.output_stride in can_run:
-                index, chosen = i, r
-                break
-        if chosen is None:
-            notes.append(f"no reported row is at the graph's output stride {graph_output_stride}; running single "
-                         "scale without flip (pick a row with --row N)")
-    if output_stride is not None:
-        run_os = int(output_stride)
-    elif chosen is not None and (runnable_os is not None or row is not None):
-        run_os = chosen.output_stride  # the graph is rewritten to the row's OS (or refused)
-    else:
-        run_os = graph_output_stride
-    if chosen is not None and run_os is not None and chosen.output_stride != run_os:
-        notes.append(f"row {index} was measured at OS {chosen.output_stride} but this run is at OS "
-                     f"{run_os}: the measured and reported numbers are not comparable")
-    use_scales = tuple(scales) if scales else (tuple(chosen.scales) if chosen is not None else (1.0,))
-    use_flip = bool(flip) if flip is not None else (bool(chosen.flip) if chosen is not None else False)
-    registry_crop = getattr(ckpt, "eval_crop", None) if (chosen is not None or not as_exported) else None
-    use_crop = tuple(crop) if crop else (tuple(registry_crop) if registry_crop else graph_crop)
-    if chosen is not None:
-        source = f"eval row {index}"
-    elif as_exported:
-        source = "the graph as exported"
-    else:
-        source = "no eval row at the graph's output stride" if rows else "no reported eval rows"
-    given = [opt for opt, value in (("--scales", scales), ("--flip", flip is not None), ("--crop", crop),
-                                    ("--output-stride", output_stride)) if value]
-    if given:
-        source += f", {'/'.join(given)} given"
-    return EvalSettings(use_scales, use_flip, use_crop, index, chosen, graph_output_stride, notes, source,
-                        run_os)

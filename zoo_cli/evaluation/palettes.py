@@ -115,17 +115,17 @@ def _table(rgb: list[tuple[int, int, int]]) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def get_palette(dataset: str) -> Palette:
-    """The palette of ``voc``, ``cityscapes`` or ``ade20k``."""
-    key = dataset.lower()
-    if key in ("voc", "pascal", "pascal_voc"):
-        return Palette("voc", VOC_CLASSES, _voc_colors(), 255)
-    if key == "cityscapes":
-        colors = _table(list(_CITYSCAPES_COLORS))
-        return Palette("cityscapes", CITYSCAPES_CLASSES, colors, 255)
-    if key == "ade20k":
+    """The palette of ``voc``, ``cityscapes`` or ``ade20k`` (the ignored label: :data:`zoo_cli.constants.DATASETS`)."""
+    if dataset == "voc":
+        names, colors = VOC_CLASSES, _voc_colors()
+    elif dataset == "cityscapes":
+        names, colors = CITYSCAPES_CLASSES, _table(list(_CITYSCAPES_COLORS))
+    elif dataset == "ade20k":
         rgb = [tuple(int(v) for v in item.split(",")) for item in _ADE20K_COLORS.split()]
-        return Palette("ade20k", ADE20K_CLASSES, _table(rgb), 0)  # type: ignore[arg-type]
-    raise UsageError(f"no palette for dataset '{dataset}'; choose one of {', '.join(DATASETS)}")
+        names, colors = ADE20K_CLASSES, _table(rgb)  # type: ignore[arg-type]
+    else:
+        raise UsageError(f"no palette for dataset '{dataset}'; choose one of {', '.join(DATASETS)}")
+    return Palette(dataset, names, colors, DATASETS[dataset].ignore_label)
 
 
 GENERIC = "generic"

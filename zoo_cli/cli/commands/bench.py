@@ -50,7 +50,7 @@ def command(app: AppContext, name: str | None, sweep: bool, graph_path: Path | N
     from zoo_cli.bench.store import BenchResult, results_dir
     from zoo_cli.bench.sweep import bench_all, bench_checkpoint, graph_file
     from zoo_cli.cli.bench_view import print_labelled, render_result
-    from zoo_cli.evaluation.multiscale import parse_scales  # the one --scales parser eval and bench share
+    from zoo_cli.evaluation.settings import parse_scales  # the one --scales parser eval and bench share
 
     if sweep and (name or graph_path):
         raise UsageError("--all benches every downloaded checkpoint; drop NAME/--graph or drop --all")

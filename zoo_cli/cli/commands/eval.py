@@ -7,15 +7,25 @@ only inside the command bodies.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
 from zoo_cli.cli.app import AppContext, pass_app
 from zoo_cli.cli.options import ThreadCount
 from zoo_cli.cli.output import console, emit_json
+from zoo_cli.constants import EVAL_DATASETS
 from zoo_cli.errors import UsageError
 from zoo_cli.units import fmt_num
+
+if TYPE_CHECKING:
+    from zoo_cli.evaluation.image_job import ImagePredictions, PredictionInterrupted
+    from zoo_cli.evaluation.results import EvalResult
+    from zoo_cli.evaluation.settings import EvalOptions
+    from zoo_cli.registry.types import Checkpoint
 
 
 class _EvalGroup(click.Group):
@@ -92,6 +102,25 @@ _EXAMPLES = (
 )
 
 
+def _gather_eval_options(run_command: Callable[..., None]) -> Callable[..., None]:
+    """Hand the options that say how the evaluation runs to ``run_command`` as one ``options``
+    (:class:`zoo_cli.evaluation.settings.EvalOptions`), the value the library functions take."""
+
+    @functools.wraps(run_command)
+    def gathered(*args: Any, scales_text: str | None, flip: bool | None, crop_text: str | None, row: int | None,
+                 output_stride: str | None, dataset: str | None, split: str, limit: int | None, shard: str | None,
+                 threads: int, inter_threads: int, jobs: int | None, progress: bool | None, **rest: Any) -> None:
+        from zoo_cli.evaluation.settings import EvalOptions
+
+        options = EvalOptions(scales=scales_text, flip=flip, crop=crop_text, row=row,
+                              output_stride=int(output_stride) if output_stride else None, dataset=dataset,
+                              split=split, limit=limit, shard=shard, threads=threads, inter_threads=inter_threads,
+                              jobs=jobs, progress=progress)
+        return run_command(*args, options=options, **rest)
+
+    return gathered
+
+
 @click.group("eval", cls=_EvalGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def command() -> None:
     """Evaluate a checkpoint: predictions for images, or mIOU on a dataset split."""
@@ -106,7 +135,7 @@ def command() -> None:
                    "be repeated); writes label + overlay PNGs to --out.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Dataset root in its raw layout (VOC, Cityscapes or ADE20K): measure mIOU on a split.")
-@click.option("--dataset", type=click.Choice(["voc", "cityscapes", "ade20k"]),
+@click.option("--dataset", type=click.Choice(EVAL_DATASETS),
               help="Dataset layout / palette (default: the checkpoint's dataset, else detected).")
 @click.option("--split", default="val", show_default=True, help="Split to evaluate.")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of the split.")
@@ -122,17 +151,17 @@ def command() -> None:
                    "pixels); decoding always runs ahead.")
 @click.option("--scales", "scales_text",
               help="Eval scales: a list 0.5,0.75,1.0 or a range 0.5:0.25:1.75 (end inclusive; '[0.5:0.25:1.75]' "
-                   "quoted also works) (default: --data-dir the eval "
-                   "row's; --images 1).")
+                   "quoted also works) (default: --data-dir the eval row's; --images 1).")
 @click.option("--flip/--no-flip", default=None,
               help="Also run left-right flipped images (default: --data-dir the eval row's; --images no flip).")
-@click.option("--crop", "crop_text", metavar="H,W", help="Eval crop H,W (or HxW, as bench --input-size) the image is padded to (default: --data-dir the "
-              "registry's, e.g. 513,513 VOC/ADE20K, 1025,2049 Cityscapes; --images the graph's own); the graph is "
-              "re-targeted to it.")
-@click.option("--row", type=int, help="Take scales/flip/output stride from the checkpoint's N-th eval row (1-based, see "
-              "'zoo info NAME'); default: --data-dir the first row whose output stride the graph can be "
-              "rewritten to, --images none "
-              "(the graph as exported: scale 1, no flip).")
+@click.option("--crop", "crop_text", metavar="H,W",
+              help="Eval crop H,W (or HxW, as bench --input-size) the image is padded to (default: --data-dir the "
+                   "registry's, e.g. 513,513 VOC/ADE20K, 1025,2049 Cityscapes; --images the graph's own); the graph "
+                   "is re-targeted to it.")
+@click.option("--row", type=int,
+              help="Take scales/flip/output stride from the checkpoint's N-th eval row (1-based, see 'zoo info "
+                   "NAME'); default: --data-dir the first row whose output stride the graph can be rewritten to, "
+                   "--images none (the graph as exported: scale 1, no flip).")
 @click.option("--output-stride", "output_stride", type=click.Choice(["8", "16", "32"]),
               help="Run at this output stride: the graph is rewritten to it in memory (default: the row's).")
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
@@ -147,13 +176,10 @@ def command() -> None:
 @click.option("--resume", is_flag=True, help="With --ray: keep the shards an interrupted run saved; run the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @pass_app
+@_gather_eval_options
 def run(app: AppContext, name: str | None, graph_path: Path | None, images: tuple[Path, ...],
-        data_dir: Path | None, dataset: str | None, split: str, limit: int | None, shard: str | None,
-        out_dir: Path | None, threads: int, inter_threads: int, jobs: int | None, scales_text: str | None,
-        flip: bool | None, crop_text: str | None, row: int | None, output_stride: str | None,
-        alpha: float,
-        progress: bool | None, use_ray: bool, workers: int | None, ray_address: str | None, resume: bool,
-        as_json: bool) -> None:
+        data_dir: Path | None, out_dir: Path | None, alpha: float, use_ray: bool, workers: int | None,
+        ray_address: str | None, resume: bool, as_json: bool, options: EvalOptions) -> None:
     """Predict images (--images PATH... --out DIR) or measure mIOU on a dataset split (--data-dir DIR).
 
     NAME is a registry checkpoint installed with 'zoo download NAME'; --graph PATH runs a frozen graph file
@@ -163,26 +189,26 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
         raise UsageError("pass either --images PATH... (predictions) or --data-dir DIR (mIOU on a split)")
     if images and out_dir is None:
         raise UsageError("--images needs --out DIR, the directory for the label and overlay PNGs")
-    if images and (shard or limit):
+    if images and (options.shard or options.limit):
         raise UsageError("--shard and --limit apply to --data-dir evaluations only")
     if images and (use_ray or workers or ray_address or resume):
         raise UsageError("--ray, --workers, --ray-address and --resume apply to --data-dir evaluations only")
-    from zoo_cli.evaluation import evaluate  # light; TensorFlow is imported when the model loads
+    # light: TensorFlow is imported when the model loads
+    from zoo_cli.evaluation import dataset_job, image_job
+    from zoo_cli.evaluation.settings import check_run_options
 
-    shard_kn = evaluate.parse_shard(shard)
+    if images:  # --split is for --data-dir runs: never read (nor checked) with --images
+        options = replace(options, split="val")
+    if options.progress is None and as_json:
+        options = replace(options, progress=False)
     # every number and name first: a typo is reported before the registry or anything else is read
-    evaluate.check_run_options(None, scales_text, crop_text, flip, threads=threads, inter_threads=inter_threads,
-                               jobs=jobs, split=None if images else split)
+    options = check_run_options(None, options)
     ckpt = app.registry.get(name) if name else None
-    if progress is None and as_json:
-        progress = False
-    common = dict(graph_path=graph_path, cache=app.cache, dataset=dataset, threads=threads,
-                  inter_threads=inter_threads, scales=scales_text, flip=flip, crop=crop_text, row=row,
-                  progress=progress, output_stride=int(output_stride) if output_stride else None)
     if images:
         try:
-            predictions = evaluate.predict_checkpoint_images(ckpt, images, out_dir, alpha=alpha, **common)
-        except evaluate.PredictionInterrupted as stop:
+            predictions = image_job.predict_checkpoint_images(ckpt, images, out_dir, app.cache, options,
+                                                              graph_path=graph_path, alpha=alpha)
+        except image_job.PredictionInterrupted as stop:
             _report_interrupted(stop, as_json)
             click.get_current_context().exit(130)
         if as_json:
@@ -194,39 +220,40 @@ def run(app: AppContext, name: str | None, graph_path: Path | None, images: tupl
             raise failure
         return
     if use_ray or workers or ray_address or resume:
-        result = _run_on_ray(app, ckpt, data_dir, use_ray, shard, workers, ray_address, resume, as_json,
-                             split=split, limit=limit, out_dir=out_dir, jobs=jobs, **common)
+        if not use_ray:
+            raise UsageError("--workers, --ray-address and --resume apply to --ray runs; add --ray")
+        result = _run_on_ray(app, ckpt, data_dir, graph_path, out_dir, options, workers, ray_address, resume,
+                             as_json)
     else:
-        result = evaluate.evaluate_checkpoint(ckpt, data_dir, split=split, limit=limit, shard=shard_kn,
-                                              out_dir=out_dir, jobs=jobs, **common)
+        result = dataset_job.evaluate_checkpoint(ckpt, data_dir, app.cache, options, graph_path=graph_path,
+                                                 out_dir=out_dir)
     if as_json:
         emit_json(result.to_json())
         return
     _print_result(result)
 
 
-def _run_on_ray(app: AppContext, ckpt, data_dir: Path, use_ray: bool, shard: str | None, workers: int | None,
-                ray_address: str | None, resume: bool, as_json: bool, **options):
+def _run_on_ray(app: AppContext, ckpt: Checkpoint | None, data_dir: Path, graph_path: Path | None,
+                out_dir: Path | None, options: EvalOptions, workers: int | None, ray_address: str | None,
+                resume: bool, as_json: bool) -> EvalResult:
     """``--data-dir ... --ray``: the same evaluation on Ray workers (zoo_cli.cluster.eval)."""
     import os
 
-    if not use_ray:
-        raise UsageError("--workers, --ray-address and --resume apply to --ray runs; add --ray")
-    if shard:
+    if options.shard:
         raise UsageError("--ray cuts the split into shards itself; drop --shard")
     from zoo_cli.cluster.eval import evaluate_checkpoint_ray
 
     return evaluate_checkpoint_ray(
-        ckpt, data_dir, workers=workers, address=ray_address, resume=resume, mirror=app.settings.mirror,
+        ckpt, data_dir, app.cache, options, graph_path=graph_path, out_dir=out_dir, workers=workers,
+        address=ray_address, resume=resume, mirror=app.settings.mirror,
         offline=app.settings.offline, die_once=os.environ.get("ZOO_TEST_RAY_DIE_ONCE") or None,  # test hook
-        log=None if as_json else (lambda msg: click.echo(msg, err=True)), **options)
+        log=None if as_json else (lambda msg: click.echo(msg, err=True)))
 
 
-def _print_predictions(predictions) -> None:
+def _print_predictions(predictions: ImagePredictions) -> None:
     out = console()
     settings = predictions.settings
-    if settings is not None:
-        out.print(f"setting: {settings.describe()}")
+    out.print(f"setting: {settings.describe()}")
     for r in predictions.images:
         top = ", ".join(f"{name} {_share(count, r.size[0] * r.size[1])}" for name, count in list(r.classes.items())[:4])
         out.print(f"{r.image} → {r.labels_png.name}, {r.overlay_png.name}  ({top})")
@@ -234,7 +261,7 @@ def _print_predictions(predictions) -> None:
             crop = predictions.graph_crop
             out.print(f"  note: {r.size[1]}x{r.size[0]} is larger than the graph's crop {crop[1]}x{crop[0]}; "
                       "it was shrunk to fit and the labels scaled back")
-    if predictions.enlarged and settings is not None and settings.crop:
+    if predictions.enlarged and settings.crop:
         out.print(enlarged_note(predictions.enlarged, settings.crop))
     for note in predictions.notes:
         out.print(f"note: {note}")
@@ -243,7 +270,7 @@ def _print_predictions(predictions) -> None:
     out.print(f"{len(predictions.images)} image(s) → {predictions.out_dir} ({predictions.palette.dataset} palette)")
 
 
-def _report_interrupted(stop, as_json: bool) -> None:
+def _report_interrupted(stop: PredictionInterrupted, as_json: bool) -> None:
     """Ctrl-C during --images: list the pairs written (the unfinished image has no file), say what stopped."""
     written = stop.predictions.images if stop.predictions is not None else stop.written
     if as_json and stop.predictions is not None:
@@ -261,17 +288,17 @@ def _share(count: int, total: int) -> str:
     return f"{percent:.0f}%" if percent >= 0.5 else "<1%"
 
 
-def enlarged_note(count: int, crop) -> str:
+def enlarged_note(count: int, crop: Sequence[int]) -> str:
     """The note for images the multi-scale runner ran at a crop grown to cover them."""
     return (f"note: {count} image(s) were larger than the eval crop {crop[0]}x{crop[1]}; they ran at a crop grown "
             "to cover them (max(crop, image) per side, as the reference's preprocessing pads)")
 
 
-def _crop_text(crop) -> str:
+def _crop_text(crop: Sequence[int] | None) -> str:
     return f"crop {crop[0]}x{crop[1]}, " if crop else ""
 
 
-def _print_result(result, warnings: list[str] | None = None) -> None:
+def _print_result(result: EvalResult, warnings: list[str] | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -359,7 +386,7 @@ def merge(files: tuple[Path, ...], out_dir: Path | None, as_json: bool) -> None:
 
     The result equals an unsharded run over the same images.
     """
-    from zoo_cli.evaluation.evaluate import merge_results, save_result
+    from zoo_cli.evaluation.results import merge_results, save_result
 
     result, matrix, warnings = merge_results(files)
     if out_dir is not None:

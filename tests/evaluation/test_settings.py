@@ -1,11 +1,11 @@
-"""``--scales`` syntax shared by ``zoo eval`` and ``zoo bench`` (zoo_cli.evaluation.multiscale.parse_scales)."""
+"""``--scales`` syntax shared by ``zoo eval`` and ``zoo bench`` (zoo_cli.evaluation.settings.parse_scales)."""
 
 from __future__ import annotations
 
 import pytest
 
 from zoo_cli.errors import UsageError
-from zoo_cli.evaluation.multiscale import parse_scales
+from zoo_cli.evaluation.settings import parse_scales
 
 SEED = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
