@@ -111,8 +111,8 @@ def test_multiscale_predictor_runs_the_rewritten_graph():
 
 def test_round_trip_guard_passes_on_a_true_rewrite_and_refuses_a_wrong_one():
     from zoo_cli.errors import ModelError
+    from zoo_cli.evaluation.rewritten import guard_rewrite
     from zoo_cli.graph.crop_pattern import analyse
-    from zoo_cli.graph.os_rewrites import guard_rewrite
     from zoo_cli.graph.output_stride import rewrite_output_stride
 
     cfg, target = CASES["mnv2_dm10_8to16"]

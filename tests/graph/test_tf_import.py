@@ -28,7 +28,7 @@ NOISE = (
 )
 TF_MODULES = ("zoo_cli.graph.loading", "zoo_cli.graph.graphdef", "zoo_cli.graph.crop_pattern", "zoo_cli.graph.info",
               "zoo_cli.graph.runner", "zoo_cli.graph.retarget", "zoo_cli.graph.output_stride", "zoo_cli.graph.flops",
-              "zoo_cli.graph.stride_edit", "zoo_cli.graph.os_rewrites", "zoo_cli.graph.memory", "zoo_cli.graph.tf_errors",
+              "zoo_cli.graph.stride_edit", "zoo_cli.evaluation.rewritten", "zoo_cli.graph.memory", "zoo_cli.graph.tf_errors",
               "tests.support.export",
               "zoo_cli.evaluation.multiscale", "zoo_cli.demo_run")
 

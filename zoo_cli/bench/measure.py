@@ -239,8 +239,8 @@ def _graph_at_rows_os(graph_def: Any, setting: BenchSetting) -> tuple[Any, dict[
 def rewrite_to(graph_def: Any, target: int, pattern: Any | None = None) -> tuple[Any, dict[str, Any] | None]:
     """The graph at output stride ``target`` (rewritten in memory and guarded, zoo_cli.graph.output_stride) and the
     rewrite's facts, or the graph itself and None when it already runs there; a ModelError when it cannot."""
+    from zoo_cli.evaluation.rewritten import guard_rewrite
     from zoo_cli.graph.crop_pattern import analyse
-    from zoo_cli.graph.os_rewrites import guard_rewrite
     from zoo_cli.graph.output_stride import timed_rewrite
 
     pattern = pattern or analyse(graph_def)

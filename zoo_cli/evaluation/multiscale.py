@@ -132,7 +132,7 @@ class MultiScalePredictor:
         self.window = max(1, int(window))
         self.fitted = 0  # images shrunk to fit: never (the crop is re-targeted instead)
         self.enlarged = 0  # images larger than the eval crop (run at a crop grown to cover them)
-        self.output_stride_rewrite: dict[str, Any] | None = None  # set by zoo_cli.graph.output_stride.OsRewrites
+        self.output_stride_rewrite: dict[str, Any] | None = None  # set by zoo_cli.evaluation.rewritten.OsRewrites
         self._owns_session = False
         if hasattr(source, "graph") and hasattr(source, "session"):
             self.graph, self.session = source.graph, source.session

@@ -157,7 +157,7 @@ def settings_and_predictor(model: FrozenGraphModel, ckpt: Checkpoint | None, opt
     ``as_exported``: ``--images``' defaults) and the predictor that runs them: over the graph rewritten to the
     settings' output stride when it is not the graph's own (zoo_cli.graph.output_stride), else
     :func:`make_predictor`'s. UsageError when the eval crop cannot fit in memory."""
-    from zoo_cli.graph.os_rewrites import OsRewrites
+    from zoo_cli.evaluation.rewritten import OsRewrites
 
     info = model.info
     graph_os = info.encoder_output_stride or info.output_stride

@@ -5,5 +5,5 @@ session factory), ``tf_errors`` (TensorFlow errors in one line), ``loading`` (re
 rules), ``crop_pattern`` (where a graph keeps its crop), ``info`` (GraphInfo, ``zoo info --inspect``),
 ``runner`` (FrozenGraphModel: one session, every image), ``memory`` (does a crop fit in memory),
 ``retarget`` (the graph at another crop), ``stride_edit`` and ``output_stride`` (the graph at another output
-stride), ``os_rewrites`` (those rewrites per loaded graph, guarded), ``flops`` (Multiply-Adds and parameters).
+stride), ``flops`` (Multiply-Adds and parameters).
 """

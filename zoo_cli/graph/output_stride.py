@@ -46,6 +46,7 @@ from zoo_cli.errors import ModelError
 from zoo_cli.graph.crop_pattern import CropPattern, analyse
 from zoo_cli.graph.geometry import required_paddings, size_at_stride
 from zoo_cli.graph.graphdef import PAD_OPS, PLACEHOLDER_OPS, RESIZE_OPS, const_array, data_inputs, node_of, tensor_name
+from zoo_cli.graph.loading import load_graph_def
 from zoo_cli.graph.stride_edit import (
     CONV_OPS,
     POOL_OPS,
@@ -433,3 +434,11 @@ def timed_rewrite(graph_def: Any, target_os: int, pattern: CropPattern | None = 
     started = time.perf_counter()
     out = rewrite_output_stride(graph_def, target_os, pattern)
     return out, time.perf_counter() - started
+
+
+def output_strides_of(path: Any) -> list[int] | str:
+    """For ``zoo info --inspect``: the output strides the graph file runs at, or why it cannot change."""
+    try:
+        return list(supported_output_strides(load_graph_def(path)))
+    except ModelError as exc:
+        return str(exc)

@@ -53,7 +53,7 @@ def _info_json(app: AppContext, ckpt, inspect: bool) -> dict:
 def _inspect(cache, ckpt) -> dict:
     """What --inspect shows: the loaded graph's structure and the output strides it can run at."""
     from zoo_cli.graph.info import inspect_graph  # imports TensorFlow; only here
-    from zoo_cli.graph.os_rewrites import output_strides_of
+    from zoo_cli.graph.output_stride import output_strides_of
 
     path = cache.frozen_graph_path(ckpt)
     return {**inspect_graph(path).to_json(), "output_strides": output_strides_of(path)}

@@ -1,6 +1,6 @@
-"""The output-stride rewrites of one loaded graph at run time: :class:`OsRewrites` builds each once,
-:func:`guard_rewrite` refuses one zoo may have misread, :func:`output_strides_of` lists them for
-``zoo info --inspect``. The rewrite itself is :mod:`zoo_cli.graph.output_stride`.
+"""Evaluation at another output stride: the rewrites of one loaded graph (:class:`OsRewrites`, each built once),
+and :func:`guard_rewrite`, which refuses a rewrite zoo may have misread before any number is computed with it.
+The rewrite itself is :mod:`zoo_cli.graph.output_stride`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 
 from zoo_cli.constants import OUTPUT_NAME
 from zoo_cli.errors import ModelError
+from zoo_cli.evaluation.multiscale import GUARD_TOLERANCE, MultiScalePredictor, guard_probe
 from zoo_cli.graph.crop_pattern import CropPattern, analyse
 from zoo_cli.graph.graphdef import copy_graph_def, strip_colocation
-from zoo_cli.graph.loading import load_graph_def
-from zoo_cli.graph.output_stride import rewrite_output_stride, rewrite_with_pattern, supported_output_strides
+from zoo_cli.graph.output_stride import rewrite_output_stride, rewrite_with_pattern
 from zoo_cli.graph.tf_import import import_tf, new_session
 
 
@@ -29,8 +29,6 @@ def guard_rewrite(original: Any, rewritten: Any, pattern: CropPattern, target_os
     ``target_os`` is what the reference would export there; no number inside the frozen graph states that.
     That is what the tests prove on faithful reference exports of every family.
     """
-    from zoo_cli.evaluation.multiscale import GUARD_TOLERANCE, guard_probe
-
     tf = import_tf()
     started = time.perf_counter()
     back = rewrite_output_stride(rewritten, pattern.encoder_stride)
@@ -51,7 +49,8 @@ def guard_rewrite(original: Any, rewritten: Any, pattern: CropPattern, target_os
 
 
 class OsRewrites:
-    """The rewrites of one loaded graph (a :class:`zoo_cli.graph.runner.FrozenGraphModel`), each built once."""
+    """The rewrites of one loaded graph (a :class:`zoo_cli.graph.runner.FrozenGraphModel`), each built once,
+    and the guarded multi-scale predictor over one of them."""
 
     def __init__(self, model: Any, graph_os: int | None) -> None:
         self.model = model
@@ -99,8 +98,6 @@ class OsRewrites:
 
     def predictor(self, settings: Any) -> Any:
         """A MultiScalePredictor over the graph rewritten to ``settings.output_stride`` (guarded)."""
-        from zoo_cli.evaluation.multiscale import MultiScalePredictor
-
         os_ = int(settings.output_stride)
         gd, _, seconds = self.get(os_)
         pattern = getattr(self.model, "crop_pattern", None) or analyse(self.graph_def)
@@ -109,11 +106,3 @@ class OsRewrites:
         predictor.output_stride_rewrite = {"graph_output_stride": self.graph_os, "output_stride": os_,
                                            "rewrite_seconds": seconds, "guard": guard}
         return predictor
-
-
-def output_strides_of(path: Any) -> list[int] | str:
-    """For ``zoo info --inspect``: the output strides the graph file runs at, or why it cannot change."""
-    try:
-        return list(supported_output_strides(load_graph_def(path)))
-    except ModelError as exc:
-        return str(exc)
