@@ -91,10 +91,6 @@ class StrideNet:
         """The tensor an (atrous) conv reads, outside its SpaceToBatchND."""
         return self.g.nodes[self.unit_of[conv][0]].input[0] if conv in self.unit_of else self.g.nodes[conv].input[0]
 
-    def unit_output(self, conv: str) -> str:
-        """The node an (atrous) conv's result leaves by: its BatchToSpaceND, else the conv."""
-        return self.unit_of[conv][1] if conv in self.unit_of else conv
-
     def stride(self, node: Any) -> int:
         """A node's spatial stride (1 when it has none)."""
         s = list(node.attr["strides"].list.i) if "strides" in node.attr else []

@@ -34,10 +34,6 @@ class EvalRow:
     pixel_accuracy: float | None
     split: str
 
-    @property
-    def multi_scale(self) -> bool:
-        return self.scales != (1.0,)
-
     def describe(self) -> str:
         """Short human description of the setting, e.g. ``OS 8, scales 0.5-1.75 (6), flip``."""
         return f"OS {self.output_stride}, {describe_scales(self.scales, self.flip)}"
