@@ -55,6 +55,24 @@ def _offline_error(ckpt: Checkpoint, url: str, cache: Cache) -> DownloadError:
         "from there), or unset ZOO_OFFLINE")
 
 
+@dataclass(frozen=True)
+class _Run:
+    """The settings of one :func:`install_checkpoint` call, handed to the steps that use them."""
+
+    offline: bool
+    force: bool
+    keep_archive: bool
+    progress: bool | None
+    log: Callable[[str], None]
+    on_progress: ProgressCallback | None
+    policy: TransferPolicy | None
+    limits: ArchiveLimits | None
+    session: Any
+    lock_timeout: float
+    target: Path | None
+    progress_position: int | None
+
+
 @dataclass
 class InstallResult:
     """Outcome of one ``install_checkpoint`` call."""
@@ -111,7 +129,6 @@ def install_checkpoint(
     ``target``: install into this directory instead of ``models/<name>/`` (``--local-dir``); it must be new,
     empty, or an earlier install of the same kind. Partial downloads and locks stay in the cache.
     """
-    log = log or (lambda _msg: None)
     url = mirror_url(ckpt.url, mirror)
     if target is not None:
         target = check_local_dir(target)
@@ -119,9 +136,11 @@ def install_checkpoint(
         return _present(ckpt, cache, url, target)
     if offline and not cache.archive_path(ckpt).is_file():
         raise _offline_error(ckpt, url, cache)
+    run = _Run(offline=offline, force=force, keep_archive=keep_archive, progress=progress,
+               log=log or (lambda _msg: None), on_progress=on_progress, policy=policy, limits=limits,
+               session=session, lock_timeout=lock_timeout, target=target, progress_position=progress_position)
     with cache_writes(cache):
-        return _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy,
-                        limits, session, lock_timeout, target, progress_position)
+        return _install(ckpt, cache, url, run)
 
 
 def check_local_dir(path: Path) -> Path:
@@ -136,10 +155,10 @@ def check_local_dir(path: Path) -> Path:
     return path
 
 
-def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_progress, policy, limits, session,
-             lock_timeout, target, progress_position) -> InstallResult:
+def _install(ckpt: Checkpoint, cache: Cache, url: str, run: _Run) -> InstallResult:
     started = time.monotonic()
-    with checkpoint_lock(cache, ckpt.name, log=log, timeout=lock_timeout):
+    offline, force, log, target = run.offline, run.force, run.log, run.target
+    with checkpoint_lock(cache, ckpt.name, log=log, timeout=run.lock_timeout):
         if not force and not quick_check(ckpt, cache, target):
             log(f"'{ckpt.name}' was installed by another process meanwhile")
             return _present(ckpt, cache, url, target)
@@ -174,9 +193,9 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
                 check_free_space(cache.downloads_dir, remaining + int(UNPACK_FACTOR * remaining) + SPACE_MARGIN,
                                  f"'{ckpt.name}' ({mb(remaining)} still to download, then unpacked)")
 
-            fetched = fetch_file(url, cache.partial_path(ckpt), policy=policy, progress=progress,
-                                 progress_position=progress_position,
-                                 on_progress=on_progress, log=log, check_space=space_for_body, session=session,
+            fetched = fetch_file(url, cache.partial_path(ckpt), policy=run.policy, progress=run.progress,
+                                 progress_position=run.progress_position,
+                                 on_progress=run.on_progress, log=log, check_space=space_for_body, session=run.session,
                                  can_resume_without_validator=bool(ckpt.sha256), meta={"checkpoint": ckpt.name})
             sha, size = fetched.sha256, fetched.size
         try:
@@ -184,11 +203,11 @@ def _install(ckpt, cache, url, offline, force, keep_archive, progress, log, on_p
         except ChecksumError:
             archive.unlink(missing_ok=True)
             raise
-        path = _unpack_and_install(ckpt, archive, url, sha, size, how, fetched, limits, offline,
+        path = _unpack_and_install(ckpt, archive, url, sha, size, how, fetched, run,
                                    target or cache.model_dir(ckpt.name))
         if how == "recorded":
             cache.record_hash(ckpt.url, sha, size)
-        if not keep_archive:
+        if not run.keep_archive:
             archive.unlink(missing_ok=True)
     return InstallResult(
         name=ckpt.name, path=path, status="installed", url=redact(url), size=size, sha256=sha, sha256_check=how,
@@ -204,7 +223,8 @@ def _present(ckpt: Checkpoint, cache: Cache, url: str, target: Path | None) -> I
                          sha256=manifest.get("sha256", ""), sha256_check=manifest.get("sha256_check", ""))
 
 
-def _unpack_and_install(ckpt, archive, url, sha, size, how, fetched, limits, offline, target) -> Path:
+def _unpack_and_install(ckpt: Checkpoint, archive: Path, url: str, sha: str, size: int, how: str, fetched: Any,
+                        run: _Run, target: Path) -> Path:
     check_free_space(target.parent, max(gzip_isize(archive), size) + SPACE_MARGIN, f"unpacking '{ckpt.name}'")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Beside the target, so that one rename (same filesystem) puts the finished install in place.
@@ -212,9 +232,9 @@ def _unpack_and_install(ckpt, archive, url, sha, size, how, fetched, limits, off
     try:
         try:
             # A damaged archive is deleted below, so the message must not tell the user to delete it.
-            fix = (f"it was deleted — fetch {redact(url)} by hand to {archive} again, or unset ZOO_OFFLINE" if offline
-                   else "it was deleted — run the command again to download it afresh")
-            result = extract_archive(archive, tmp, ckpt.contents, limits, fix=fix)
+            fix = (f"it was deleted — fetch {redact(url)} by hand to {archive} again, or unset ZOO_OFFLINE"
+                   if run.offline else "it was deleted — run the command again to download it afresh")
+            result = extract_archive(archive, tmp, ckpt.contents, run.limits, fix=fix)
         except ArchiveError:
             archive.unlink(missing_ok=True)  # a bad archive is never worth resuming or reusing
             raise
@@ -223,7 +243,8 @@ def _unpack_and_install(ckpt, archive, url, sha, size, how, fetched, limits, off
             p = result.root / rel
             files[rel] = {"size": p.stat().st_size, "sha256": sha256_file(p).hexdigest()}
         manifest = {
-            "name": ckpt.name, "url": redact(url), "registry_url": redact(ckpt.url), "archive": archive.name, "size": size,
+            "name": ckpt.name, "url": redact(url), "registry_url": redact(ckpt.url), "archive": archive.name,
+            "size": size,
             "sha256": sha, "sha256_check": how,
             "etag": fetched.etag if fetched else None,
             "last_modified": fetched.last_modified if fetched else None,
