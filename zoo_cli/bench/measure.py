@@ -28,18 +28,19 @@ GraphForSize = Callable[[tuple[int, int]], Any]
 IMAGE_SEED = 0  # the random image latency is timed on: the same pixels on every run and machine
 
 
-def _graph_for_size(graph_def: Any, crop: tuple[int, int] | None) -> GraphForSize:
-    """How to get the graph for a scaled crop: the graph itself at its own crop, else crop re-targeting."""
+def _graph_for_size(graph_def: Any, crop: tuple[int, int] | None, pattern: Any | None) -> GraphForSize:
+    """How to get the graph for a scaled crop: the graph itself at its own crop, else crop re-targeting with
+    ``pattern`` (the loaded model's analysis, so the graph is analysed once per load)."""
     from zoo_cli.graph.crop_pattern import analyse
     from zoo_cli.graph.retarget import retarget
 
-    cache: dict[str, Any] = {}
+    cache: dict[str, Any] = {"pattern": pattern} if pattern is not None else {}
 
     def for_size(size: tuple[int, int]) -> Any:
         if crop is None or tuple(size) == tuple(crop):
             return graph_def
         if "pattern" not in cache:
-            cache["pattern"] = analyse(graph_def)
+            cache["pattern"] = analyse(graph_def)  # raises the ModelError that says why it cannot be re-targeted
         return retarget(graph_def, tuple(size), cache["pattern"])
 
     return for_size
@@ -77,7 +78,7 @@ def measure_setting(graph_def: Any, setting: BenchSetting, *, name: str, input_s
         raise
     graph_os = info.encoder_output_stride or info.output_stride
     crop = info.crop_size
-    graph_for_size = _graph_for_size(graph_def, crop)
+    graph_for_size = _graph_for_size(graph_def, crop, main.crop_pattern)
     sizes = [scaled_crop(input_size, s) for s in setting.scales]
     if crop is not None and tuple(input_size) != tuple(crop):
         notes.append(f"input {input_size[0]}x{input_size[1]} differs from the graph's crop {crop[0]}x{crop[1]}")
