@@ -22,6 +22,7 @@ from zoo_cli.bench.machine import current_rss_mb, machine_info, machine_key, pea
 from zoo_cli.bench.settings import BenchOptions, BenchSetting, bench_settings, check_options, default_input_size
 from zoo_cli.bench.store import BenchResult, save_result
 from zoo_cli.errors import ModelError, UsageError
+from zoo_cli.registry.scales import is_single
 from zoo_cli.registry.types import SEED_MACHINE, Checkpoint
 
 GraphForSize = Callable[[tuple[int, int]], Any]
@@ -190,7 +191,7 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
                     "row's (docs/output_stride.md)" if "failed" not in rewrite else
                     f"measured at the graph's own OS {rewrite['from']}: {rewrite['failed']}")
         except ModelError as exc:
-            if setting.scales == (1.0,) and not setting.flip:
+            if is_single(setting.scales, setting.flip):
                 raise
             # A multi-scale setting the graph cannot be run at (no re-targeting) is reported, not fatal.
             reported_on = ckpt.reported_machine if ckpt is not None else SEED_MACHINE

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from zoo_cli.bench.settings import default_input_size
 from zoo_cli.errors import UsageError
 from zoo_cli.registry.catalog import Registry
+from zoo_cli.registry.scales import SINGLE_KEY
 from zoo_cli.registry.types import Checkpoint
 
 
@@ -68,7 +69,7 @@ def pick_results(registry: Registry, results: Iterable[dict[str, Any]]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         if r.get("measured"):
-            groups.setdefault((r["name"], r.get("setting", "single")), []).append(r)
+            groups.setdefault((r["name"], r.get("setting", SINGLE_KEY)), []).append(r)
     picked: dict[tuple[str, str], Picked] = {}
     others: list[dict[str, Any]] = []
     for key, group in groups.items():

@@ -13,7 +13,7 @@ from zoo_cli.atomic import atomic_path
 from zoo_cli.bench.picking import pick_results
 from zoo_cli.constants import DATASETS
 from zoo_cli.registry.catalog import Registry
-from zoo_cli.registry.scales import setting_key
+from zoo_cli.registry.scales import SINGLE_KEY, setting_key
 
 OTHER = "other"  # plot panel of graphs that are not registry checkpoints
 
@@ -96,7 +96,7 @@ def short_label(name: str, setting: str) -> str:
     text = text.replace("_", " ").strip()
     if len(text) > 18:
         text = text[:17] + "…"
-    if setting != "single":
+    if setting != SINGLE_KEY:
         text += " MS" + ("+F" if setting.endswith("-flip") else "")
     return text
 

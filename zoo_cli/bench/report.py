@@ -18,7 +18,7 @@ from zoo_cli.bench.settings import size_text
 from zoo_cli.bench.store import eval_subset, load_results, results_dir
 from zoo_cli.constants import DATASETS
 from zoo_cli.registry.catalog import Registry
-from zoo_cli.registry.scales import scales_notation, setting_key
+from zoo_cli.registry.scales import SINGLE_KEY, scales_notation, setting_key
 from zoo_cli.registry.types import SEED_MACHINE, Checkpoint, EvalRow
 from zoo_cli.units import fmt_madds
 
@@ -176,7 +176,7 @@ def build_report(registry: Registry, results: Iterable[dict[str, Any]]) -> str:
         out += [f"## {title}", ""] + _table(ckpts, picked, miou_title) + [""]
     known = set(registry.names)
     rows = [(name, setting, p.perf or p.miou) for (name, setting), p in sorted(picked.items()) if name not in known]
-    rows += [(r["name"], r.get("setting", "single"), r) for r in others]
+    rows += [(r["name"], r.get("setting", SINGLE_KEY), r) for r in others]
     if rows:
         out += ["## Other measurements", "",
                 "Graphs not in the registry, and runs at another input size than the reported numbers' "

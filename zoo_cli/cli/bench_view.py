@@ -14,7 +14,7 @@ from rich.table import Table
 
 from zoo_cli.bench.compare import Comparison
 from zoo_cli.bench.store import BenchResult
-from zoo_cli.registry.scales import scales_label
+from zoo_cli.registry.scales import flip_label, scales_label
 from zoo_cli.units import fmt_madds
 
 
@@ -55,7 +55,7 @@ def reported_conditions(result: BenchResult) -> str:
     rep = result.reported
     if not rep:
         return "no reported row for this setting"
-    text = (f"OS {rep['output_stride']}, {scales_label(rep['scales'])}, {'flip' if rep['flip'] else 'no flip'}, "
+    text = (f"OS {rep['output_stride']}, {scales_label(rep['scales'])}, {flip_label(rep['flip'])}, "
             f"{rep['split']} split; {rep.get('reported_on', '?')}")
     others = [f"OS {r['output_stride']}" for r in rep.get("other_rows") or []]
     if others:
@@ -68,7 +68,7 @@ def measured_conditions(result: BenchResult) -> str:
     c = result.conditions
     size = "x".join(map(str, c["input_size"]))
     text = (f"OS {c.get('output_stride') or '?'} (from graph), {scales_label(c['scales'])}, "
-            f"{'flip' if c['flip'] else 'no flip'}, {size} input ({c.get('input_size_source', '?')}); "
+            f"{flip_label(c['flip'])}, {size} input ({c.get('input_size_source', '?')}); "
             f"{c.get('cpu', '?')}, {_threads(c.get('threads'))}; timing on 1 random image")
     sizes = [tuple(s) for s in c.get("scaled_sizes") or []]
     if len(sizes) > 1:

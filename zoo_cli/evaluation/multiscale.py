@@ -46,6 +46,7 @@ from zoo_cli.graph.geometry import scaled_crop
 from zoo_cli.graph.graphdef import copy_graph_def, is_weight, node_of, strip_colocation
 from zoo_cli.graph.retarget import retarget_or_none
 from zoo_cli.graph.tf_import import import_tf, new_session
+from zoo_cli.registry.scales import is_single
 
 # The share of pixels on which the guard's scale-1 run may differ from the graph's own prediction: float
 # rounding can flip near-ties between two classes, a misread graph differs on most pixels.
@@ -180,7 +181,7 @@ class MultiScalePredictor:
             what = "; ".join(f"scale {k.scale:g} (crop {k.crop[0]}x{k.crop[1]}): {k.reason}" for k in self.skipped)
             raise ModelError(f"cannot run {len(self.skipped)} of {len(self.scales)} scales: {what}")
         self.used_scales = tuple(s for s in self.scales if s not in {k.scale for k in self.skipped})
-        self.single = self.used_scales == (1.0,) and not self.flip
+        self.single = is_single(self.used_scales, self.flip)
         self.guard: dict[str, Any] | None = None
         if self.dynamic:
             if not self.single:

@@ -18,6 +18,7 @@ import numpy as np
 
 from zoo_cli.errors import UsageError, special_file_kind
 from zoo_cli.evaluation.settings import EvalOptions, EvalSettings, choose_settings
+from zoo_cli.registry.scales import is_single
 
 if TYPE_CHECKING:
     from zoo_cli.graph.runner import FrozenGraphModel
@@ -112,7 +113,7 @@ def make_predictor(model: FrozenGraphModel, *, scales: Sequence[float] | None = 
     flip = bool(flip)
     crop = tuple(crop) if crop else None
     # A graph without a baked crop runs any image as it is: an eval crop changes nothing at one scale.
-    if scales == (1.0,) and not flip and (crop is None or model.crop_size is None
+    if is_single(scales, flip) and (crop is None or model.crop_size is None
                                           or crop == tuple(model.crop_size)):
         return SingleScale(model)
     from zoo_cli.evaluation.multiscale import MultiScalePredictor

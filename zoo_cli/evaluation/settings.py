@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from zoo_cli.errors import UsageError
-from zoo_cli.registry.scales import scales_label
+from zoo_cli.registry.scales import SINGLE_SLUG, flip_label, scales_label
 from zoo_cli.registry.scales import setting_slug as scales_slug
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ class EvalSettings:
 
     def describe(self) -> str:
         """One line, e.g. ``scale 1, no flip, crop 513x513 (the graph as exported)``."""
-        text = f"{scales_label(self.scales)}, {'flip' if self.flip else 'no flip'}"
+        text = f"{scales_label(self.scales)}, {flip_label(self.flip)}"
         if self.crop:
             text += f", crop {self.crop[0]}x{self.crop[1]}"
         return f"{text} ({self.source})" if self.source else text
@@ -296,7 +296,7 @@ def setting_slug(scales: Sequence[float], flip: bool, crop: Sequence[int] | None
 
 
 def default_results_dir(results_root: Path | str, ckpt: Checkpoint | None, graph_path: Path | str, dataset: str,
-                        split: str, shard: tuple[int, int] | None = None, setting: str = "single-scale") -> Path:
+                        split: str, shard: tuple[int, int] | None = None, setting: str = SINGLE_SLUG) -> Path:
     """Where a dataset evaluation is saved when no directory is given:
     ``<results_root>/<checkpoint or graph's folder>/<dataset>-<split>/<setting>[-shardKofN]``
     (``setting`` from :func:`setting_slug`)."""

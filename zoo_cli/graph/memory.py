@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from zoo_cli.errors import UsageError
 from zoo_cli.graph.geometry import scaled_crop
+from zoo_cli.registry.scales import is_single
 from zoo_cli.units import human_bytes
 
 FLOAT_BYTES = 4
@@ -64,7 +65,7 @@ def check_crop_memory(crop: Sequence[int], *, per_pixel: float, num_classes: int
     # the largest square crop with the same needs per pixel that fits
     per_px = need / (float(crop[0]) * float(crop[1]))
     side = int(math.sqrt(free / per_px)) if per_px > 0 else 0
-    what = "" if tuple(scales) == (1.0,) and not flip else " (with these --scales/--flip)"
+    what = "" if is_single(scales, flip) else " (with these --scales/--flip)"
     raise UsageError(f"{option} {crop[0]}x{crop[1]}{what} needs at least {human_bytes(need)} of memory for its "
                      f"tensors, but {human_bytes(free)} is available; use a smaller {option} (at most about "
                      f"{side}x{side})" + (", or fewer/smaller --scales" if what else ""))

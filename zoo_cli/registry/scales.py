@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Sequence
 
 SINGLE = (1.0,)
+SINGLE_KEY = "single"         # setting_key of SINGLE without flip
+SINGLE_SLUG = "single-scale"  # setting_slug of SINGLE without flip
 
 
 def is_single(scales: Sequence[float], flip: bool) -> bool:
@@ -43,24 +45,29 @@ def scales_label(scales: Sequence[float]) -> str:
     return f"{'scales' if len(scales) > 1 else 'scale'} {scale_list(scales)}"
 
 
+def flip_label(flip: bool) -> str:
+    """``flip`` or ``no flip``."""
+    return "flip" if flip else "no flip"
+
+
 def describe_scales(scales: Sequence[float], flip: bool) -> str:
     """``scale 1, no flip`` or ``scales 0.5-1.75 (6), flip``: an eval setting in a few words."""
     if len(scales) == 1:
         text = f"scale {scales[0]:g}"
     else:
         text = f"scales {scales[0]:g}-{scales[-1]:g} ({len(scales)})"
-    return f"{text}, {'flip' if flip else 'no flip'}"
+    return f"{text}, {flip_label(flip)}"
 
 
 def setting_key(scales: Sequence[float], flip: bool) -> str:
     """The key of a bench result and of a report cell: ``single`` or ``s0.75-1-1.25-flip``."""
     if is_single(scales, flip):
-        return "single"
+        return SINGLE_KEY
     return f"s{scale_list(scales, '-')}{'-flip' if flip else ''}"
 
 
 def setting_slug(scales: Sequence[float], flip: bool) -> str:
     """The folder of an eval result: ``single-scale`` or ``scales-0.75-1-1.25-flip``."""
     if is_single(scales, flip):
-        return "single-scale"
+        return SINGLE_SLUG
     return f"scales-{scale_list(scales, '-')}{'-flip' if flip else ''}"
