@@ -1,7 +1,7 @@
 """Atomic file writes: the data goes to a temporary name beside the target, then one rename puts it in place.
 
 A crash or Ctrl-C mid-write leaves at most a hidden ``.<name>.<pid>-<hex><suffix>`` file, never a half-written
-file at the final path.
+file at the final path. :func:`read_json_object` reads back the small JSON records zoo keeps for itself.
 """
 
 from __future__ import annotations
@@ -86,3 +86,13 @@ def write_text_atomic(path: Path | str, text: str, *, fsync: bool = False) -> Pa
 def write_json_atomic(path: Path | str, data: Any, *, fsync: bool = False) -> Path:
     """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n", fsync=fsync)
+
+
+def read_json_object(path: Path | str) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing, unreadable, not JSON or not an object (for zoo's
+    own bookkeeping files, where a damaged one only means "nothing recorded")."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -21,6 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from zoo_cli.atomic import read_json_object
 from zoo_cli.cluster.delivery import GraphSource, check_visible, graph_source, node_graph, renamed_error
 from zoo_cli.cluster.runtime import (
     RETRIES,
@@ -137,16 +138,6 @@ class EvalWorker:
                 "enlarged": predictor.enlarged - before[1]}
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _finished_shards(folder: Path, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Shards of ``plan`` already saved in ``folder`` (matrix and metrics.json of this plan): K -> metrics."""
     from zoo_cli.evaluation.results import CONFUSION_FILE, METRICS_FILE
@@ -155,7 +146,7 @@ def _finished_shards(folder: Path, plan: dict[str, Any]) -> dict[int, dict[str, 
     n = plan["shards"]
     for k in range(n):
         d = folder / f"shard-{k}of{n}"
-        meta = _read_json(d / METRICS_FILE)
+        meta = read_json_object(d / METRICS_FILE)
         if meta is not None and (d / CONFUSION_FILE).is_file() and meta.get("ray_run") == plan:
             done[k] = meta
     return done
@@ -167,7 +158,7 @@ def _prepare_shards(out_dir: Path, identity: dict[str, Any], default_n: int, res
     from zoo_cli.atomic import write_json_atomic
 
     folder = out_dir / SHARDS_DIR
-    old = _read_json(folder / PLAN_FILE) if folder.is_dir() else None
+    old = read_json_object(folder / PLAN_FILE) if folder.is_dir() else None
     if resume and old is not None:
         differs = sorted(k for k in identity if old.get(k) != identity[k])
         if differs:

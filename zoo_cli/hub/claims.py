@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo_cli.atomic import write_text_atomic
+from zoo_cli.atomic import read_json_object, write_text_atomic
 from zoo_cli.errors import ZooError
 from zoo_cli.hub.cache import PARTIAL_SUFFIX
 from zoo_cli.hub.disk import write_error
@@ -51,11 +51,7 @@ def sidecar_path(path: Path) -> Path:
 
 def read_sidecar(path: Path) -> dict[str, Any]:
     """The sidecar of ``path`` as a dict; {} when it is missing, unreadable or not a JSON object."""
-    try:
-        data = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(sidecar_path(path)) or {}
 
 
 def pid_alive(pid: int, not_after: float | None = None) -> bool:
