@@ -172,7 +172,10 @@ def bench_graph(graph_def: Any, *, name: str, ckpt: Checkpoint | None = None,
     if options.data_dir is not None and datasets is None:
         datasets = open_bench_datasets(options.data_dir, ckpt, settings)
     if options.input_size is None:
-        input_size, source = default_input_size(ckpt, _graph_crop(graph_def))
+        try:  # the registry names the size for its checkpoints: the graph is loaded only when it does not
+            input_size, source = default_input_size(ckpt, None)
+        except UsageError:
+            input_size, source = default_input_size(ckpt, _graph_crop(graph_def))
     else:
         input_size, source = options.input_size, "--input-size"
     results = []
